@@ -1,0 +1,20 @@
+//! mtosi: automatic music transcription trained on synthesized instruments.
+//!
+//! Data flows one way, one module per arrow:
+//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → notes → MIDI / [`metrics`].
+//! [`synth`] renders notes into audio (the Synthesized Instruments set), [`data`] pairs audio with
+//! labels into datasets, [`train`] fits the network. Compute runs through [`device`]: the plain-Rust
+//! CPU reference, the CUDA kernels of `kernels/` on a GPU, or the same kernels emulated on the CPU.
+
+pub mod audio;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod metrics;
+pub mod model;
+pub mod notes;
+pub mod npy;
+pub mod ops;
+pub mod spectrogram;
+pub mod synth;
+pub mod train;

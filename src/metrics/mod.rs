@@ -1,0 +1,1 @@
+//! Transcription metrics, identical to mir_eval: frame, note and note-with-offset P/R/F1.

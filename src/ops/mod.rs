@@ -1,0 +1,1 @@
+//! One op per file: the CPU reference and the launcher of the CUDA kernel of the same name in `kernels/`.

@@ -1,0 +1,1 @@
+//! SoundFont synthesis of note annotations (the Synthesized Instruments set).

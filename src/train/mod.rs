@@ -1,0 +1,1 @@
+//! Training: optimizer, learning-rate schedule, crop sampler, the loop, resume.
