@@ -23,12 +23,18 @@ const CUBIN_ARCHS: [u32; 4] = [80, 86, 89, 90];
 const PTX_ARCH: u32 = 80;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for path in ["kernels", "tests/kernels", "build.rs"] {
         println!("cargo:rerun-if-changed={path}");
     }
-    for var in ["MTOSI_NVRTC", "MTOSI_REQUIRE_NVRTC", "CUDA_PATH", "CUDA_HOME"] {
+    for var in [
+        "MTOSI_NVRTC",
+        "MTOSI_REQUIRE_NVRTC",
+        "CUDA_PATH",
+        "CUDA_HOME",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
@@ -37,14 +43,26 @@ fn main() {
     let headers = read_headers(&manifest_dir);
     check_unique_names(kernels.iter().chain(&test_kernels));
 
-    build_emu(&manifest_dir, &out_dir, &kernels, "mtosi_emu_kernels", true);
-    build_emu(&manifest_dir, &out_dir, &test_kernels, "mtosi_emu_test_kernels", false);
-
     let nvrtc_report = match nvrtc::Nvrtc::find(&manifest_dir) {
         Ok(nvrtc) => {
             println!("cargo:rerun-if-changed={}", nvrtc.path.display());
             let images = compile_all(&nvrtc, &kernels, &headers, &out_dir);
-            let names: Vec<&str> = kernels.iter().flat_map(|s| s.kernels.iter().map(|k| k.name.as_str())).collect();
+            // The planted bugs must be valid CUDA too (bugs, not syntax errors); not embedded.
+            for source in &test_kernels {
+                let target = format!("compute_{PTX_ARCH}");
+                if let Err(log) =
+                    nvrtc.compile(&source.rel_path, &source.text, &headers, &target, false)
+                {
+                    fail(&format!(
+                        "NVRTC failed to compile {} for {target}:\n{log}",
+                        source.rel_path
+                    ));
+                }
+            }
+            let names: Vec<&str> = kernels
+                .iter()
+                .flat_map(|s| s.kernels.iter().map(|k| k.name.as_str()))
+                .collect();
             let archs: Vec<String> = CUBIN_ARCHS.iter().map(|a| format!("sm_{a}")).collect();
             println!(
                 "cargo:warning=NVRTC {}.{} ({}) compiled {} kernel files ({} kernels: {}) to CUBIN for {} and PTX for compute_{PTX_ARCH}",
@@ -56,7 +74,11 @@ fn main() {
                 names.join(", "),
                 archs.join(", ")
             );
-            write_generated(&out_dir, "kernels.rs", &rust_table(&kernels, Some(&images), "crate", None));
+            write_generated(
+                &out_dir,
+                "kernels.rs",
+                &rust_table(&kernels, Some(&images), "crate", None),
+            );
             format!(
                 "NvrtcReport::Compiled {{ version: \"{}.{}\", library: {:?} }}",
                 nvrtc.version.0,
@@ -72,12 +94,30 @@ fn main() {
             println!(
                 "cargo:warning=CUDA kernels not compiled (the cuda device will be unavailable; emu and cpu work): {reason}"
             );
-            write_generated(&out_dir, "kernels.rs", &rust_table(&kernels, None, "crate", None));
+            write_generated(
+                &out_dir,
+                "kernels.rs",
+                &rust_table(&kernels, None, "crate", None),
+            );
             format!("NvrtcReport::NotFound({reason:?})")
         }
     };
+    // After NVRTC, so that a kernel that does not compile fails with NVRTC's log.
+    build_emu(&manifest_dir, &out_dir, &kernels, "mtosi_emu_kernels", true);
+    build_emu(
+        &manifest_dir,
+        &out_dir,
+        &test_kernels,
+        "mtosi_emu_test_kernels",
+        false,
+    );
+
     let mut report = String::new();
-    writeln!(report, "/// How build.rs compiled the kernels for the `cuda` device.").unwrap();
+    writeln!(
+        report,
+        "/// How build.rs compiled the kernels for the `cuda` device."
+    )
+    .unwrap();
     writeln!(report, "pub static NVRTC: NvrtcReport = {nvrtc_report};").unwrap();
     write_generated(&out_dir, "nvrtc_report.rs", &report);
     write_generated(
@@ -127,16 +167,26 @@ fn read_sources(manifest_dir: &Path, folder: &str) -> Vec<Source> {
         .into_iter()
         .map(|path| {
             let rel_path = format!("{folder}/{}", path.file_name().unwrap().to_string_lossy());
-            let text = fs::read_to_string(&path).unwrap_or_else(|e| fail(&format!("cannot read {rel_path}: {e}")));
+            let text = fs::read_to_string(&path)
+                .unwrap_or_else(|e| fail(&format!("cannot read {rel_path}: {e}")));
             let stem = path.file_stem().unwrap().to_string_lossy().to_string();
             if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                fail(&format!("{rel_path}: kernel file names must be letters, digits and _"));
+                fail(&format!(
+                    "{rel_path}: kernel file names must be letters, digits and _"
+                ));
             }
             let kernels = parse_kernels(&rel_path, &text);
             if kernels.is_empty() {
-                fail(&format!("{rel_path} defines no extern \"C\" __global__ kernel"));
+                fail(&format!(
+                    "{rel_path} defines no extern \"C\" __global__ kernel"
+                ));
             }
-            Source { rel_path, stem, text, kernels }
+            Source {
+                rel_path,
+                stem,
+                text,
+                kernels,
+            }
         })
         .collect()
 }
@@ -150,7 +200,8 @@ fn read_headers(manifest_dir: &Path) -> Vec<(String, String)> {
         .filter(|p| p.extension().is_some_and(|x| x == "cuh"))
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let text = fs::read_to_string(&p).unwrap_or_else(|e| fail(&format!("cannot read kernels/{name}: {e}")));
+            let text = fs::read_to_string(&p)
+                .unwrap_or_else(|e| fail(&format!("cannot read kernels/{name}: {e}")));
             (name, text)
         })
         .collect();
@@ -164,7 +215,10 @@ fn check_unique_names<'a>(sources: impl Iterator<Item = &'a Source>) {
     for source in sources {
         for kernel in &source.kernels {
             if let Some(other) = seen.insert(kernel.name.clone(), source.rel_path.clone()) {
-                fail(&format!("kernel `{}` is defined in both {other} and {}", kernel.name, source.rel_path));
+                fail(&format!(
+                    "kernel `{}` is defined in both {other} and {}",
+                    kernel.name, source.rel_path
+                ));
             }
         }
     }
@@ -214,23 +268,34 @@ fn parse_kernels(rel_path: &str, text: &str) -> Vec<Signature> {
         }
         let mut rest = code[from..].trim_start();
         if let Some(after) = rest.strip_prefix("__launch_bounds__") {
-            let close = after.find(')').unwrap_or_else(|| fail(&format!("{here}: unclosed __launch_bounds__")));
+            let close = after
+                .find(')')
+                .unwrap_or_else(|| fail(&format!("{here}: unclosed __launch_bounds__")));
             rest = after[close + 1..].trim_start();
         }
         let Some(rest) = rest.strip_prefix("void") else {
             fail(&format!("{here}: a kernel must return void"));
         };
-        let open = rest.find('(').unwrap_or_else(|| fail(&format!("{here}: no parameter list")));
+        let open = rest
+            .find('(')
+            .unwrap_or_else(|| fail(&format!("{here}: no parameter list")));
         let name = rest[..open].trim().to_string();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            fail(&format!("{here}: cannot read the kernel name `{name}` (templates are not supported)"));
+            fail(&format!(
+                "{here}: cannot read the kernel name `{name}` (templates are not supported)"
+            ));
         }
-        let close = rest[open..].find(')').unwrap_or_else(|| fail(&format!("{here}: unclosed parameter list")));
+        let close = rest[open..]
+            .find(')')
+            .unwrap_or_else(|| fail(&format!("{here}: unclosed parameter list")));
         let param_text = &rest[open + 1..open + close];
         let params = if param_text.trim().is_empty() || param_text.trim() == "void" {
             Vec::new()
         } else {
-            param_text.split(',').map(|p| parse_param(&here, &name, p)).collect()
+            param_text
+                .split(',')
+                .map(|p| parse_param(&here, &name, p))
+                .collect()
         };
         if kernels.iter().any(|k| k.name == name) {
             continue;
@@ -247,7 +312,10 @@ fn parse_param(here: &str, kernel: &str, text: &str) -> Param {
         fail(&format!("{here}: kernel `{kernel}` has an empty parameter"));
     };
     let stars = type_tokens.iter().filter(|t| **t == "*").count();
-    let first_star = type_tokens.iter().position(|t| *t == "*").unwrap_or(type_tokens.len());
+    let first_star = type_tokens
+        .iter()
+        .position(|t| *t == "*")
+        .unwrap_or(type_tokens.len());
     let const_element = type_tokens[..first_star].contains(&"const");
     let base: Vec<&str> = type_tokens
         .iter()
@@ -268,18 +336,33 @@ fn parse_param(here: &str, kernel: &str, text: &str) -> Param {
     };
     let kind = match stars {
         0 => format!("ParamKind::Scalar(Scalar::{scalar})"),
-        1 => format!("ParamKind::Pointer {{ element: Scalar::{scalar}, writes: {} }}", !const_element),
-        _ => fail(&format!("{here}: kernel `{kernel}` parameter `{name}`: pointers to pointers are not supported")),
+        1 => format!(
+            "ParamKind::Pointer {{ element: Scalar::{scalar}, writes: {} }}",
+            !const_element
+        ),
+        _ => fail(&format!(
+            "{here}: kernel `{kernel}` parameter `{name}`: pointers to pointers are not supported"
+        )),
     };
-    Param { name: name.to_string(), kind }
+    Param {
+        name: name.to_string(),
+        kind,
+    }
 }
 
 /// g++ builds one wrapper per kernel file: the file inside its own namespace (so that helpers of
 /// the same name in two files cannot clash; `extern "C"` kernels stay global) plus an entry per
 /// kernel that unpacks CUDA-style `void** args`.
-fn build_emu(manifest_dir: &Path, out_dir: &Path, sources: &[Source], library: &str, with_runtime: bool) {
+fn build_emu(
+    manifest_dir: &Path,
+    out_dir: &Path,
+    sources: &[Source],
+    library: &str,
+    with_runtime: bool,
+) {
     let wrapper_dir = out_dir.join("emu");
-    fs::create_dir_all(&wrapper_dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", wrapper_dir.display())));
+    fs::create_dir_all(&wrapper_dir)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", wrapper_dir.display())));
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -288,6 +371,8 @@ fn build_emu(manifest_dir: &Path, out_dir: &Path, sources: &[Source], library: &
         .opt_level(2)
         .include(manifest_dir)
         .include(manifest_dir.join("kernels/emu"))
+        // kernels/*.cuh for files outside kernels/ (the test kernels).
+        .include(manifest_dir.join("kernels"))
         // Same arithmetic on every host: no fused multiply-add contraction.
         .flag("-ffp-contract=off")
         .flag(format!("-fmacro-prefix-map={}/=", manifest_dir.display()))
@@ -334,7 +419,8 @@ fn compile_all(
     out_dir: &Path,
 ) -> BTreeMap<String, Images> {
     let image_dir = out_dir.join("nvrtc");
-    fs::create_dir_all(&image_dir).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", image_dir.display())));
+    fs::create_dir_all(&image_dir)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", image_dir.display())));
     let mut jobs: Vec<(usize, Option<u32>)> = Vec::new();
     for index in 0..sources.len() {
         jobs.extend(CUBIN_ARCHS.iter().map(|a| (index, Some(*a))));
@@ -344,32 +430,46 @@ fn compile_all(
     let done: Mutex<Vec<(usize, Option<u32>, PathBuf)>> = Mutex::new(Vec::new());
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let warnings: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(jobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let job = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(index, arch)) = jobs.get(job) else { break };
+                let Some(&(index, arch)) = jobs.get(job) else {
+                    break;
+                };
                 let source = &sources[index];
                 let target = match arch {
                     Some(a) => format!("sm_{a}"),
                     None => format!("compute_{PTX_ARCH}"),
                 };
-                match nvrtc.compile(&source.rel_path, &source.text, headers, &target, arch.is_some()) {
+                match nvrtc.compile(
+                    &source.rel_path,
+                    &source.text,
+                    headers,
+                    &target,
+                    arch.is_some(),
+                ) {
                     Ok((image, log)) => {
                         let extension = if arch.is_some() { "cubin" } else { "ptx" };
                         let path = image_dir.join(format!("{}.{target}.{extension}", source.stem));
-                        fs::write(&path, &image)
-                            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+                        fs::write(&path, &image).unwrap_or_else(|e| {
+                            fail(&format!("cannot write {}: {e}", path.display()))
+                        });
                         if !log.trim().is_empty() {
-                            warnings.lock().unwrap().insert(source.rel_path.clone(), log);
+                            warnings
+                                .lock()
+                                .unwrap()
+                                .insert(source.rel_path.clone(), log);
                         }
                         done.lock().unwrap().push((index, arch, path));
                     }
-                    Err(log) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("NVRTC failed to compile {} for {target}:\n{log}", source.rel_path)),
+                    Err(log) => failures.lock().unwrap().push(format!(
+                        "NVRTC failed to compile {} for {target}:\n{log}",
+                        source.rel_path
+                    )),
                 }
             });
         }
@@ -392,7 +492,10 @@ fn compile_all(
     for (index, arch, path) in done {
         let entry = images
             .entry(sources[index].stem.clone())
-            .or_insert_with(|| Images { cubins: Vec::new(), ptx: PathBuf::new() });
+            .or_insert_with(|| Images {
+                cubins: Vec::new(),
+                ptx: PathBuf::new(),
+            });
         match arch {
             Some(a) => entry.cubins.push((a, path)),
             None => entry.ptx = path,
@@ -403,17 +506,30 @@ fn compile_all(
 
 /// The Rust table of kernels: name, source, parameters, emu entry and (when NVRTC ran) images.
 /// `prefix` is how the generated code names this crate (`crate` inside it, `mtosi` in a test).
-fn rust_table(sources: &[Source], images: Option<&BTreeMap<String, Images>>, prefix: &str, link: Option<&str>) -> String {
+fn rust_table(
+    sources: &[Source],
+    images: Option<&BTreeMap<String, Images>>,
+    prefix: &str,
+    link: Option<&str>,
+) -> String {
     let mut out = String::new();
-    writeln!(out, "// Generated by build.rs from the kernel sources; do not edit.").unwrap();
-    match link {
-        Some(library) => writeln!(out, "#[link(name = \"{library}\", kind = \"static\")]").unwrap(),
-        None => {}
+    writeln!(
+        out,
+        "// Generated by build.rs from the kernel sources; do not edit."
+    )
+    .unwrap();
+    if let Some(library) = link {
+        writeln!(out, "#[link(name = \"{library}\", kind = \"static\")]").unwrap();
     }
     writeln!(out, "extern \"C\" {{").unwrap();
     for source in sources {
         for kernel in &source.kernels {
-            writeln!(out, "    fn mtosi_emu_entry_{}(args: *mut *mut ::std::ffi::c_void);", kernel.name).unwrap();
+            writeln!(
+                out,
+                "    fn mtosi_emu_entry_{}(args: *mut *mut ::std::ffi::c_void);",
+                kernel.name
+            )
+            .unwrap();
         }
     }
     writeln!(out, "}}").unwrap();
@@ -423,7 +539,12 @@ fn rust_table(sources: &[Source], images: Option<&BTreeMap<String, Images>>, pre
                 let cubins: Vec<String> = images
                     .cubins
                     .iter()
-                    .map(|(arch, path)| format!("({arch}, include_bytes!({:?}) as &[u8])", path.display().to_string()))
+                    .map(|(arch, path)| {
+                        format!(
+                            "({arch}, include_bytes!({:?}) as &[u8])",
+                            path.display().to_string()
+                        )
+                    })
                     .collect();
                 format!(
                     "{prefix}::device::ModuleImages {{ cubins: &[{}], ptx: Some(({PTX_ARCH}, include_bytes!({:?}) as &[u8])) }}",
@@ -440,8 +561,16 @@ fn rust_table(sources: &[Source], images: Option<&BTreeMap<String, Images>>, pre
         )
         .unwrap();
     }
-    let table_name = if link.is_some() { "TEST_KERNELS" } else { "KERNELS" };
-    writeln!(out, "pub static {table_name}: &[{prefix}::device::Kernel] = &[").unwrap();
+    let table_name = if link.is_some() {
+        "TEST_KERNELS"
+    } else {
+        "KERNELS"
+    };
+    writeln!(
+        out,
+        "pub static {table_name}: &[{prefix}::device::Kernel] = &["
+    )
+    .unwrap();
     for source in sources {
         for kernel in &source.kernels {
             let params: Vec<String> = kernel
@@ -452,7 +581,10 @@ fn rust_table(sources: &[Source], images: Option<&BTreeMap<String, Images>>, pre
                         .kind
                         .replace("ParamKind::", &format!("{prefix}::device::ParamKind::"))
                         .replace("Scalar::", &format!("{prefix}::device::Scalar::"));
-                    format!("{prefix}::device::Param {{ name: {:?}, kind: {kind} }}", p.name)
+                    format!(
+                        "{prefix}::device::Param {{ name: {:?}, kind: {kind} }}",
+                        p.name
+                    )
                 })
                 .collect();
             writeln!(
@@ -479,7 +611,8 @@ fn write_generated(out_dir: &Path, name: &str, content: &str) {
     if fs::read_to_string(&path).is_ok_and(|old| old == content) {
         return;
     }
-    fs::write(&path, content).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+    fs::write(&path, content)
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
 }
 
 mod nvrtc {
@@ -526,9 +659,19 @@ mod nvrtc {
         pub fn find(manifest_dir: &Path) -> Result<Nvrtc, String> {
             if let Some(named) = std::env::var_os("MTOSI_NVRTC") {
                 let named = PathBuf::from(named);
-                let file = if named.is_dir() { library_in(&named) } else { Some(named.clone()) };
-                let file = file.ok_or_else(|| format!("MTOSI_NVRTC={} holds no libnvrtc.so*", named.display()))?;
-                return Nvrtc::open(&file).map_err(|e| format!("MTOSI_NVRTC={}: {e}", named.display()));
+                if !named.exists() {
+                    return Err(format!("MTOSI_NVRTC={} does not exist", named.display()));
+                }
+                let file = if named.is_dir() {
+                    library_in(&named)
+                } else {
+                    Some(named.clone())
+                };
+                let file = file.ok_or_else(|| {
+                    format!("MTOSI_NVRTC={} holds no libnvrtc.so*", named.display())
+                })?;
+                return Nvrtc::open(&file)
+                    .map_err(|e| format!("MTOSI_NVRTC={}: {e}", named.display()));
             }
             let mut tried: Vec<String> = Vec::new();
             let mut folders: Vec<PathBuf> = Vec::new();
@@ -575,7 +718,8 @@ mod nvrtc {
             macro_rules! symbol {
                 ($name:literal) => {
                     // SAFETY: the type matches NVRTC's documented C signature.
-                    *unsafe { library.get($name) }.map_err(|e| format!("{}: {e}", file.display()))?
+                    *unsafe { library.get($name) }
+                        .map_err(|e| format!("{}: {e}", file.display()))?
                 };
             }
             let version: Version = symbol!(b"nvrtcVersion\0");
@@ -609,12 +753,21 @@ mod nvrtc {
             target: &str,
             cubin: bool,
         ) -> Result<(Vec<u8>, String), String> {
-            let c_text = CString::new(text).map_err(|_| "source contains a NUL byte".to_string())?;
+            let c_text =
+                CString::new(text).map_err(|_| "source contains a NUL byte".to_string())?;
             let c_name = CString::new(name).unwrap();
-            let header_texts: Vec<CString> = headers.iter().map(|(_, t)| CString::new(t.as_str()).unwrap()).collect();
-            let header_names: Vec<CString> = headers.iter().map(|(n, _)| CString::new(n.as_str()).unwrap()).collect();
-            let header_text_ptrs: Vec<*const c_char> = header_texts.iter().map(|c| c.as_ptr()).collect();
-            let header_name_ptrs: Vec<*const c_char> = header_names.iter().map(|c| c.as_ptr()).collect();
+            let header_texts: Vec<CString> = headers
+                .iter()
+                .map(|(_, t)| CString::new(t.as_str()).unwrap())
+                .collect();
+            let header_names: Vec<CString> = headers
+                .iter()
+                .map(|(n, _)| CString::new(n.as_str()).unwrap())
+                .collect();
+            let header_text_ptrs: Vec<*const c_char> =
+                header_texts.iter().map(|c| c.as_ptr()).collect();
+            let header_name_ptrs: Vec<*const c_char> =
+                header_names.iter().map(|c| c.as_ptr()).collect();
             let options: Vec<CString> = [
                 format!("--gpu-architecture={target}"),
                 "--std=c++17".to_string(),
@@ -641,17 +794,24 @@ mod nvrtc {
                 if status != 0 {
                     return Err(format!("nvrtcCreateProgram failed with status {status}"));
                 }
-                let status = (self.compile)(program, option_ptrs.len() as c_int, option_ptrs.as_ptr());
+                let status =
+                    (self.compile)(program, option_ptrs.len() as c_int, option_ptrs.as_ptr());
                 let mut log_bytes = 0usize;
                 (self.log_size)(program, &mut log_bytes);
                 let mut log = vec![0u8; log_bytes.max(1)];
                 (self.log)(program, log.as_mut_ptr() as *mut c_char);
-                let log = String::from_utf8_lossy(&log).trim_end_matches('\0').to_string();
+                let log = String::from_utf8_lossy(&log)
+                    .trim_end_matches('\0')
+                    .to_string();
                 if status != 0 {
                     (self.destroy)(&mut program);
                     return Err(log);
                 }
-                let (size_fn, get_fn) = if cubin { (self.cubin_size, self.cubin) } else { (self.ptx_size, self.ptx) };
+                let (size_fn, get_fn) = if cubin {
+                    (self.cubin_size, self.cubin)
+                } else {
+                    (self.ptx_size, self.ptx)
+                };
                 let mut size = 0usize;
                 size_fn(program, &mut size);
                 let mut image = vec![0u8; size];
@@ -671,8 +831,13 @@ mod nvrtc {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                name.starts_with("libnvrtc.so") && !name.contains("builtins") && !name.contains(".alt.")
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                name.starts_with("libnvrtc.so")
+                    && !name.contains("builtins")
+                    && !name.contains(".alt.")
             })
             .collect();
         candidates.sort();

@@ -10,7 +10,13 @@ fn axpy_matches_cpu_reference_on_every_device() {
         .tolerance(2.5e-7)
         .run(
             &ODD_LENGTHS,
-            |&n, rng| (rng.range_f32(-2.0, 2.0), rng.vec_f32(n, -1.0, 1.0), rng.vec_f32(n, -1.0, 1.0)),
+            |&n, rng| {
+                (
+                    rng.range_f32(-2.0, 2.0),
+                    rng.vec_f32(n, -1.0, 1.0),
+                    rng.vec_f32(n, -1.0, 1.0),
+                )
+            },
             |device, (a, x, y)| axpy(device, *a, x, y),
         );
 }

@@ -6,7 +6,14 @@ use mtosi::ops::reduce::reduce_sum_rows;
 #[test]
 fn reduce_sum_rows_matches_cpu_reference_on_every_device() {
     // (rows, cols, threads per block): single elements, partial warps, more columns than threads.
-    let shapes = [(1, 1, 32), (3, 31, 64), (2, 33, 32), (5, 1000, 256), (1, 4099, 1024), (17, 257, 96)];
+    let shapes = [
+        (1, 1, 32),
+        (3, 31, 64),
+        (2, 33, 32),
+        (5, 1000, 256),
+        (1, 4099, 1024),
+        (17, 257, 96),
+    ];
     Equivalence::new("reduce_sum_rows")
         // fp32 tree sum of ≤ 4099 values in [0, 1) vs an f64 reference: error ≲ (log2 n + n/threads) ulp.
         .tolerance(1e-5)

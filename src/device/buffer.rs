@@ -70,11 +70,18 @@ pub(crate) struct GuardDamage {
 
 impl GuardedAlloc {
     pub fn new(data_bytes: usize) -> GuardedAlloc {
-        let layout = Layout::from_size_align(data_bytes + 2 * GUARD_BYTES, 256).expect("allocation size overflows");
+        let layout = Layout::from_size_align(data_bytes + 2 * GUARD_BYTES, 256)
+            .expect("allocation size overflows");
         // SAFETY: the layout has a non-zero size (two guards).
         let base = unsafe { std::alloc::alloc(layout) };
-        let Some(base) = NonNull::new(base) else { std::alloc::handle_alloc_error(layout) };
-        let alloc = GuardedAlloc { base, layout, data_bytes };
+        let Some(base) = NonNull::new(base) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        let alloc = GuardedAlloc {
+            base,
+            layout,
+            data_bytes,
+        };
         // SAFETY: all bytes are inside the allocation.
         unsafe {
             std::ptr::write_bytes(alloc.data_ptr(), POISON_BYTE, data_bytes);
@@ -121,14 +128,23 @@ impl GuardedAlloc {
     /// Checks both guards; on damage, reports it and restores them.
     pub fn check_guards(&self) -> Option<GuardDamage> {
         // SAFETY: guard_byte points inside the allocation.
-        let changed: Vec<usize> =
-            (0..2 * GUARD_BYTES).filter(|&i| unsafe { self.guard_byte(i).read() } != guard_pattern(i)).collect();
+        let changed: Vec<usize> = (0..2 * GUARD_BYTES)
+            .filter(|&i| unsafe { self.guard_byte(i).read() } != guard_pattern(i))
+            .collect();
         if changed.is_empty() {
             return None;
         }
         self.restore_guards();
-        let before: Vec<usize> = changed.iter().filter(|&&i| i < GUARD_BYTES).map(|&i| GUARD_BYTES - i).collect();
-        let after: Vec<usize> = changed.iter().filter(|&&i| i >= GUARD_BYTES).map(|&i| i - GUARD_BYTES).collect();
+        let before: Vec<usize> = changed
+            .iter()
+            .filter(|&&i| i < GUARD_BYTES)
+            .map(|&i| GUARD_BYTES - i)
+            .collect();
+        let after: Vec<usize> = changed
+            .iter()
+            .filter(|&&i| i >= GUARD_BYTES)
+            .map(|&i| i - GUARD_BYTES)
+            .collect();
         Some(GuardDamage {
             before: before.len(),
             after: after.len(),

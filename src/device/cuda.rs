@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{
+    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
+};
 use cudarc::nvrtc::Ptx;
 
 use super::buffer::{Storage, POISON_BYTE};
@@ -27,13 +29,19 @@ pub(crate) struct CudaDevice {
 
 fn driver_error(during: impl Into<String>) -> impl FnOnce(result::DriverError) -> DeviceError {
     let during = during.into();
-    move |source| DeviceError::Cuda { during, message: source.to_string() }
+    move |source| DeviceError::Cuda {
+        during,
+        message: source.to_string(),
+    }
 }
 
 /// Opens CUDA device `ordinal` once per process; later calls share it.
 pub(crate) fn open(ordinal: usize) -> Result<Arc<CudaDevice>, DeviceError> {
     static OPENED: OnceLock<Mutex<HashMap<usize, Arc<CudaDevice>>>> = OnceLock::new();
-    let mut opened = OPENED.get_or_init(Default::default).lock().expect("cuda device table poisoned");
+    let mut opened = OPENED
+        .get_or_init(Default::default)
+        .lock()
+        .expect("cuda device table poisoned");
     if let Some(device) = opened.get(&ordinal) {
         return Ok(device.clone());
     }
@@ -48,23 +56,32 @@ fn open_uncached(ordinal: usize) -> Result<CudaDevice, DeviceError> {
     }
     // SAFETY: only tries to dlopen libcuda.
     if !unsafe { sys::is_culib_present() } {
-        return Err(DeviceError::NoDriver("libcuda.so (the NVIDIA driver) was not found".into()));
+        return Err(DeviceError::NoDriver(
+            "libcuda.so (the NVIDIA driver) was not found".into(),
+        ));
     }
     let count = match CudaContext::device_count() {
         Ok(count) => count as usize,
         Err(e) if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE => 0,
-        Err(e) => return Err(DeviceError::NoDriver(format!("the CUDA driver failed to start: {e}"))),
+        Err(e) => {
+            return Err(DeviceError::NoDriver(format!(
+                "the CUDA driver failed to start: {e}"
+            )))
+        }
     };
     if ordinal >= count {
         return Err(DeviceError::NoGpu { ordinal, count });
     }
-    let ctx = CudaContext::new(ordinal).map_err(driver_error(format!("creating a context on GPU {ordinal}")))?;
+    let ctx = CudaContext::new(ordinal)
+        .map_err(driver_error(format!("creating a context on GPU {ordinal}")))?;
     // One stream per device: launches and copies are ordered without events.
     // SAFETY: no buffer of this context exists yet.
     unsafe { ctx.disable_event_tracking() };
     let stream = ctx.default_stream();
     let name = ctx.name().map_err(driver_error("reading the GPU name"))?;
-    let compute_capability = ctx.compute_capability().map_err(driver_error("reading the compute capability"))?;
+    let compute_capability = ctx
+        .compute_capability()
+        .map_err(driver_error("reading the compute capability"))?;
     let mut driver_version = 0;
     // SAFETY: one valid out-pointer.
     unsafe { sys::cuDriverGetVersion(&mut driver_version) };
@@ -82,7 +99,10 @@ fn open_uncached(ordinal: usize) -> Result<CudaDevice, DeviceError> {
 
 /// The CUBIN of the device's architecture family (an sm_80 CUBIN runs on sm_86 and sm_89 too),
 /// else the PTX, which the driver JIT-compiles. Returns the image and what it is.
-fn pick_image(images: &ModuleImages, (major, minor): (i32, i32)) -> Option<(&'static [u8], String)> {
+fn pick_image(
+    images: &ModuleImages,
+    (major, minor): (i32, i32),
+) -> Option<(&'static [u8], String)> {
     let cubin = images
         .cubins
         .iter()
@@ -91,7 +111,9 @@ fn pick_image(images: &ModuleImages, (major, minor): (i32, i32)) -> Option<(&'st
     if let Some((arch, bytes)) = cubin {
         return Some((bytes, format!("sm_{arch} CUBIN")));
     }
-    images.ptx.map(|(arch, bytes)| (bytes, format!("compute_{arch} PTX (JIT)")))
+    images
+        .ptx
+        .map(|(arch, bytes)| (bytes, format!("compute_{arch} PTX (JIT)")))
 }
 
 impl CudaDevice {
@@ -108,7 +130,12 @@ impl CudaDevice {
     }
 
     fn function(&self, kernel: &'static Kernel) -> Result<CudaFunction, DeviceError> {
-        if let Some(f) = self.functions.lock().expect("function table poisoned").get(kernel.name) {
+        if let Some(f) = self
+            .functions
+            .lock()
+            .expect("function table poisoned")
+            .get(kernel.name)
+        {
             return Ok(f.clone());
         }
         let module = {
@@ -116,33 +143,51 @@ impl CudaDevice {
             match modules.get(kernel.source) {
                 Some(m) => m.clone(),
                 None => {
-                    let (image, what) = pick_image(kernel.images, self.compute_capability).ok_or_else(|| {
-                        DeviceError::KernelsNotCompiled(format!("{} has no CUBIN or PTX embedded", kernel.source))
-                    })?;
+                    let (image, what) = pick_image(kernel.images, self.compute_capability)
+                        .ok_or_else(|| {
+                            DeviceError::KernelsNotCompiled(format!(
+                                "{} has no CUBIN or PTX embedded",
+                                kernel.source
+                            ))
+                        })?;
                     let module = self
                         .ctx
                         .load_module(Ptx::from_binary(image.to_vec()))
-                        .map_err(driver_error(format!("loading the {what} of {}", kernel.source)))?;
+                        .map_err(driver_error(format!(
+                            "loading the {what} of {}",
+                            kernel.source
+                        )))?;
                     modules.insert(kernel.source, module.clone());
                     module
                 }
             }
         };
-        let function =
-            module.load_function(kernel.name).map_err(driver_error(format!("finding kernel `{}`", kernel.name)))?;
-        self.functions.lock().expect("function table poisoned").insert(kernel.name, function.clone());
+        let function = module
+            .load_function(kernel.name)
+            .map_err(driver_error(format!("finding kernel `{}`", kernel.name)))?;
+        self.functions
+            .lock()
+            .expect("function table poisoned")
+            .insert(kernel.name, function.clone());
         Ok(function)
     }
 
     /// `bytes` of device memory filled with the poison byte.
     pub fn alloc(&self, bytes: usize) -> Result<CudaSlice<u8>, DeviceError> {
-        self.ctx.bind_to_thread().map_err(driver_error("binding the context"))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_error("binding the context"))?;
         // cuMemAlloc rejects 0 bytes; an empty buffer holds one unused byte.
-        let slice = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(driver_error("allocating device memory"))?;
+        let slice = self
+            .stream
+            .alloc_zeros::<u8>(bytes.max(1))
+            .map_err(driver_error("allocating device memory"))?;
         let (pointer, _sync) = slice.device_ptr(&self.stream);
         // SAFETY: the range lies inside the allocation just made on this stream.
-        unsafe { result::memset_d8_async(pointer, POISON_BYTE, bytes.max(1), self.stream.cu_stream()) }
-            .map_err(driver_error("poisoning device memory"))?;
+        unsafe {
+            result::memset_d8_async(pointer, POISON_BYTE, bytes.max(1), self.stream.cu_stream())
+        }
+        .map_err(driver_error("poisoning device memory"))?;
         drop(_sync);
         Ok(slice)
     }
@@ -150,25 +195,41 @@ impl CudaDevice {
     pub fn upload(&self, bytes: &[u8]) -> Result<CudaSlice<u8>, DeviceError> {
         let mut slice = self.alloc(bytes.len())?;
         if !bytes.is_empty() {
-            self.stream.memcpy_htod(bytes, &mut slice).map_err(driver_error("copying to the GPU"))?;
+            self.stream
+                .memcpy_htod(bytes, &mut slice)
+                .map_err(driver_error("copying to the GPU"))?;
         }
         Ok(slice)
     }
 
     pub fn download(&self, slice: &CudaSlice<u8>, bytes: usize) -> Result<Vec<u8>, DeviceError> {
-        self.ctx.bind_to_thread().map_err(driver_error("binding the context"))?;
-        let mut host = self.stream.clone_dtoh(slice).map_err(driver_error("copying from the GPU"))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_error("binding the context"))?;
+        let mut host = self
+            .stream
+            .clone_dtoh(slice)
+            .map_err(driver_error("copying from the GPU"))?;
         host.truncate(bytes);
         Ok(host)
     }
 
     pub fn synchronize(&self) -> Result<(), DeviceError> {
-        self.stream.synchronize().map_err(driver_error("waiting for the GPU"))
+        self.stream
+            .synchronize()
+            .map_err(driver_error("waiting for the GPU"))
     }
 
-    pub fn launch(&self, kernel: &'static Kernel, config: &LaunchConfig, args: &[KernelArg]) -> Result<(), DeviceError> {
+    pub fn launch(
+        &self,
+        kernel: &'static Kernel,
+        config: &LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), DeviceError> {
         let function = self.function(kernel)?;
-        self.ctx.bind_to_thread().map_err(driver_error("binding the context"))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_error("binding the context"))?;
         let mut values: Vec<[u8; 8]> = Vec::with_capacity(args.len());
         for arg in args {
             let bytes = match arg {
@@ -182,11 +243,16 @@ impl CudaDevice {
                         })
                     }
                 },
-                scalar => scalar.scalar_bytes().expect("non-buffer arguments are scalars"),
+                scalar => scalar
+                    .scalar_bytes()
+                    .expect("non-buffer arguments are scalars"),
             };
             values.push(bytes);
         }
-        let mut pointers: Vec<*mut c_void> = values.iter_mut().map(|v| v.as_mut_ptr() as *mut c_void).collect();
+        let mut pointers: Vec<*mut c_void> = values
+            .iter_mut()
+            .map(|v| v.as_mut_ptr() as *mut c_void)
+            .collect();
         let [gx, gy, gz] = config.grid;
         let [bx, by, bz] = config.block;
         // SAFETY: one pointer per parameter to a value of its type (check_launch); device
@@ -202,6 +268,9 @@ impl CudaDevice {
                 &mut pointers,
             )
         }
-        .map_err(driver_error(format!("launching `{}` ({})", kernel.name, kernel.source)))
+        .map_err(driver_error(format!(
+            "launching `{}` ({})",
+            kernel.name, kernel.source
+        )))
     }
 }

@@ -42,7 +42,10 @@ impl Default for EmuOptions {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        EmuOptions { order: ThreadOrder::Forward, workers }
+        EmuOptions {
+            order: ThreadOrder::Forward,
+            workers,
+        }
     }
 }
 
@@ -66,11 +69,16 @@ pub(crate) fn launch(
                     })
                 }
             },
-            scalar => scalar.scalar_bytes().expect("non-buffer arguments are scalars"),
+            scalar => scalar
+                .scalar_bytes()
+                .expect("non-buffer arguments are scalars"),
         };
         values.push(bytes);
     }
-    let mut pointers: Vec<*mut c_void> = values.iter_mut().map(|v| v.as_mut_ptr() as *mut c_void).collect();
+    let mut pointers: Vec<*mut c_void> = values
+        .iter_mut()
+        .map(|v| v.as_mut_ptr() as *mut c_void)
+        .collect();
     let params = LaunchParams {
         grid: config.grid,
         block: config.block,
@@ -83,11 +91,19 @@ pub(crate) fn launch(
     // type (checked by check_launch); buffers outlive the call; the runtime writes at most
     // `error.len()` bytes including the NUL.
     let status = unsafe {
-        mtosi_emu_launch(kernel.emu_entry, pointers.as_mut_ptr(), &params, error.as_mut_ptr(), error.len())
+        mtosi_emu_launch(
+            kernel.emu_entry,
+            pointers.as_mut_ptr(),
+            &params,
+            error.as_mut_ptr(),
+            error.len(),
+        )
     };
     let launch_error = (status != 0).then(|| {
         // SAFETY: the runtime NUL-terminates the message.
-        unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(error.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     });
     let mut damage = Vec::new();
     for (index, arg) in args.iter().enumerate() {
@@ -96,10 +112,16 @@ pub(crate) fn launch(
                 if let Some(d) = alloc.check_guards() {
                     let mut where_ = Vec::new();
                     if let Some(n) = d.nearest_after {
-                        where_.push(format!("{} bytes after its end (nearest at byte {} past the end)", d.after, n));
+                        where_.push(format!(
+                            "{} bytes after its end (nearest at byte {} past the end)",
+                            d.after, n
+                        ));
                     }
                     if let Some(n) = d.nearest_before {
-                        where_.push(format!("{} bytes before its start (nearest {} bytes before)", d.before, n));
+                        where_.push(format!(
+                            "{} bytes before its start (nearest {} bytes before)",
+                            d.before, n
+                        ));
                     }
                     damage.push(format!(
                         "parameter {index} `{}` ({} elements of {}): wrote {}",
@@ -113,7 +135,11 @@ pub(crate) fn launch(
         }
     }
     if let Some(message) = launch_error {
-        return Err(DeviceError::Launch { kernel: kernel.name, source_file: kernel.source, message });
+        return Err(DeviceError::Launch {
+            kernel: kernel.name,
+            source_file: kernel.source,
+            message,
+        });
     }
     if !damage.is_empty() {
         return Err(DeviceError::OutOfBounds {

@@ -86,7 +86,9 @@ pub fn seed_from_env() -> u64 {
         };
         return parsed.unwrap_or_else(|_| panic!("{SEED_VAR}={text} is not a number"));
     }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mut mix = Rng::new(nanos ^ ((std::process::id() as u64) << 32));
     mix.next_u64()
 }
@@ -102,11 +104,22 @@ pub struct WorstError {
 
 /// Worst relative error of `got` against `want` (see the module doc); `Err` on a length
 /// mismatch. A NaN or infinity where the reference is finite counts as an infinite error.
-pub fn worst_relative_error(got: &[f32], want: &[f32], floor_fraction: f64) -> Result<Option<WorstError>, String> {
+pub fn worst_relative_error(
+    got: &[f32],
+    want: &[f32],
+    floor_fraction: f64,
+) -> Result<Option<WorstError>, String> {
     if got.len() != want.len() {
-        return Err(format!("output has {} elements, the reference {}", got.len(), want.len()));
+        return Err(format!(
+            "output has {} elements, the reference {}",
+            got.len(),
+            want.len()
+        ));
     }
-    let scale = want.iter().filter(|w| w.is_finite()).fold(0.0f64, |m, w| m.max(w.abs() as f64));
+    let scale = want
+        .iter()
+        .filter(|w| w.is_finite())
+        .fold(0.0f64, |m, w| m.max(w.abs() as f64));
     let floor = (scale * floor_fraction).max(f64::MIN_POSITIVE);
     let mut worst: Option<WorstError> = None;
     for (index, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -117,8 +130,16 @@ pub fn worst_relative_error(got: &[f32], want: &[f32], floor_fraction: f64) -> R
         } else {
             (g as f64 - w as f64).abs() / (w.abs() as f64).max(floor)
         };
-        if worst.as_ref().is_none_or(|worst| error > worst.relative_error) {
-            worst = Some(WorstError { relative_error: error, index, got: g, want: w });
+        if worst
+            .as_ref()
+            .is_none_or(|worst| error > worst.relative_error)
+        {
+            worst = Some(WorstError {
+                relative_error: error,
+                index,
+                got: g,
+                want: w,
+            });
         }
     }
     Ok(worst)
@@ -133,7 +154,11 @@ pub struct Equivalence {
 
 impl Equivalence {
     pub fn new(op: &str) -> Equivalence {
-        Equivalence { op: op.to_string(), tolerance: 1e-6, floor_fraction: 1e-3 }
+        Equivalence {
+            op: op.to_string(),
+            tolerance: 1e-6,
+            floor_fraction: 1e-3,
+        }
     }
 
     /// Largest accepted relative error; justify it in one line where you set it.
@@ -143,7 +168,10 @@ impl Equivalence {
 
     /// Elements smaller than this fraction of the output's largest are judged against it.
     pub fn floor_fraction(self, floor_fraction: f64) -> Equivalence {
-        Equivalence { floor_fraction, ..self }
+        Equivalence {
+            floor_fraction,
+            ..self
+        }
     }
 
     /// Runs `op` on every device for every shape, with inputs from `make_inputs`, against
@@ -155,12 +183,28 @@ impl Equivalence {
         op: impl Fn(&Device, &I) -> Result<Vec<f32>, DeviceError>,
     ) {
         let seed = seed_from_env();
-        println!("{}: seed {seed:#x} (replay with {SEED_VAR}={seed:#x})", self.op);
+        println!(
+            "{}: seed {seed:#x} (replay with {SEED_VAR}={seed:#x})",
+            self.op
+        );
         let mut devices: Vec<(String, Device)> = [ThreadOrder::Forward, ThreadOrder::Reverse]
             .into_iter()
             .map(|order| {
-                let name = format!("emu({})", if order == ThreadOrder::Forward { "forward" } else { "reverse" });
-                (name, Device::emu(EmuOptions { order, ..EmuOptions::default() }))
+                let name = format!(
+                    "emu({})",
+                    if order == ThreadOrder::Forward {
+                        "forward"
+                    } else {
+                        "reverse"
+                    }
+                );
+                (
+                    name,
+                    Device::emu(EmuOptions {
+                        order,
+                        ..EmuOptions::default()
+                    }),
+                )
             })
             .collect();
         let mut skipped = Vec::new();
@@ -176,14 +220,26 @@ impl Equivalence {
         let mut rng = Rng::new(seed);
         for shape in shapes {
             let inputs = make_inputs(shape, &mut rng);
-            let want = op(&Device::Cpu, &inputs)
-                .unwrap_or_else(|e| panic!("{}: seed {seed:#x}, shape {shape:?}: the CPU reference failed: {e}", self.op));
+            let want = op(&Device::Cpu, &inputs).unwrap_or_else(|e| {
+                panic!(
+                    "{}: seed {seed:#x}, shape {shape:?}: the CPU reference failed: {e}",
+                    self.op
+                )
+            });
             for (slot, (name, device)) in devices.iter().enumerate() {
                 let got = op(device, &inputs).unwrap_or_else(|e| {
-                    panic!("{}: seed {seed:#x}, shape {shape:?}, device {name}: {e}", self.op)
+                    panic!(
+                        "{}: seed {seed:#x}, shape {shape:?}, device {name}: {e}",
+                        self.op
+                    )
                 });
-                let worst = worst_relative_error(&got, &want, self.floor_fraction)
-                    .unwrap_or_else(|e| panic!("{}: seed {seed:#x}, shape {shape:?}, device {name}: {e}", self.op));
+                let worst =
+                    worst_relative_error(&got, &want, self.floor_fraction).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: seed {seed:#x}, shape {shape:?}, device {name}: {e}",
+                            self.op
+                        )
+                    });
                 if let Some(worst) = worst {
                     if worst.relative_error > self.tolerance {
                         panic!(
@@ -209,7 +265,11 @@ impl Equivalence {
         );
         println!("{line}");
         if let Ok(path) = std::env::var(REPORT_VAR) {
-            if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
                 for l in skipped.iter().chain(std::iter::once(&line)) {
                     let _ = writeln!(file, "{l}");
                 }

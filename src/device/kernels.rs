@@ -40,7 +40,10 @@ impl Scalar {
 pub enum ParamKind {
     Scalar(Scalar),
     /// `writes` is false for `const T*`: such a parameter accepts a shared `&DeviceBuffer`.
-    Pointer { element: Scalar, writes: bool },
+    Pointer {
+        element: Scalar,
+        writes: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -74,7 +77,10 @@ pub struct Kernel {
 /// How build.rs fared with NVRTC.
 #[derive(Debug)]
 pub enum NvrtcReport {
-    Compiled { version: &'static str, library: &'static str },
+    Compiled {
+        version: &'static str,
+        library: &'static str,
+    },
     NotFound(&'static str),
 }
 

@@ -17,16 +17,27 @@ impl LaunchConfig {
     /// A 1-D launch of `threads_per_block`-thread blocks covering `elements` (one thread each).
     pub fn for_elements(elements: usize, threads_per_block: u32) -> LaunchConfig {
         let blocks = elements.div_ceil(threads_per_block as usize).max(1);
-        LaunchConfig { grid: [blocks as u32, 1, 1], block: [threads_per_block, 1, 1], shared_mem_bytes: 0 }
+        LaunchConfig {
+            grid: [blocks as u32, 1, 1],
+            block: [threads_per_block, 1, 1],
+            shared_mem_bytes: 0,
+        }
     }
 
     /// `blocks` 1-D blocks of `threads_per_block` threads.
     pub fn blocks(blocks: u32, threads_per_block: u32) -> LaunchConfig {
-        LaunchConfig { grid: [blocks, 1, 1], block: [threads_per_block, 1, 1], shared_mem_bytes: 0 }
+        LaunchConfig {
+            grid: [blocks, 1, 1],
+            block: [threads_per_block, 1, 1],
+            shared_mem_bytes: 0,
+        }
     }
 
     pub fn with_shared_mem_bytes(self, shared_mem_bytes: u32) -> LaunchConfig {
-        LaunchConfig { shared_mem_bytes, ..self }
+        LaunchConfig {
+            shared_mem_bytes,
+            ..self
+        }
     }
 }
 
@@ -76,13 +87,23 @@ scalar_arg!(f64, F64);
 
 impl<'a, T: Element> From<&'a DeviceBuffer<T>> for KernelArg<'a> {
     fn from(buffer: &'a DeviceBuffer<T>) -> Self {
-        KernelArg::Buffer(BufferArg { element: T::SCALAR, writable: false, len: buffer.len, storage: &buffer.storage })
+        KernelArg::Buffer(BufferArg {
+            element: T::SCALAR,
+            writable: false,
+            len: buffer.len,
+            storage: &buffer.storage,
+        })
     }
 }
 
 impl<'a, T: Element> From<&'a mut DeviceBuffer<T>> for KernelArg<'a> {
     fn from(buffer: &'a mut DeviceBuffer<T>) -> Self {
-        KernelArg::Buffer(BufferArg { element: T::SCALAR, writable: true, len: buffer.len, storage: &buffer.storage })
+        KernelArg::Buffer(BufferArg {
+            element: T::SCALAR,
+            writable: true,
+            len: buffer.len,
+            storage: &buffer.storage,
+        })
     }
 }
 
@@ -96,7 +117,11 @@ impl KernelArg<'_> {
             KernelArg::F32(_) => "float".into(),
             KernelArg::F64(_) => "double".into(),
             KernelArg::Buffer(b) => {
-                format!("{}buffer of {}", if b.writable { "&mut " } else { "&" }, b.element.c_name())
+                format!(
+                    "{}buffer of {}",
+                    if b.writable { "&mut " } else { "&" },
+                    b.element.c_name()
+                )
             }
         }
     }
@@ -119,10 +144,22 @@ impl KernelArg<'_> {
 }
 
 /// Checks count and types of `args` against `kernel`'s parameters, and the launch shape.
-pub(crate) fn check_launch(kernel: &Kernel, config: &LaunchConfig, args: &[KernelArg]) -> Result<(), DeviceError> {
-    let bad = |message: String| DeviceError::Arguments { kernel: kernel.name, source_file: kernel.source, message };
+pub(crate) fn check_launch(
+    kernel: &Kernel,
+    config: &LaunchConfig,
+    args: &[KernelArg],
+) -> Result<(), DeviceError> {
+    let bad = |message: String| DeviceError::Arguments {
+        kernel: kernel.name,
+        source_file: kernel.source,
+        message,
+    };
     if args.len() != kernel.params.len() {
-        return Err(bad(format!("takes {} arguments, {} given", kernel.params.len(), args.len())));
+        return Err(bad(format!(
+            "takes {} arguments, {} given",
+            kernel.params.len(),
+            args.len()
+        )));
     }
     for (index, (param, arg)) in kernel.params.iter().zip(args).enumerate() {
         let ok = match (param.kind, arg) {
@@ -147,7 +184,11 @@ pub(crate) fn check_launch(kernel: &Kernel, config: &LaunchConfig, args: &[Kerne
             let expected = match param.kind {
                 ParamKind::Scalar(s) => s.c_name().to_string(),
                 ParamKind::Pointer { element, writes } => {
-                    format!("{}{}*", if writes { "" } else { "const " }, element.c_name())
+                    format!(
+                        "{}{}*",
+                        if writes { "" } else { "const " },
+                        element.c_name()
+                    )
                 }
             };
             return Err(bad(format!(
@@ -159,13 +200,21 @@ pub(crate) fn check_launch(kernel: &Kernel, config: &LaunchConfig, args: &[Kerne
     }
     let threads: u64 = config.block.iter().map(|&d| d as u64).product();
     if config.grid.contains(&0) || config.block.contains(&0) {
-        return Err(bad(format!("grid {:?} and block {:?} must be at least 1 in every dimension", config.grid, config.block)));
+        return Err(bad(format!(
+            "grid {:?} and block {:?} must be at least 1 in every dimension",
+            config.grid, config.block
+        )));
     }
     if threads > 1024 {
-        return Err(bad(format!("a block of {threads} threads exceeds CUDA's limit of 1024")));
+        return Err(bad(format!(
+            "a block of {threads} threads exceeds CUDA's limit of 1024"
+        )));
     }
     if config.shared_mem_bytes > 48 * 1024 {
-        return Err(bad(format!("{} bytes of dynamic shared memory exceed 48 KiB", config.shared_mem_bytes)));
+        return Err(bad(format!(
+            "{} bytes of dynamic shared memory exceed 48 KiB",
+            config.shared_mem_bytes
+        )));
     }
     Ok(())
 }

@@ -20,7 +20,10 @@ use std::sync::Arc;
 
 pub use buffer::{DeviceBuffer, Element};
 pub use emu::EmuOptions;
-pub use kernels::{find_kernel, EmuEntry, Kernel, ModuleImages, NvrtcReport, Param, ParamKind, Scalar, KERNELS, NVRTC};
+pub use kernels::{
+    find_kernel, EmuEntry, Kernel, ModuleImages, NvrtcReport, Param, ParamKind, Scalar, KERNELS,
+    NVRTC,
+};
 pub use launch::{BufferArg, KernelArg, LaunchConfig, ThreadOrder};
 
 use buffer::{GuardedAlloc, Storage};
@@ -40,11 +43,23 @@ pub enum DeviceError {
     #[error("no compiled kernel is named `{0}`")]
     UnknownKernel(String),
     #[error("kernel `{kernel}` ({source_file}): {message}")]
-    Arguments { kernel: &'static str, source_file: &'static str, message: String },
+    Arguments {
+        kernel: &'static str,
+        source_file: &'static str,
+        message: String,
+    },
     #[error("kernel `{kernel}` ({source_file}) failed on emu: {message}")]
-    Launch { kernel: &'static str, source_file: &'static str, message: String },
+    Launch {
+        kernel: &'static str,
+        source_file: &'static str,
+        message: String,
+    },
     #[error("kernel `{kernel}` ({source_file}) wrote out of bounds on emu: {message}")]
-    OutOfBounds { kernel: &'static str, source_file: &'static str, message: String },
+    OutOfBounds {
+        kernel: &'static str,
+        source_file: &'static str,
+        message: String,
+    },
     #[error("{op}: {message}")]
     InvalidInput { op: &'static str, message: String },
 }
@@ -99,21 +114,34 @@ impl DeviceRequest {
     /// present, else the CPU; asking for `cuda` explicitly fails with the reason instead.
     pub fn open(self) -> Result<Selection, DeviceError> {
         match self {
-            DeviceRequest::Cpu => Ok(Selection { device: Device::Cpu, reason: "cpu: requested".into() }),
-            DeviceRequest::Emu => {
-                Ok(Selection { device: Device::emu(EmuOptions::default()), reason: "emu: requested".into() })
-            }
+            DeviceRequest::Cpu => Ok(Selection {
+                device: Device::Cpu,
+                reason: "cpu: requested".into(),
+            }),
+            DeviceRequest::Emu => Ok(Selection {
+                device: Device::emu(EmuOptions::default()),
+                reason: "emu: requested".into(),
+            }),
             DeviceRequest::Cuda(ordinal) => {
                 let device = KernelDevice::cuda(ordinal)?;
                 let reason = format!("cuda: requested, {}", device.describe());
-                Ok(Selection { device: Device::Kernels(device), reason })
+                Ok(Selection {
+                    device: Device::Kernels(device),
+                    reason,
+                })
             }
             DeviceRequest::Auto => Ok(match KernelDevice::cuda(0) {
                 Ok(device) => {
                     let reason = format!("auto chose cuda: {}", device.describe());
-                    Selection { device: Device::Kernels(device), reason }
+                    Selection {
+                        device: Device::Kernels(device),
+                        reason,
+                    }
                 }
-                Err(why) => Selection { device: Device::Cpu, reason: format!("auto chose cpu: {why}") },
+                Err(why) => Selection {
+                    device: Device::Cpu,
+                    reason: format!("auto chose cpu: {why}"),
+                },
             }),
         }
     }
@@ -152,12 +180,16 @@ pub struct KernelDevice {
 
 impl KernelDevice {
     pub fn emu(options: EmuOptions) -> KernelDevice {
-        KernelDevice { backend: Backend::Emu(options) }
+        KernelDevice {
+            backend: Backend::Emu(options),
+        }
     }
 
     /// CUDA device `ordinal`; fails (never panics) without compiled kernels, driver or GPU.
     pub fn cuda(ordinal: usize) -> Result<KernelDevice, DeviceError> {
-        Ok(KernelDevice { backend: Backend::Cuda(cuda::open(ordinal)?) })
+        Ok(KernelDevice {
+            backend: Backend::Cuda(cuda::open(ordinal)?),
+        })
     }
 
     pub fn is_emu(&self) -> bool {
@@ -168,7 +200,11 @@ impl KernelDevice {
         match &self.backend {
             Backend::Emu(o) => format!(
                 "emu ({} thread order, {} workers)",
-                if o.order == ThreadOrder::Forward { "forward" } else { "reverse" },
+                if o.order == ThreadOrder::Forward {
+                    "forward"
+                } else {
+                    "reverse"
+                },
                 o.workers
             ),
             Backend::Cuda(c) => c.describe(),
@@ -178,15 +214,21 @@ impl KernelDevice {
     /// A buffer of `len` elements filled with 0xFF bytes (NaN as f32), so that an element a kernel
     /// does not write shows.
     pub fn alloc<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, DeviceError> {
-        let bytes = len.checked_mul(size_of::<T>()).ok_or_else(|| DeviceError::InvalidInput {
-            op: "alloc",
-            message: format!("{len} elements overflow the address space"),
-        })?;
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .ok_or_else(|| DeviceError::InvalidInput {
+                op: "alloc",
+                message: format!("{len} elements overflow the address space"),
+            })?;
         let storage = match &self.backend {
             Backend::Emu(_) => Storage::Emu(GuardedAlloc::new(bytes)),
             Backend::Cuda(c) => Storage::Cuda(c.alloc(bytes)?),
         };
-        Ok(DeviceBuffer { storage, len, _element: PhantomData })
+        Ok(DeviceBuffer {
+            storage,
+            len,
+            _element: PhantomData,
+        })
     }
 
     pub fn upload<T: Element>(&self, host: &[T]) -> Result<DeviceBuffer<T>, DeviceError> {
@@ -199,7 +241,11 @@ impl KernelDevice {
             }
             Backend::Cuda(c) => Storage::Cuda(c.upload(bytes)?),
         };
-        Ok(DeviceBuffer { storage, len: host.len(), _element: PhantomData })
+        Ok(DeviceBuffer {
+            storage,
+            len: host.len(),
+            _element: PhantomData,
+        })
     }
 
     /// Copies a buffer to the host, after every launch before it has finished.
@@ -216,7 +262,10 @@ impl KernelDevice {
             }
         };
         // The raw bytes may not be aligned for T: copy element by element.
-        Ok(raw.chunks_exact(size_of::<T>()).map(bytemuck::pod_read_unaligned).collect())
+        Ok(raw
+            .chunks_exact(size_of::<T>())
+            .map(bytemuck::pod_read_unaligned)
+            .collect())
     }
 
     /// Waits for every launch so far (emu launches are synchronous).
@@ -230,8 +279,14 @@ impl KernelDevice {
     /// Launches the compiled kernel `name` (kernels/*.cu). Arguments are checked against its
     /// C parameter list. On emu the launch is synchronous and reports barrier misuse and
     /// out-of-bounds writes; on cuda it is asynchronous.
-    pub fn launch(&self, name: &str, config: LaunchConfig, args: &[KernelArg]) -> Result<(), DeviceError> {
-        let kernel = find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
+    pub fn launch(
+        &self,
+        name: &str,
+        config: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), DeviceError> {
+        let kernel =
+            find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
         self.launch_kernel(kernel, config, args)
     }
 

@@ -24,10 +24,16 @@ pub fn axpy_launch(
             message: format!("x has {} elements, y {}, out {n}", x.len(), y.len()),
         });
     }
-    let n_i32 = i32::try_from(n)
-        .map_err(|_| DeviceError::InvalidInput { op: "axpy", message: format!("{n} elements exceed i32") })?;
+    let n_i32 = i32::try_from(n).map_err(|_| DeviceError::InvalidInput {
+        op: "axpy",
+        message: format!("{n} elements exceed i32"),
+    })?;
     let config = LaunchConfig::for_elements(n, THREADS_PER_BLOCK);
-    device.launch("axpy", config, &[n_i32.into(), a.into(), x.into(), y.into(), out.into()])
+    device.launch(
+        "axpy",
+        config,
+        &[n_i32.into(), a.into(), x.into(), y.into(), out.into()],
+    )
 }
 
 /// a·x + y on any device.
