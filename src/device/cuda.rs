@@ -111,8 +111,10 @@ fn pick_image(
     if let Some((arch, bytes)) = cubin {
         return Some((bytes, format!("sm_{arch} CUBIN")));
     }
+    // PTX for compute_XY runs on sm_XY and newer only.
     images
         .ptx
+        .filter(|(arch, _)| major * 10 + minor >= *arch as i32)
         .map(|(arch, bytes)| (bytes, format!("compute_{arch} PTX (JIT)")))
 }
 
@@ -146,8 +148,8 @@ impl CudaDevice {
                     let (image, what) = pick_image(kernel.images, self.compute_capability)
                         .ok_or_else(|| {
                             DeviceError::KernelsNotCompiled(format!(
-                                "{} has no CUBIN or PTX embedded",
-                                kernel.source
+                                "{} has no image for sm_{}{} (CUBINs for sm_80..sm_90, PTX for sm_80 and newer)",
+                                kernel.source, self.compute_capability.0, self.compute_capability.1
                             ))
                         })?;
                     let module = self
@@ -272,5 +274,30 @@ impl CudaDevice {
             "launching `{}` ({})",
             kernel.name, kernel.source
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static IMAGES: ModuleImages = ModuleImages {
+        cubins: &[(80, b"80"), (86, b"86"), (89, b"89"), (90, b"90")],
+        ptx: Some((80, b"ptx\0")),
+    };
+
+    #[test]
+    fn image_is_the_newest_cubin_of_the_gpu_family_else_ptx() {
+        let pick = |cc| pick_image(&IMAGES, cc).unwrap().0;
+        assert_eq!(pick((8, 0)), b"80");
+        assert_eq!(pick((8, 6)), b"86");
+        assert_eq!(pick((8, 7)), b"86");
+        assert_eq!(pick((8, 9)), b"89");
+        assert_eq!(pick((9, 0)), b"90");
+        assert_eq!(pick((10, 0)), b"ptx\0");
+        assert!(
+            pick_image(&IMAGES, (7, 5)).is_none(),
+            "sm_75 is older than every target"
+        );
     }
 }

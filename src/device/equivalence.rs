@@ -277,3 +277,34 @@ impl Equivalence {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_error_is_judged_against_a_floor_near_zero() {
+        // 1e-9 off at a value of 0 in an output whose scale is 1: 1e-9 / (1e-3 · 1) = 1e-6.
+        let worst = worst_relative_error(&[1.0, 1e-9], &[1.0, 0.0], 1e-3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(worst.index, 1);
+        assert!((worst.relative_error - 1e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nan_output_is_an_infinite_error_and_lengths_must_match() {
+        let worst = worst_relative_error(&[1.0, f32::NAN], &[1.0, 2.0], 1e-3)
+            .unwrap()
+            .unwrap();
+        assert!(worst.relative_error.is_infinite());
+        assert!(worst_relative_error(&[1.0], &[1.0, 2.0], 1e-3).is_err());
+    }
+
+    #[test]
+    fn same_seed_gives_same_inputs() {
+        let a = Rng::new(42).vec_f32(5, -1.0, 1.0);
+        assert_eq!(a, Rng::new(42).vec_f32(5, -1.0, 1.0));
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+}

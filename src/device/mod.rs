@@ -304,3 +304,71 @@ impl KernelDevice {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_and_print_back() {
+        for (text, request) in [
+            ("auto", DeviceRequest::Auto),
+            ("cpu", DeviceRequest::Cpu),
+            ("emu", DeviceRequest::Emu),
+            ("cuda:0", DeviceRequest::Cuda(0)),
+            ("cuda:3", DeviceRequest::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<DeviceRequest>().unwrap(), request);
+            assert_eq!(request.to_string(), text);
+        }
+        assert_eq!(
+            "cuda".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(0)
+        );
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU", ""] {
+            assert!(
+                matches!(
+                    bad.parse::<DeviceRequest>(),
+                    Err(DeviceError::UnknownDevice(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_never_fails_and_says_why() {
+        let selection = DeviceRequest::Auto.open().unwrap();
+        assert!(
+            selection.reason.starts_with("auto chose"),
+            "{}",
+            selection.reason
+        );
+    }
+
+    #[test]
+    fn buffers_round_trip_and_fresh_ones_are_nan() {
+        let device = KernelDevice::emu(EmuOptions::default());
+        let data = [1.5f32, -2.0, 3.25];
+        assert_eq!(
+            device.download(&device.upload(&data).unwrap()).unwrap(),
+            data
+        );
+        assert!(device
+            .download(&device.alloc::<f32>(5).unwrap())
+            .unwrap()
+            .iter()
+            .all(|v| v.is_nan()));
+        assert!(device
+            .download(&device.alloc::<f32>(0).unwrap())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_kernel_names_are_an_error() {
+        let device = KernelDevice::emu(EmuOptions::default());
+        let result = device.launch("no_such_kernel", LaunchConfig::blocks(1, 1), &[]);
+        assert!(matches!(result, Err(DeviceError::UnknownKernel(_))));
+    }
+}
