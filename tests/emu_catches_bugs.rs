@@ -58,6 +58,25 @@ fn barrier_inside_a_branch_is_a_launch_error_not_a_hang() {
 }
 
 #[test]
+fn barrier_misuse_is_reported_when_blocks_run_on_several_workers() {
+    let device = KernelDevice::emu(EmuOptions {
+        order: ThreadOrder::Reverse,
+        workers: 4,
+    });
+    let (blocks, threads) = (128, 256);
+    let mut out = device.alloc::<f32>(threads as usize).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_barrier_in_branch"),
+        LaunchConfig::blocks(blocks, threads),
+        &[(&mut out).into()],
+    );
+    assert!(
+        matches!(result, Err(DeviceError::Launch { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
 fn shuffle_that_half_a_warp_skips_is_reported_as_deadlock() {
     let device = emu(ThreadOrder::Forward);
     let mut out = device.alloc::<f32>(32).unwrap();

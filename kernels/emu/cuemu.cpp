@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -450,6 +451,67 @@ void run_blocks(Launch& launch) {
     worker.launch = nullptr;
 }
 
+// Worker threads that live for the whole process: spawning threads per launch costs ~50 us and
+// re-maps every fiber stack. One launch at a time uses the pool; a launch that finds it busy
+// (tests launch from several threads) runs on its caller alone.
+class Pool {
+   public:
+    static Pool& get() {
+        static Pool* pool = new Pool();  // never destroyed: its threads block until the process ends
+        return *pool;
+    }
+
+    // Runs `launch` on the caller plus `helpers` pool threads; false when the pool is busy.
+    bool run(Launch& launch, unsigned helpers) {
+        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+        if (!busy.owns_lock()) return false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            while (threads_ < helpers) {
+                std::thread([this] { serve(); }).detach();
+                ++threads_;
+            }
+            job_ = &launch;
+            wanted_ = helpers;
+            running_ = 0;
+            ++generation_;
+        }
+        start_.notify_all();
+        run_blocks(launch);
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [this] { return joined_ == wanted_; });
+        joined_ = 0;
+        job_ = nullptr;
+        return true;
+    }
+
+   private:
+    void serve() {
+        unsigned long long seen = 0;
+        for (;;) {
+            Launch* job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                start_.wait(lock, [&] { return generation_ != seen && running_ < wanted_; });
+                seen = generation_;
+                ++running_;
+                job = job_;
+            }
+            run_blocks(*job);
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (++joined_ == wanted_) done_.notify_all();
+        }
+    }
+
+    std::mutex busy_;
+    std::mutex mutex_;
+    std::condition_variable start_, done_;
+    unsigned threads_ = 0;
+    Launch* job_ = nullptr;
+    unsigned long long generation_ = 0;
+    unsigned wanted_ = 0, running_ = 0, joined_ = 0;
+};
+
 }  // namespace
 
 extern "C" {
@@ -557,16 +619,10 @@ int mtosi_emu_launch(void (*entry)(void**), void** args, const mtosi_emu_launch_
     launch.shared_bytes = params->shared_bytes;
     launch.reverse = params->reverse != 0;
 
-    // Spawning OS threads costs ~50 us; only worth it for launches with many threads.
+    // Waking workers costs tens of microseconds: only worth it for launches with many threads.
     unsigned long long workers = std::min<unsigned long long>(std::max(1u, params->workers), blocks);
     if (threads * blocks < 16384) workers = 1;
-    if (workers == 1) {
-        run_blocks(launch);
-    } else {
-        std::vector<std::thread> pool;
-        for (unsigned long long i = 0; i < workers; ++i) pool.emplace_back([&launch] { run_blocks(launch); });
-        for (std::thread& t : pool) t.join();
-    }
+    if (workers == 1 || !Pool::get().run(launch, (unsigned)workers - 1)) run_blocks(launch);
     if (launch.failed.load()) return report(launch.error);
     return 0;
 }

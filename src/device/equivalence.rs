@@ -17,7 +17,8 @@
 //!
 //! For each shape it draws fresh random inputs (seed printed; `MTOSI_TEST_SEED` replays it), runs
 //! the op on `cpu` (the reference), on `emu` in forward and in reverse thread order, and on
-//! `cuda` when one is present (else prints why it skipped). Every buffer a kernel device
+//! `cuda` when one is present (else prints why it skipped; with `MTOSI_REQUIRE_CUDA` set it
+//! fails instead, as in the GPU check). Every buffer a kernel device
 //! allocates starts as NaN, so an output element that is never written fails. It prints the
 //! worst relative error per device and panics when one exceeds the tolerance or an op fails.
 //!
@@ -34,6 +35,8 @@ use super::{Device, DeviceError, EmuOptions, KernelDevice, ThreadOrder};
 pub const SEED_VAR: &str = "MTOSI_TEST_SEED";
 /// When set, every harness run appends its summary line to this file (CI prints it).
 pub const REPORT_VAR: &str = "MTOSI_EQUIVALENCE_REPORT";
+/// When set (the GPU check sets it), a missing cuda device fails the test instead of skipping.
+pub const REQUIRE_CUDA_VAR: &str = "MTOSI_REQUIRE_CUDA";
 
 /// A small seeded generator (SplitMix64): reproducible inputs from one printed number.
 pub struct Rng {
@@ -210,6 +213,9 @@ impl Equivalence {
         let mut skipped = Vec::new();
         match KernelDevice::cuda(0) {
             Ok(cuda) => devices.push(("cuda".to_string(), Device::Kernels(cuda))),
+            Err(why) if std::env::var_os(REQUIRE_CUDA_VAR).is_some() => {
+                panic!("{}: {REQUIRE_CUDA_VAR} is set but {why}", self.op)
+            }
             Err(why) => {
                 let line = format!("{}: cuda skipped: {why}", self.op);
                 println!("{line}");
