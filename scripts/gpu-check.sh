@@ -4,8 +4,8 @@
 #   bash scripts/gpu-check.sh build   # here (needs cargo + NVRTC, see README): release test and
 #                                     # bench binaries, stripped, into target/gpu-bundle (< 64 MiB)
 #   bash scripts/gpu-check.sh run     # on the GPU machine, from the repository root with
-#                                     # target/gpu-bundle carried there: writes gpu-report.md into
-#                                     # $OUT (or docs/ when $OUT is unset)
+#                                     # target/gpu-bundle carried there: writes gpu-report.md and
+#                                     # gpu-check-logs.tar.gz into $OUT (else docs/ and target/)
 #
 # `run` sets MTOSI_REQUIRE_CUDA so that an equivalence test without a usable GPU fails instead of
 # skipping. GPU_CHECK_ALLOW_NO_GPU=1 lifts that, to try the script on a machine without a GPU.
@@ -161,9 +161,11 @@ run() {
             done
         } >>"$report"
     fi
-    cp "$work"/*.log "$out_dir/" 2>/dev/null || true
+    # One archive: the device tool returns at most 8 files from $OUT.
+    logs=${OUT:-target}/gpu-check-logs.tar.gz
+    tar -C "$work" -czf "$logs" .
     rm -rf "$work"
-    echo "report: $report ($failures failures)"
+    echo "report: $report ($failures failures), logs: $logs"
     cat "$report"
     [ "$failures" -eq 0 ]
 }
