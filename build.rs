@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -445,6 +446,19 @@ fn compile_all(
                     Some(a) => format!("sm_{a}"),
                     None => format!("compute_{PTX_ARCH}"),
                 };
+                // Unchanged source, headers, target and NVRTC: reuse the image of an earlier build.
+                let extension = if arch.is_some() { "cubin" } else { "ptx" };
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                (&source.text, headers, &target, nvrtc.version, &nvrtc.path).hash(&mut hasher);
+                let path = image_dir.join(format!(
+                    "{}.{target}.{:016x}.{extension}",
+                    source.stem,
+                    hasher.finish()
+                ));
+                if path.exists() {
+                    done.lock().unwrap().push((index, arch, path));
+                    continue;
+                }
                 match nvrtc.compile(
                     &source.rel_path,
                     &source.text,
@@ -453,11 +467,13 @@ fn compile_all(
                     arch.is_some(),
                 ) {
                     Ok((image, log)) => {
-                        let extension = if arch.is_some() { "cubin" } else { "ptx" };
-                        let path = image_dir.join(format!("{}.{target}.{extension}", source.stem));
-                        fs::write(&path, &image).unwrap_or_else(|e| {
-                            fail(&format!("cannot write {}: {e}", path.display()))
-                        });
+                        // Write then rename, so that an interrupted build leaves no partial image.
+                        let partial = path.with_extension("partial");
+                        fs::write(&partial, &image)
+                            .and_then(|()| fs::rename(&partial, &path))
+                            .unwrap_or_else(|e| {
+                                fail(&format!("cannot write {}: {e}", path.display()))
+                            });
                         if !log.trim().is_empty() {
                             warnings
                                 .lock()
