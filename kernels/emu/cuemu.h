@@ -120,9 +120,13 @@ inline T shuffle(int op, const char* file, int line, unsigned mask, T var, int a
 inline unsigned vote(int op, const char* file, int line, unsigned mask, int predicate) {
     return (unsigned)mtosi_emu_warp_collective(op, mask, predicate != 0, 0, 32, file, line);
 }
-inline void syncwarp(const char* file, int line, unsigned mask = 0xffffffffu) {
-    mtosi_emu_warp_collective(MTOSI_EMU_SYNCWARP, mask, 0, 0, 32, file, line);
-}
+struct SyncwarpAt {
+    const char* file;
+    int line;
+    void operator()(unsigned mask = 0xffffffffu) const {
+        mtosi_emu_warp_collective(MTOSI_EMU_SYNCWARP, mask, 0, 0, 32, file, line);
+    }
+};
 
 // Calls a kernel with arguments given as CUDA's `void** kernelParams`: args[i] points at the
 // value of parameter i. build.rs generates one such entry per `extern "C" __global__` kernel.
@@ -143,7 +147,8 @@ inline void invoke(void (*kernel)(P...), void** args) {
 #define __ballot_sync(mask, p) mtosi_emu::vote(MTOSI_EMU_BALLOT, __FILE__, __LINE__, mask, p)
 #define __all_sync(mask, p) ((int)mtosi_emu::vote(MTOSI_EMU_ALL, __FILE__, __LINE__, mask, p))
 #define __any_sync(mask, p) ((int)mtosi_emu::vote(MTOSI_EMU_ANY, __FILE__, __LINE__, mask, p))
-#define __syncwarp(...) mtosi_emu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+// An object-like macro: `__syncwarp()` and `__syncwarp(mask)` both call SyncwarpAt's operator().
+#define __syncwarp mtosi_emu::SyncwarpAt{__FILE__, __LINE__}
 
 // ---- atomics: blocks run on several OS threads, so these are real atomics ---------------------
 #define MTOSI_EMU_ATOMIC_INT(T)                                                                          \
