@@ -22,6 +22,8 @@
 //! allocates starts as NaN, so an output element that is never written fails. It prints the
 //! worst relative error per device and panics when one exceeds the tolerance or an op fails.
 //!
+//! An op with several outputs (a backward pass) returns them concatenated into one `Vec<f32>`.
+//!
 //! Relative error of an element: |got − want| / max(|want|, floor), where floor is
 //! `floor_fraction` (default 1e-3) times the largest |want| of the output, so that elements near
 //! zero are judged against the output's scale rather than blowing up.
