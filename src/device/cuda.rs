@@ -45,7 +45,17 @@ pub(crate) fn open(ordinal: usize) -> Result<Arc<CudaDevice>, DeviceError> {
     if let Some(device) = opened.get(&ordinal) {
         return Ok(device.clone());
     }
-    let device = Arc::new(open_uncached(ordinal)?);
+    // cudarc panics when the driver lacks a symbol it calls (a driver older than CUDA 12.0):
+    // that is one more reason the device is unavailable, not a crash.
+    let device = std::panic::catch_unwind(|| open_uncached(ordinal)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(DeviceError::NoDriver(format!("the CUDA driver is unusable: {message}")))
+    })?;
+    let device = Arc::new(device);
     opened.insert(ordinal, device.clone());
     Ok(device)
 }
