@@ -1,5 +1,7 @@
 //! Subcommands: one file per command, each a thin layer over a library call.
 
+mod cqt;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -10,8 +12,13 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Compute the CQT spectrogram of an audio file (nnAudio CQT1992v2), as .npy and a picture.
+    Cqt(cqt::CqtArgs),
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Cqt(args) => cqt::run(args),
+    }
 }

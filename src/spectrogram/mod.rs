@@ -2,11 +2,12 @@
 //!
 //! [`Cqt`] holds one parameter set's kernels and computes magnitudes on the CPU;
 //! [`features`] turns magnitudes into the network's input (log, imagewise min-max, frames ×
-//! bins); [`cache`] stores spectrograms of a dataset on disk so they are computed once.
+//! bins); [`picture`] draws one as a PNG.
 
 pub mod cqt;
 pub mod features;
 pub mod kernels;
+pub mod picture;
 mod simd;
 
 pub use cqt::{Cqt, CqtMethod, Spectrogram};
@@ -92,8 +93,8 @@ pub enum SpectrogramError {
     NonFiniteSample { index: usize, value: f32 },
     #[error("a batch of {total} samples does not split into clips of {clip_len}")]
     RaggedBatch { total: usize, clip_len: usize },
-    #[error("spectrogram cache {path}: {source}")]
-    CacheIo {
+    #[error("{path}: {source}")]
+    Io {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
