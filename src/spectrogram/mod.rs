@@ -2,14 +2,17 @@
 //!
 //! [`Cqt`] holds one parameter set's kernels and computes magnitudes on the CPU;
 //! [`features`] turns magnitudes into the network's input (log, imagewise min-max, frames ×
-//! bins); [`picture`] draws one as a PNG.
+//! bins); [`picture`] draws one as a PNG; [`cache`] stores a dataset's spectrograms on disk so
+//! they are computed once.
 
+pub mod cache;
 pub mod cqt;
 pub mod features;
 pub mod kernels;
 pub mod picture;
 mod simd;
 
+pub use cache::{CacheOutcome, SpectrogramCache};
 pub use cqt::{Cqt, CqtMethod, Spectrogram};
 pub use kernels::CqtKernels;
 pub use simd::Isa;

@@ -9,7 +9,13 @@ use crate::fsutil;
 
 /// Control points of the colormap (black, purple, red, orange, pale yellow, like "magma"),
 /// evenly spaced over [0, 1] and interpolated linearly.
-const COLORMAP: [[u8; 3]; 5] = [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]];
+const COLORMAP: [[u8; 3]; 5] = [
+    [0, 0, 4],
+    [81, 18, 124],
+    [183, 55, 121],
+    [252, 137, 97],
+    [252, 253, 191],
+];
 
 /// The colour of a value in [0, 1] (clamped).
 pub fn colormap(value: f32) -> [u8; 3] {
@@ -46,11 +52,14 @@ pub fn write_png(magnitudes: &Spectrogram, path: &Path) -> Result<(), Spectrogra
     };
     let rgb = render_rgb(magnitudes);
     fsutil::write_atomic(path, |w| {
-        let mut encoder = png::Encoder::new(w, magnitudes.n_frames as u32, magnitudes.n_bins as u32);
+        let mut encoder =
+            png::Encoder::new(w, magnitudes.n_frames as u32, magnitudes.n_bins as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-        writer.write_image_data(&rgb).map_err(std::io::Error::other)?;
+        writer
+            .write_image_data(&rgb)
+            .map_err(std::io::Error::other)?;
         writer.finish().map_err(std::io::Error::other)
     })
     .map_err(io_err)
@@ -66,7 +75,9 @@ mod tests {
         assert_eq!(colormap(1.0), COLORMAP[4]);
         assert_eq!(colormap(-3.0), COLORMAP[0]);
         let brightness = |c: [u8; 3]| c.iter().map(|&v| v as u32).sum::<u32>();
-        assert!((0..10).all(|i| brightness(colormap(i as f32 / 10.0)) < brightness(colormap((i + 1) as f32 / 10.0))));
+        assert!((0..10)
+            .all(|i| brightness(colormap(i as f32 / 10.0))
+                < brightness(colormap((i + 1) as f32 / 10.0))));
     }
 
     #[test]
@@ -92,7 +103,8 @@ mod tests {
             values: (0..15).map(|i| i as f32).collect(),
         };
         write_png(&spec, &path).unwrap();
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
         let reader = decoder.read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (5, 3));
     }
