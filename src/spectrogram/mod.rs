@@ -76,6 +76,13 @@ impl CqtParams {
                 "the top bin ({top_hz:.1} Hz) is above the Nyquist frequency ({nyquist_hz} Hz); use fewer bins"
             ));
         }
+        let shortest = kernels::quality_factor(self) * self.sample_rate_hz as f64 / top_hz;
+        if shortest <= 1.0 {
+            return bad(format!(
+                "the top bin's kernel would have a single tap (filter_scale {} too small)",
+                self.filter_scale
+            ));
+        }
         let longest = kernels::quality_factor(self) * self.sample_rate_hz as f64 / self.fmin_hz;
         if longest > (1u64 << 26) as f64 {
             return bad(format!(
@@ -83,6 +90,43 @@ impl CqtParams {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_that_make_no_cqt_are_rejected() {
+        let ok = CqtParams::default();
+        assert!(ok.validate().is_ok());
+        let bad = [
+            CqtParams { n_bins: 200, ..ok },
+            CqtParams {
+                hop_length: 0,
+                ..ok
+            },
+            CqtParams {
+                fmin_hz: -1.0,
+                ..ok
+            },
+            CqtParams {
+                filter_scale: 0.01,
+                ..ok
+            },
+            CqtParams {
+                sample_rate_hz: 0,
+                ..ok
+            },
+        ];
+        for params in bad {
+            let err = params.validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid CQT parameters"),
+                "{params:?}: {err}"
+            );
+        }
     }
 }
 
