@@ -112,7 +112,7 @@ mod tests {
                 ..ok
             },
             CqtParams {
-                filter_scale: 0.01,
+                filter_scale: 0.005,
                 ..ok
             },
             CqtParams {
