@@ -109,6 +109,19 @@ struct BlockedBin {
     tail_im: Vec<f32>,
 }
 
+/// A blocked bin's data, read-only. Frame `t`'s complex value is
+/// `Σ_{j<3} Σ_{i<full_blocks} weights[j][i] · S_j[t + i]` with the block sums
+/// `S_j[b] = Σ_{r<hop} x[start + b·hop + r] · (tables[2j][r] + i·tables[2j+1][r])`, plus the
+/// tail `Σ_n x[a + n]·tail_re[n] − i·Σ_n x[a + n]·tail_im[n]` from `a = start + t·hop +
+/// full_blocks·hop`; the output is its magnitude times `sqrt(length)`.
+pub struct BlockedPlan<'a> {
+    pub full_blocks: usize,
+    pub tables: [&'a [f32]; 6],
+    pub weights: [&'a [(f32, f32)]; 3],
+    pub tail_re: &'a [f32],
+    pub tail_im: &'a [f32],
+}
+
 fn padded(taps: &[f32]) -> Vec<f32> {
     let mut v = taps.to_vec();
     v.resize(taps.len().next_multiple_of(TAP_ALIGN), 0.0);
@@ -183,6 +196,25 @@ impl Cqt {
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The block decomposition of `bin`, where it uses one (for kernels that mirror the CPU
+    /// path, e.g. kernels/cqt.cu).
+    pub fn blocked_plan(&self, bin: usize) -> Option<BlockedPlan<'_>> {
+        match &self.bins[bin].how {
+            BinMethod::Direct { .. } => None,
+            BinMethod::Blocked(b) => {
+                let tail_len =
+                    self.kernels.bins[bin].length - b.full_blocks * self.params.hop_length;
+                Some(BlockedPlan {
+                    full_blocks: b.full_blocks,
+                    tables: std::array::from_fn(|c| &b.tables[c][..self.params.hop_length]),
+                    weights: std::array::from_fn(|j| b.weights[j].as_slice()),
+                    tail_re: &b.tail_re[..tail_len],
+                    tail_im: &b.tail_im[..tail_len],
+                })
+            }
+        }
     }
 
     /// How many bins use the block decomposition.
