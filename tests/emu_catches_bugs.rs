@@ -1,0 +1,211 @@
+//! The emu device catches the kernel bugs that would otherwise only show on a GPU, or not at all:
+//! an out-of-bounds write, a barrier that not every thread reaches, a missing barrier.
+//! The kernels are in tests/kernels/planted_bugs.cu, built for emu only.
+
+use mtosi::device::{DeviceError, EmuOptions, Kernel, KernelDevice, LaunchConfig, ThreadOrder};
+
+include!(concat!(env!("OUT_DIR"), "/test_kernels.rs"));
+
+fn kernel(name: &str) -> &'static Kernel {
+    TEST_KERNELS
+        .iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("test kernel {name} not built"))
+}
+
+fn emu(order: ThreadOrder) -> KernelDevice {
+    KernelDevice::emu(EmuOptions { order, workers: 1 })
+}
+
+#[test]
+fn out_of_bounds_write_is_reported_with_the_parameter() {
+    let device = emu(ThreadOrder::Forward);
+    let n = 100;
+    let mut out = device.alloc::<f32>(n).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_out_of_bounds_write"),
+        LaunchConfig::for_elements(n + 1, 64),
+        &[(n as i32).into(), (&mut out).into()],
+    );
+    match result {
+        Err(DeviceError::OutOfBounds { message, .. }) => {
+            assert!(
+                message.contains("`out`") && message.contains("after its end"),
+                "{message}"
+            )
+        }
+        other => panic!("expected an out-of-bounds report, got {other:?}"),
+    }
+}
+
+#[test]
+fn barrier_inside_a_branch_is_a_launch_error_not_a_hang() {
+    let device = emu(ThreadOrder::Forward);
+    let mut out = device.alloc::<f32>(64).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_barrier_in_branch"),
+        LaunchConfig::blocks(1, 64),
+        &[(&mut out).into()],
+    );
+    match result {
+        Err(DeviceError::Launch { message, .. }) => assert!(
+            message.contains("tests/kernels/planted_bugs.cu:16")
+                && message.contains("32 waiting, 32 exited"),
+            "{message}"
+        ),
+        other => panic!("expected a barrier report, got {other:?}"),
+    }
+}
+
+#[test]
+fn barrier_misuse_is_reported_when_blocks_run_on_several_workers() {
+    let device = KernelDevice::emu(EmuOptions {
+        order: ThreadOrder::Reverse,
+        workers: 4,
+    });
+    let (blocks, threads) = (128, 256);
+    let mut out = device.alloc::<f32>(threads as usize).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_barrier_in_branch"),
+        LaunchConfig::blocks(blocks, threads),
+        &[(&mut out).into()],
+    );
+    assert!(
+        matches!(result, Err(DeviceError::Launch { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn shuffle_that_half_a_warp_skips_is_reported_as_deadlock() {
+    let device = emu(ThreadOrder::Forward);
+    let mut out = device.alloc::<f32>(32).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_shuffle_in_branch"),
+        LaunchConfig::blocks(1, 32),
+        &[(&mut out).into()],
+    );
+    match result {
+        Err(DeviceError::Launch { message, .. }) => {
+            assert!(
+                message.contains("deadlock") && message.contains("__shfl_down_sync"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a deadlock report, got {other:?}"),
+    }
+}
+
+/// out[t] of the neighbour-read kernels, run in `order` on one block of `threads`.
+fn neighbour_reads(kernel_name: &str, order: ThreadOrder, threads: u32) -> Vec<f32> {
+    let device = emu(order);
+    let mut out = device.alloc::<f32>(threads as usize).unwrap();
+    device
+        .launch_kernel(
+            kernel(kernel_name),
+            LaunchConfig::blocks(1, threads),
+            &[(&mut out).into()],
+        )
+        .unwrap();
+    device.download(&out).unwrap()
+}
+
+fn wrong_neighbour_reads(out: &[f32]) -> usize {
+    out[..out.len() - 1]
+        .iter()
+        .enumerate()
+        .filter(|&(t, &v)| v != (t + 1) as f32)
+        .count()
+}
+
+#[test]
+fn missing_barrier_gives_a_wrong_result_in_one_thread_order() {
+    let threads = 64;
+    let forward = wrong_neighbour_reads(&neighbour_reads(
+        "bug_missing_barrier",
+        ThreadOrder::Forward,
+        threads,
+    ));
+    let reverse = wrong_neighbour_reads(&neighbour_reads(
+        "bug_missing_barrier",
+        ThreadOrder::Reverse,
+        threads,
+    ));
+    // Forward runs thread t to completion before t + 1 writes its value: every read is stale.
+    assert_eq!(
+        forward,
+        threads as usize - 1,
+        "forward order should expose the race"
+    );
+    assert_eq!(
+        reverse, 0,
+        "reverse order runs each writer before its reader"
+    );
+}
+
+#[test]
+fn kernel_with_the_barrier_is_right_in_both_orders() {
+    for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
+        assert_eq!(
+            wrong_neighbour_reads(&neighbour_reads("fixed_missing_barrier", order, 64)),
+            0,
+            "{order:?}"
+        );
+    }
+}
+
+#[test]
+fn dynamic_shared_memory_warp_collectives_and_atomics_work_across_blocks() {
+    let (blocks, threads) = (7u32, 96u32);
+    for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
+        // Several workers, so that atomics from blocks on different OS threads meet.
+        let device = KernelDevice::emu(EmuOptions { order, workers: 2 });
+        let mut sum = device.upload(&[0.0f32]).unwrap();
+        let mut counts = device.upload(&[0u32, 0]).unwrap();
+        let config = LaunchConfig::blocks(blocks, threads).with_shared_mem_bytes(threads * 4);
+        device
+            .launch_kernel(
+                kernel("collectives_control"),
+                config,
+                &[(&mut sum).into(), (&mut counts).into()],
+            )
+            .unwrap();
+        let per_block: u32 = (0..threads).sum();
+        assert_eq!(
+            device.download(&sum).unwrap()[0],
+            (per_block * blocks) as f32,
+            "{order:?}"
+        );
+        // 16 odd lanes per warp, 3 warps per block; 10 threads below 10 per block.
+        assert_eq!(
+            device.download(&counts).unwrap(),
+            vec![16 * 3 * blocks, 10 * blocks],
+            "{order:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_argument_types_are_refused_before_launch() {
+    let device = emu(ThreadOrder::Forward);
+    let out = device.alloc::<f32>(4).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_out_of_bounds_write"),
+        LaunchConfig::blocks(1, 4),
+        &[4i32.into(), (&out).into()],
+    );
+    assert!(
+        matches!(result, Err(DeviceError::Arguments { .. })),
+        "{result:?}"
+    );
+    let mut ints = device.alloc::<i32>(4).unwrap();
+    let result = device.launch_kernel(
+        kernel("bug_out_of_bounds_write"),
+        LaunchConfig::blocks(1, 4),
+        &[4i32.into(), (&mut ints).into()],
+    );
+    assert!(
+        matches!(result, Err(DeviceError::Arguments { .. })),
+        "{result:?}"
+    );
+}

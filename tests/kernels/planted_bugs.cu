@@ -1,0 +1,60 @@
+// Deliberately broken kernels, compiled for emu only (never NVRTC-embedded): tests/emu_catches_bugs.rs
+// shows that emu reports each bug.
+#include "common.cuh"
+
+// Writes one element past the end of `out` (the bound should be i < n).
+extern "C" __global__ void bug_out_of_bounds_write(int n, float* out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) out[i] = 1.0f;
+}
+
+// __syncthreads() inside a branch that only the first half of the block takes.
+extern "C" __global__ void bug_barrier_in_branch(float* out) {
+    __shared__ float shared[1024];
+    shared[threadIdx.x] = (float)threadIdx.x;
+    if (threadIdx.x < blockDim.x / 2) {
+        __syncthreads();
+        out[threadIdx.x] = shared[threadIdx.x + 1];
+    }
+}
+
+// Each thread reads its right neighbour's shared value without a barrier between the write and
+// the read: out[t] should be t + 1 (for t < blockDim.x - 1).
+extern "C" __global__ void bug_missing_barrier(float* out) {
+    __shared__ float shared[1024];
+    shared[threadIdx.x] = (float)threadIdx.x;
+    if (threadIdx.x + 1 < blockDim.x) out[threadIdx.x] = shared[threadIdx.x + 1];
+}
+
+// The same with the barrier: the control that the two orders agree on a correct kernel.
+extern "C" __global__ void fixed_missing_barrier(float* out) {
+    __shared__ float shared[1024];
+    shared[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    if (threadIdx.x + 1 < blockDim.x) out[threadIdx.x] = shared[threadIdx.x + 1];
+}
+
+// A full-mask shuffle in a branch that half of the warp skips (those lanes go to the barrier).
+extern "C" __global__ void bug_shuffle_in_branch(float* out) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16) v += __shfl_down_sync(0xffffffffu, v, 1);
+    __syncthreads();
+    out[threadIdx.x] = v;
+}
+
+// Dynamic shared memory, warp collectives and atomics working together: out[0] = sum of
+// 0..blockDim.x-1 over all blocks, out[1] = popcount of the ballot of odd lanes per warp.
+extern "C" __global__ void collectives_control(float* out, unsigned* ballots) {
+    float* scratch = dynamic_shared<float>();
+    scratch[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    float v = scratch[(threadIdx.x + 1) % blockDim.x];
+    v = warp_sum(v);
+    unsigned odd = __ballot_sync(MTOSI_FULL_MASK, threadIdx.x % 2);
+    if (threadIdx.x % 32 == 0) {
+        atomicAdd(&out[0], v);
+        atomicAdd(&ballots[0], (unsigned)__popc(odd));
+    }
+    int below = __syncthreads_count(threadIdx.x < 10);
+    if (threadIdx.x == 0) atomicAdd(&ballots[1], (unsigned)below);
+}
