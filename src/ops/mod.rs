@@ -2,3 +2,4 @@
 
 pub mod axpy;
 pub mod reduce;
+pub mod cqt;
