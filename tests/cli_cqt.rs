@@ -115,3 +115,38 @@ fn wrong_rate_and_stereo_are_refused_with_the_file_name() {
         );
     }
 }
+
+#[test]
+fn the_emulated_kernel_writes_the_cpu_spectrogram() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    write_wav(&wav, 16_000, 1, &tone(3_001));
+    let mut outputs = Vec::new();
+    for device in ["cpu", "emu"] {
+        let npy = dir.path().join(format!("{device}.npy"));
+        let status = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+            .args([
+                "cqt",
+                wav.to_str().unwrap(),
+                "-o",
+                npy.to_str().unwrap(),
+                "--device",
+                device,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "--device {device}");
+        outputs.push(mtosi::npy::read(&npy).unwrap());
+    }
+    assert_eq!(outputs[0].shape, outputs[1].shape);
+    let peak = outputs[0].data.iter().cloned().fold(0f32, f32::max);
+    let worst = outputs[0]
+        .data
+        .iter()
+        .zip(&outputs[1].data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("emu vs cpu: max abs difference {worst:.2e} of peak {peak:.3}");
+    // f32 sums in another order: ~1e-7 of the peak (the kernels' own test is tests/cqt.rs).
+    assert!(worst <= 1e-5 * peak, "{worst} vs peak {peak}");
+}

@@ -1,11 +1,12 @@
-//! `mtosi cqt AUDIO -o OUT.npy [--png OUT.png] [--log] [--normalize]`: the CQT spectrogram of
-//! one file as a (bins × frames) float32 `.npy`, and optionally its picture.
+//! `mtosi cqt AUDIO -o OUT.npy [--png OUT.png] [--log] [--normalize] [--device D]`: the CQT
+//! spectrogram of one file as a (bins × frames) float32 `.npy`, and optionally its picture.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use mtosi::spectrogram::{features, picture, Cqt, CqtParams};
+use mtosi::device::{Device, DeviceRequest};
+use mtosi::spectrogram::{features, picture, Cqt, CqtParams, Spectrogram};
 
 #[derive(Debug, Args)]
 pub struct CqtArgs {
@@ -23,6 +24,9 @@ pub struct CqtArgs {
     /// Min-max normalise the stored image to [0, 1] (after --log when both are given).
     #[arg(long)]
     pub normalize: bool,
+    /// auto, cpu, emu or cuda[:N]: the CPU path, or kernels/cqt.cu emulated or on a GPU.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
     #[arg(long, default_value_t = 16_000)]
     pub sample_rate: u32,
     #[arg(long, default_value_t = 512)]
@@ -48,9 +52,18 @@ pub fn run(args: CqtArgs) -> anyhow::Result<()> {
     };
     let cqt = Cqt::new(params)?;
     let audio = read_mono_wav(&args.audio, params.sample_rate_hz)?;
-    let spec = cqt
-        .magnitude(&audio)
-        .with_context(|| format!("{}: computing the CQT", args.audio.display()))?;
+    let selection = args.device.open()?;
+    eprintln!("{}", selection.reason);
+    let context = || format!("{}: computing the CQT", args.audio.display());
+    let spec = match &selection.device {
+        Device::Cpu => cqt.magnitude(&audio).with_context(context)?,
+        device => Spectrogram {
+            n_bins: params.n_bins,
+            n_frames: cqt.n_frames(audio.len()),
+            values: mtosi::ops::cqt::cqt(device, &cqt, &audio, audio.len())
+                .with_context(context)?,
+        },
+    };
     let mut values = spec.values.clone();
     if args.log {
         features::log_compress(&mut values);
