@@ -138,8 +138,6 @@ pub enum SpectrogramError {
     EmptyAudio,
     #[error("audio sample {index} is {value}: the CQT needs finite samples")]
     NonFiniteSample { index: usize, value: f32 },
-    #[error("a batch of {total} samples does not split into clips of {clip_len}")]
-    RaggedBatch { total: usize, clip_len: usize },
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
