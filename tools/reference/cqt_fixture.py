@@ -11,7 +11,8 @@ magnitudes cannot show).
 
 Output: <case>.audio.npy (float32 samples), <case>.cqt.npy (float32, bins x frames),
 cases.txt (one line per case: name sr hop fmin n_bins bins_per_octave filter_scale padding),
-kernels.re.npy / kernels.im.npy (float32, n_bins x kernel_width) with kernels.txt (params).
+kernels.re.npy / kernels.im.npy (float32, n_bins x kernel_width) with kernels.txt (params),
+mix.input.npy (the network's input for the mix clip: frames x bins, log, normalised).
 """
 
 import argparse
@@ -112,6 +113,17 @@ def main():
         print(name, audio.shape, spec.shape, f"max {spec.max():.4f}")
     with open(os.path.join(args.out, "cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+    # The network's input for the "mix" clip as the paper's code builds it: CQT of the clip
+    # without its last sample, log(x + 1e-5), min-max over the whole image, NaN -> 0, laid out
+    # frames x bins.
+    audio = np.load(os.path.join(args.out, "mix.audio.npy"))
+    x = torch.tensor(nnaudio_cqt(audio[:-1], PAPER))
+    x = torch.log(x + 1e-5)
+    x = (x - x.min()) / (x.max() - x.min())
+    x[torch.isnan(x)] = 0
+    np.save(os.path.join(args.out, "mix.input.npy"), x.T.contiguous().numpy().astype(np.float32))
+    print("mix.input", tuple(x.T.shape))
 
     # Kernels of a small set (odd and even lengths), complex64 as nnAudio stores them.
     k = dict(sr=8000, fmin=500.0, n_bins=14, bins_per_octave=12, filter_scale=1)
