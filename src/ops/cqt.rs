@@ -366,3 +366,54 @@ pub fn cqt(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::EmuOptions;
+    use crate::spectrogram::CqtParams;
+
+    fn small() -> Cqt {
+        Cqt::new(CqtParams {
+            sample_rate_hz: 8000,
+            hop_length: 32,
+            fmin_hz: 500.0,
+            n_bins: 12,
+            bins_per_octave: 12,
+            filter_scale: 1.0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn ragged_batches_and_non_finite_audio_are_refused_on_every_device() {
+        let plan = small();
+        let emu = Device::emu(EmuOptions::default());
+        for device in [&Device::Cpu, &emu] {
+            let err = cqt(device, &plan, &[0.0; 10], 3).unwrap_err().to_string();
+            assert!(err.contains("do not split into clips of 3"), "{err}");
+            let err = cqt(device, &plan, &[0.0, f32::INFINITY, 0.0], 3)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sample 1"), "{err}");
+        }
+    }
+
+    #[test]
+    fn launch_checks_shapes_before_running() {
+        let plan = small();
+        let device = KernelDevice::emu(EmuOptions::default());
+        let kernels = CqtDeviceKernels::upload(&device, &plan).unwrap();
+        let clip = vec![0.1f32; 301];
+        let padded = device.upload(&pad_batch(&plan, &[&clip, &clip])).unwrap();
+        let n_frames = plan.n_frames(clip.len());
+        let mut wrong_out = device.alloc::<f32>(2 * 12 * n_frames - 1).unwrap();
+        let err =
+            cqt_launch(&device, &kernels, &padded, 2, n_frames, 32, &mut wrong_out).unwrap_err();
+        assert!(err.to_string().contains("out has"), "{err}");
+        let mut out = device.alloc::<f32>(2 * 12 * (n_frames + 1)).unwrap();
+        let err =
+            cqt_launch(&device, &kernels, &padded, 2, n_frames + 1, 32, &mut out).unwrap_err();
+        assert!(err.to_string().contains("need padded clips"), "{err}");
+    }
+}
