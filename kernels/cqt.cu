@@ -79,56 +79,36 @@ extern "C" __global__ void cqt_direct(const float* __restrict__ signal, int padd
 // of the window's tail correlated directly (cqt_blocked_frames). ~3x fewer multiply-adds than
 // cqt_direct with the paper's parameters.
 
-#define CQT_BLOCKS_PER_BLOCK 4
-
 // sums[clip][blocked_bin][6][max_blocks]: for hop-block b < n_frames + full_blocks - 1 of a
 // blocked bin, the six real sums of x[start + b*hop + r] * tables[blocked_bin][c][r] over
-// r < hop (c = 2j real part, 2j+1 imaginary part of exponential j). Grid: x = tiles of
-// CQT_BLOCKS_PER_BLOCK blocks, y = blocked bins, z = clips.
+// r < hop (c = 2j real part, 2j+1 imaginary part of exponential j). One thread per hop-block,
+// so no reduction: the bin's tables (6 * hop floats, dynamic shared memory) are read by a
+// whole warp at once (a broadcast), and each thread walks its own block of signal, whose cache
+// lines it reuses for 32 consecutive samples. Grid: x = tiles of blockDim.x hop-blocks,
+// y = blocked bins, z = clips.
 extern "C" __global__ void cqt_block_sums(const float* __restrict__ signal, int padded_len,
                                           const float* __restrict__ tables, const int* __restrict__ block_start,
                                           const int* __restrict__ block_full, int n_frames, int max_blocks,
                                           int hop, float* __restrict__ sums) {
-    __shared__ float partial[32][6 * CQT_BLOCKS_PER_BLOCK];
-    int b0 = blockIdx.x * CQT_BLOCKS_PER_BLOCK;
+    float* table = dynamic_shared<float>();
     int bb = blockIdx.y;
     int n_blocked = gridDim.y;
     int clip = blockIdx.z;
-    int lane = threadIdx.x % 32;
-    int warp = threadIdx.x / 32;
-    int warps = blockDim.x / 32;
-    int blocks_here = min(CQT_BLOCKS_PER_BLOCK, n_frames + block_full[bb] - 1 - b0);
-
-    float acc[CQT_BLOCKS_PER_BLOCK][6];
-    for (int q = 0; q < CQT_BLOCKS_PER_BLOCK; q++)
-        for (int c = 0; c < 6; c++) acc[q][c] = 0.0f;
-    const float* table = tables + (size_t)bb * 6 * hop;
-    const float* x = signal + (size_t)clip * padded_len + block_start[bb] + (size_t)b0 * hop;
-    for (int r = threadIdx.x; r < hop; r += blockDim.x) {
-        float t[6];
-        for (int c = 0; c < 6; c++) t[c] = table[(size_t)c * hop + r];
-        for (int q = 0; q < CQT_BLOCKS_PER_BLOCK; q++) {
-            if (q < blocks_here) {
-                float xv = x[(size_t)q * hop + r];
-                for (int c = 0; c < 6; c++) acc[q][c] += xv * t[c];
-            }
-        }
-    }
-    for (int q = 0; q < CQT_BLOCKS_PER_BLOCK; q++) {
-        for (int c = 0; c < 6; c++) {
-            float s = warp_sum(acc[q][c]);
-            if (lane == 0) partial[warp][q * 6 + c] = s;
-        }
-    }
+    const float* bin_tables = tables + (size_t)bb * 6 * hop;
+    for (int i = threadIdx.x; i < 6 * hop; i += blockDim.x) table[i] = bin_tables[i];
     __syncthreads();
-    if ((int)threadIdx.x < 6 * CQT_BLOCKS_PER_BLOCK) {
-        int q = threadIdx.x / 6;
-        int c = threadIdx.x % 6;
-        if (q < blocks_here) {
-            float s = 0.0f;
-            for (int w = 0; w < warps; w++) s += partial[w][threadIdx.x];
-            sums[(((size_t)clip * n_blocked + bb) * 6 + c) * max_blocks + b0 + q] = s;
+
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < n_frames + block_full[bb] - 1) {
+        const float* x = signal + (size_t)clip * padded_len + block_start[bb] + (size_t)b * hop;
+        float acc[6];
+        for (int c = 0; c < 6; c++) acc[c] = 0.0f;
+        for (int r = 0; r < hop; r++) {
+            float xv = x[r];
+            for (int c = 0; c < 6; c++) acc[c] += xv * table[c * hop + r];
         }
+        float* out = sums + ((size_t)clip * n_blocked + bb) * 6 * max_blocks + b;
+        for (int c = 0; c < 6; c++) out[(size_t)c * max_blocks] = acc[c];
     }
 }
 

@@ -143,9 +143,10 @@ fn cqt_kernels_match_cpu_reference_on_every_device() {
             );
         }
         Equivalence::new(&format!("cqt ({method:?})"))
-            // f32 sums of ≤ 270 taps in another order: ≲ 1e-7 of the peak, judged relative to
-            // values down to the harness's floor of 1e-3 of the peak (measured ≤ 3e-5).
-            .tolerance(2e-4)
+            // f32 sums in another order: ≲ 1e-7 of the peak (the blocked path sums blocks, then
+            // weights them), judged relative to values down to the harness's floor of 1e-3 of
+            // the peak: measured ≤ 6e-5 over 10 seeds.
+            .tolerance(5e-4)
             .run(
                 &KERNEL_TEST_SHAPES,
                 |&(clips, len), rng| (len, rng.vec_f32(clips * len, -1.0, 1.0)),

@@ -8,9 +8,10 @@ use crate::spectrogram::{Cqt, CqtMethod};
 
 /// A multiple of 32 (the kernel folds partial sums with warp shuffles).
 const THREADS_PER_BLOCK: u32 = 128;
-/// `CQT_FRAMES_PER_BLOCK` and `CQT_BLOCKS_PER_BLOCK` in kernels/cqt.cu.
+/// `CQT_FRAMES_PER_BLOCK` in kernels/cqt.cu.
 const FRAMES_PER_BLOCK: usize = 8;
-const BLOCKS_PER_BLOCK: usize = 4;
+/// The launch limit on dynamic shared memory; `cqt_block_sums` keeps `6 × hop` floats there.
+const MAX_SHARED_BYTES: usize = 48 * 1024;
 /// CUDA's limit on a grid's y and z dimensions (bins, clips).
 const MAX_GRID_YZ: usize = 65_535;
 
@@ -190,7 +191,8 @@ impl CqtDeviceKernels {
 
 /// Launches kernels/cqt.cu: `padded` holds `batch` reflect-padded clips of equal length;
 /// `out` receives (batch, n_bins, n_frames) magnitudes. `CqtMethod::Direct` runs
-/// `cqt_direct`; `Blocked` runs `cqt_block_sums` then `cqt_blocked_frames`.
+/// `cqt_direct`; `Blocked` runs `cqt_block_sums` then `cqt_blocked_frames` (or `cqt_direct`
+/// where there is no blocked bin, or the hop is over 2 048 samples).
 pub fn cqt_launch(
     device: &KernelDevice,
     kernels: &CqtDeviceKernels,
@@ -244,7 +246,12 @@ pub fn cqt_launch(
         to_i32(n_frames, "frames")?,
         to_i32(hop_length, "hop length")?,
     );
-    if kernels.method == CqtMethod::Direct || kernels.n_blocked == 0 {
+    let table_bytes = 6 * hop_length * std::mem::size_of::<f32>();
+    // A hop too long for the tables to fit in shared memory takes the direct kernel instead.
+    if kernels.method == CqtMethod::Direct
+        || kernels.n_blocked == 0
+        || table_bytes > MAX_SHARED_BYTES
+    {
         let taps = &kernels.direct;
         return device.launch(
             "cqt_direct",
@@ -272,12 +279,12 @@ pub fn cqt_launch(
         "cqt_block_sums",
         LaunchConfig {
             grid: [
-                grid_x(max_blocks as usize, BLOCKS_PER_BLOCK)?,
+                grid_x(max_blocks as usize, THREADS_PER_BLOCK as usize)?,
                 kernels.n_blocked as u32,
                 batch as u32,
             ],
             block: [THREADS_PER_BLOCK, 1, 1],
-            shared_mem_bytes: 0,
+            shared_mem_bytes: table_bytes as u32,
         },
         &[
             padded.into(),
