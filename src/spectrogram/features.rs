@@ -45,12 +45,30 @@ pub fn normalize_imagewise(values: &mut [f32]) {
 /// 327 680-sample crop gives exactly 640 frames), log-compressed and normalised, as
 /// `n_frames × n_bins` row-major values. Returns `(n_frames, values)`.
 pub fn model_input(cqt: &Cqt, audio: &[f32]) -> Result<(usize, Vec<f32>), SpectrogramError> {
-    let trimmed = &audio[..audio.len().saturating_sub(1)];
-    let spec = cqt.magnitude(trimmed)?;
-    let mut values = spec.frames_by_bins();
-    log_compress(&mut values);
-    normalize_imagewise(&mut values);
-    Ok((spec.n_frames, values))
+    Ok(model_inputs(cqt, &[audio])?
+        .pop()
+        .expect("one clip in, one out"))
+}
+
+/// [`model_input`] of several clips (a training batch), their CQTs computed in parallel.
+pub fn model_inputs(
+    cqt: &Cqt,
+    clips: &[&[f32]],
+) -> Result<Vec<(usize, Vec<f32>)>, SpectrogramError> {
+    let trimmed: Vec<&[f32]> = clips
+        .iter()
+        .map(|a| &a[..a.len().saturating_sub(1)])
+        .collect();
+    let spectrograms = cqt.magnitudes(&trimmed)?;
+    Ok(spectrograms
+        .into_iter()
+        .map(|spec| {
+            let mut values = spec.frames_by_bins();
+            log_compress(&mut values);
+            normalize_imagewise(&mut values);
+            (spec.n_frames, values)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -80,6 +98,24 @@ mod tests {
         let mut with_nan = [1.0, f32::NAN, 2.0];
         normalize_imagewise(&mut with_nan);
         assert_eq!(with_nan, [0.0; 3]);
+    }
+
+    #[test]
+    fn a_batch_gives_each_clips_own_input() {
+        let cqt = Cqt::new(CqtParams {
+            sample_rate_hz: 8000,
+            hop_length: 64,
+            fmin_hz: 200.0,
+            n_bins: 24,
+            bins_per_octave: 12,
+            filter_scale: 1.0,
+        })
+        .unwrap();
+        let a: Vec<f32> = (0..3001).map(|i| (i as f32 * 0.1).sin()).collect();
+        let b: Vec<f32> = (0..2000).map(|i| (i as f32 * 0.37).cos() * 0.1).collect();
+        let batch = model_inputs(&cqt, &[&a, &b]).unwrap();
+        assert_eq!(batch[0], model_input(&cqt, &a).unwrap());
+        assert_eq!(batch[1], model_input(&cqt, &b).unwrap());
     }
 
     #[test]
