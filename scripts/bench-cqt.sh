@@ -27,7 +27,7 @@ for line in open("target/nnaudio_cqt.txt"):
     f = line.split()
     peer[(f[1], f[2])] = float(f[4])
 print(f"\n{'case':<28}{'mtosi ms':>10}{'nnAudio ms':>12}{'ratio':>8}")
-for variant, peer_device in [("cpu", "cpu"), ("cpu_direct", "cpu"), ("cpu_portable", "cpu"), ("cuda", "cuda"), ("cuda_direct", "cuda")]:
+for variant, peer_device in [("cpu", "cpu"), ("cpu_avx2", "cpu"), ("cpu_direct", "cpu"), ("cpu_portable", "cpu"), ("cuda", "cuda"), ("cuda_direct", "cuda")]:
     for case in ("1x327680", "32x327680"):
         try:
             est = json.load(open(f"target/criterion/cqt/{variant}/{case}/new/estimates.json"))

@@ -39,7 +39,7 @@ fn cpu_cqt_matches_nnaudio_on_every_fixture() {
         assert_eq!(expected.shape[0], params.n_bins, "{name}");
         let peak = expected.data.iter().cloned().fold(0f32, f32::max);
         for method in [CqtMethod::Blocked, CqtMethod::Direct] {
-            for isa in [Isa::detect(), Isa::Portable] {
+            for isa in Isa::all_supported() {
                 let cqt = Cqt::with_method(params, method)
                     .unwrap()
                     .with_isa(isa)

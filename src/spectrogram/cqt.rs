@@ -325,6 +325,12 @@ impl Cqt {
                 // SAFETY: `avx2` exists, so the CPU has AVX2 and FMA.
                 unsafe { bin_row_avx2(avx2, plan, signal, hop, out) }
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                let avx512 = simd::Avx512::new().expect("with_isa/detect checked the CPU");
+                // SAFETY: `avx512` exists, so the CPU has AVX-512F and FMA.
+                unsafe { bin_row_avx512(avx512, plan, signal, hop, out) }
+            }
         }
     }
 }
@@ -422,6 +428,22 @@ pub fn reflect_pad(audio: &[f32], pad: usize) -> Vec<f32> {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn bin_row_avx2(
     loops: simd::Avx2,
+    plan: &BinPlan,
+    signal: &[f32],
+    hop: usize,
+    out: &mut [f32],
+) {
+    bin_row(loops, plan, signal, hop, out)
+}
+
+/// `bin_row` compiled with AVX-512F and FMA enabled.
+///
+/// # Safety
+/// The CPU must have AVX-512F and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn bin_row_avx512(
+    loops: simd::Avx512,
     plan: &BinPlan,
     signal: &[f32],
     hop: usize,
@@ -561,7 +583,7 @@ mod tests {
         let reference = dense_reference(&Cqt::new(small_params()).unwrap(), &audio);
         let peak = reference.iter().cloned().fold(0.0, f64::max);
         for method in [CqtMethod::Direct, CqtMethod::Blocked] {
-            for isa in [Isa::Portable, Isa::detect()] {
+            for isa in Isa::all_supported() {
                 let cqt = Cqt::with_method(small_params(), method)
                     .unwrap()
                     .with_isa(isa)

@@ -1,7 +1,8 @@
 //! The CQT's three inner loops, once per instruction set: [`Portable`] (plain Rust over
 //! fixed-width chunks, which LLVM vectorises for the baseline target) and, on x86-64, [`Avx2`]
-//! (explicit AVX2+FMA intrinsics: the auto-vectoriser spilled the accumulators of the
-//! multi-frame loops to the stack and ran 3× slower than the baseline).
+//! and [`Avx512`] (explicit intrinsics: the auto-vectoriser spilled the accumulators of the
+//! multi-frame loops to the stack and ran 3× slower than the baseline). AVX-512 measured
+//! 20–30% faster than AVX2 on the development machine's AMD EPYC.
 //!
 //! Every tap array is zero-padded to a multiple of [`TAP_ALIGN`], and the padded signal has
 //! [`SIGNAL_SLACK`] zeros after its end, so loops run whole chunks without a remainder.
@@ -17,6 +18,8 @@ pub enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -26,12 +29,29 @@ impl Isa {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => Avx2::new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Avx512::new().is_some(),
         }
     }
 
-    /// The best the running CPU supports (AVX2+FMA on x86-64 where present; no AVX-512
-    /// variant is written).
+    /// Every instruction set the running CPU can use, the portable loops first.
+    pub fn all_supported() -> Vec<Isa> {
+        let all = [
+            Isa::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+        ];
+        all.into_iter().filter(|isa| isa.is_supported()).collect()
+    }
+
+    /// The best the running CPU supports: AVX-512F, else AVX2+FMA, on x86-64.
     pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if Avx512::new().is_some() {
+            return Isa::Avx512;
+        }
         #[cfg(target_arch = "x86_64")]
         if Avx2::new().is_some() {
             return Isa::Avx2Fma;
@@ -311,6 +331,155 @@ mod avx2 {
     }
 }
 
+/// AVX-512F intrinsics, 16 lanes. Only constructible on a CPU that has AVX-512F and FMA.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512 {
+    pub fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"))
+            .then_some(Avx512(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Loops for Avx512 {
+    #[inline(always)]
+    fn dot_frames<const F: usize>(
+        self,
+        signal: &[f32],
+        first: usize,
+        hop: usize,
+        re: &[f32],
+        im: &[f32],
+    ) -> [(f32, f32); F] {
+        let taps = re.len();
+        assert!(taps.is_multiple_of(16) && im.len() == taps);
+        assert!(F == 0 || first + (F - 1) * hop + taps <= signal.len());
+        // SAFETY: `Avx512` exists only where the CPU has AVX-512F and FMA; the asserts above bound
+        // every read.
+        unsafe {
+            avx512::dot_frames::<F>(
+                signal.as_ptr().add(first),
+                hop,
+                re.as_ptr(),
+                im.as_ptr(),
+                taps,
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn block_sums<const B: usize>(
+        self,
+        signal: &[f32],
+        first: usize,
+        hop: usize,
+        tables: &[Vec<f32>; 6],
+    ) -> [[f32; 6]; B] {
+        let len = tables[0].len();
+        assert!(len.is_multiple_of(16) && tables.iter().all(|t| t.len() == len));
+        assert!(B == 0 || first + (B - 1) * hop + len <= signal.len());
+        let t = tables.each_ref().map(|t| t.as_ptr());
+        // SAFETY: as in `dot_frames`.
+        unsafe { avx512::block_sums::<B>(signal.as_ptr().add(first), hop, &t, len) }
+    }
+
+    #[inline(always)]
+    fn complex_axpy(
+        self,
+        a: (f32, f32),
+        s_re: &[f32],
+        s_im: &[f32],
+        y_re: &mut [f32],
+        y_im: &mut [f32],
+    ) {
+        Portable.complex_axpy(a, s_re, s_im, y_re, y_im)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! No closures here: a closure does not inherit `target_feature`, so it cannot inline the
+    //! intrinsics, and the accumulators it captures get spilled on every iteration.
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn horizontal_sum(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+
+    /// # Safety
+    /// `x.add(f·hop + n)` for `f < F`, and `re.add(n)`, `im.add(n)`, for `n < taps` must be
+    /// readable; `taps` a multiple of 16; the CPU must have AVX-512F and FMA.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn dot_frames<const F: usize>(
+        x: *const f32,
+        hop: usize,
+        re: *const f32,
+        im: *const f32,
+        taps: usize,
+    ) -> [(f32, f32); F] {
+        let mut acc_re = [_mm512_setzero_ps(); F];
+        let mut acc_im = [_mm512_setzero_ps(); F];
+        let mut n = 0;
+        while n < taps {
+            let kr = _mm512_loadu_ps(re.add(n));
+            let ki = _mm512_loadu_ps(im.add(n));
+            for f in 0..F {
+                let xv = _mm512_loadu_ps(x.add(f * hop + n));
+                acc_re[f] = _mm512_fmadd_ps(xv, kr, acc_re[f]);
+                acc_im[f] = _mm512_fmadd_ps(xv, ki, acc_im[f]);
+            }
+            n += 16;
+        }
+        let mut sums = [(0f32, 0f32); F];
+        for f in 0..F {
+            sums[f] = (horizontal_sum(acc_re[f]), horizontal_sum(acc_im[f]));
+        }
+        sums
+    }
+
+    /// # Safety
+    /// `x.add(b·hop + r)` for `b < B` and `tables[j].add(r)` for `r < len` must be readable;
+    /// `len` a multiple of 16; the CPU must have AVX-512F and FMA.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn block_sums<const B: usize>(
+        x: *const f32,
+        hop: usize,
+        tables: &[*const f32; 6],
+        len: usize,
+    ) -> [[f32; 6]; B] {
+        let mut acc = [[_mm512_setzero_ps(); 6]; B];
+        let mut r = 0;
+        while r < len {
+            let mut xv = [_mm512_setzero_ps(); B];
+            for (b, v) in xv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(x.add(b * hop + r));
+            }
+            for j in 0..6 {
+                let t = _mm512_loadu_ps(tables[j].add(r));
+                for b in 0..B {
+                    acc[b][j] = _mm512_fmadd_ps(xv[b], t, acc[b][j]);
+                }
+            }
+            r += 16;
+        }
+        let mut sums = [[0f32; 6]; B];
+        for b in 0..B {
+            for j in 0..6 {
+                sums[b][j] = horizontal_sum(acc[b][j]);
+            }
+        }
+        sums
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +533,18 @@ mod tests {
                 check_block_sums(avx2);
             }
             None => println!("this CPU has no AVX2+FMA; nothing to check"),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_loops_equal_the_naive_sums() {
+        match Avx512::new() {
+            Some(avx512) => {
+                check_dot_frames(avx512);
+                check_block_sums(avx512);
+            }
+            None => println!("this CPU has no AVX-512F; nothing to check"),
         }
     }
 
