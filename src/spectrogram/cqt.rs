@@ -264,15 +264,13 @@ impl Cqt {
         for clip in clips {
             check_audio(clip)?;
         }
-        let padded: Vec<Vec<f32>> = clips
-            .par_iter()
-            .map(|c| reflect_pad(c, self.padding()))
-            .collect();
         let n_bins = self.bins.len();
         let hop = self.params.hop_length;
+        let width = self.kernels.kernel_width;
         // Tasks are (clip, span of frames) and run every bin over their span, so the span's
-        // signal (~0.5 MB with the defaults) stays in L2 instead of streaming from memory once
-        // per bin. Blocked bins recompute their first `full_blocks - 1` blocks per span.
+        // padded signal (~0.5 MB with the defaults, built by the task) stays in L2 instead of
+        // streaming from memory once per bin. Blocked bins recompute their first
+        // `full_blocks - 1` blocks per span.
         let tasks: Vec<(usize, usize, usize)> = clips
             .iter()
             .enumerate()
@@ -287,10 +285,15 @@ impl Cqt {
             .par_iter()
             .map(|&(clip, t0, t1)| {
                 let span = t1 - t0;
-                let signal = &padded[clip][t0 * hop..];
+                let signal = padded_span(
+                    clips[clip],
+                    self.padding(),
+                    t0 * hop,
+                    (span - 1) * hop + width,
+                );
                 let mut values = vec![0f32; n_bins * span];
                 for (plan, row) in self.bins.iter().zip(values.chunks_exact_mut(span)) {
-                    self.bin_row(plan, signal, row);
+                    self.bin_row(plan, &signal, row);
                 }
                 values
             })
@@ -411,12 +414,23 @@ pub fn reflect_index(i: i64, len: usize) -> usize {
 
 /// `audio` reflect-padded by `pad` samples on each side, followed by [`SIGNAL_SLACK`] zeros.
 pub fn reflect_pad(audio: &[f32], pad: usize) -> Vec<f32> {
+    padded_span(audio, pad, 0, audio.len() + 2 * pad)
+}
+
+/// Samples `from .. from + count` of `audio` reflect-padded by `pad` on each side (which may
+/// run past the padded end: those read as zeros), followed by [`SIGNAL_SLACK`] zeros.
+pub fn padded_span(audio: &[f32], pad: usize, from: usize, count: usize) -> Vec<f32> {
     let len = audio.len();
-    let mut out = Vec::with_capacity(len + 2 * pad + SIGNAL_SLACK);
-    out.extend((0..pad).map(|i| audio[reflect_index(i as i64 - pad as i64, len)]));
-    out.extend_from_slice(audio);
-    out.extend((0..pad).map(|i| audio[reflect_index((len + i) as i64, len)]));
-    out.resize(len + 2 * pad + SIGNAL_SLACK, 0.0);
+    let padded_len = len + 2 * pad;
+    let end = (from + count).min(padded_len);
+    let mut out = Vec::with_capacity(count + SIGNAL_SLACK);
+    // Left reflection, the samples themselves (copied), right reflection.
+    let inner = from.clamp(pad, pad + len)..end.clamp(pad, pad + len);
+    let reflected = |p: usize| audio[reflect_index(p as i64 - pad as i64, len)];
+    out.extend((from..end.min(pad)).map(reflected));
+    out.extend_from_slice(&audio[inner.start - pad..inner.end - pad]);
+    out.extend((from.max(pad + len)..end).map(reflected));
+    out.resize(count + SIGNAL_SLACK, 0.0);
     out
 }
 
@@ -632,6 +646,22 @@ mod tests {
             "slack is zeros"
         );
         assert!(reflect_pad(&[7.], 3)[..7].iter().all(|&v| v == 7.0));
+    }
+
+    #[test]
+    fn padded_spans_are_slices_of_the_padded_signal() {
+        let audio = test_signal(50, 3);
+        let whole = reflect_pad(&audio, 20);
+        for (from, count) in [(0, 90), (5, 10), (15, 40), (60, 30), (85, 20), (0, 5)] {
+            let span = padded_span(&audio, 20, from, count);
+            let real = count.min(90 - from);
+            assert_eq!(&span[..real], &whole[from..from + real], "from {from}");
+            assert!(
+                span[real..].iter().all(|&v| v == 0.0),
+                "from {from}: zeros past the end"
+            );
+            assert_eq!(span.len(), count + SIGNAL_SLACK);
+        }
     }
 
     #[test]
