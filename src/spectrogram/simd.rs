@@ -2,7 +2,7 @@
 //! fixed-width chunks, which LLVM vectorises for the baseline target) and, on x86-64, [`Avx2`]
 //! and [`Avx512`] (explicit intrinsics: the auto-vectoriser spilled the accumulators of the
 //! multi-frame loops to the stack and ran 3× slower than the baseline). AVX-512 measured
-//! 20–30% faster than AVX2 on the development machine's AMD EPYC.
+//! 20–30% faster than AVX2 back to back on one thread of the development machine (AMD EPYC).
 //!
 //! Every tap array is zero-padded to a multiple of [`TAP_ALIGN`], and the padded signal has
 //! [`SIGNAL_SLACK`] zeros after its end, so loops run whole chunks without a remainder.
