@@ -1,5 +1,6 @@
 //! Subcommands: one file per command, each a thin layer over a library call.
 
+mod cqt;
 mod devices;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Compute the CQT spectrogram of an audio file (nnAudio CQT1992v2), as .npy and a picture.
+    Cqt(cqt::CqtArgs),
     /// Show which device `--device` selects and why, and the compiled kernels.
     Devices {
         /// auto, cpu, emu, cuda or cuda:N
@@ -28,6 +31,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Cqt(args) => cqt::run(args),
         Command::Devices { device } => devices::run(device),
     }
 }

@@ -1,0 +1,152 @@
+//! `mtosi cqt` end to end: a WAV in, the spectrogram `.npy` and its picture out, clear errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use mtosi::spectrogram::{Cqt, CqtParams};
+
+fn write_wav(path: &Path, sample_rate: u32, channels: u16, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn tone(n: usize) -> Vec<i16> {
+    (0..n)
+        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 16000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+#[test]
+fn writes_the_spectrogram_and_its_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    let samples = tone(20_001);
+    write_wav(&wav, 16_000, 1, &samples);
+    let (npy, png) = (dir.path().join("tone.npy"), dir.path().join("tone.png"));
+    let status = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+        .args([
+            "cqt",
+            wav.to_str().unwrap(),
+            "-o",
+            npy.to_str().unwrap(),
+            "--png",
+            png.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let array = mtosi::npy::read(&npy).unwrap();
+    assert_eq!(array.shape, vec![176, 20_001 / 512 + 1]);
+    let audio: Vec<f32> = samples.iter().map(|&s| s as f32 / 32768.0).collect();
+    let expected = Cqt::new(CqtParams::default())
+        .unwrap()
+        .magnitude(&audio)
+        .unwrap();
+    assert_eq!(
+        array.data, expected.values,
+        "the file holds the library's magnitudes"
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let info = decoder.read_info().unwrap().info().clone();
+    assert_eq!((info.width, info.height), (40, 176));
+}
+
+#[test]
+fn log_and_normalize_give_a_unit_range_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    write_wav(&wav, 16_000, 1, &tone(9_999));
+    let npy = dir.path().join("tone.npy");
+    let status = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+        .args([
+            "cqt",
+            wav.to_str().unwrap(),
+            "-o",
+            npy.to_str().unwrap(),
+            "--log",
+            "--normalize",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let data = mtosi::npy::read(&npy).unwrap().data;
+    let min = data.iter().cloned().fold(f32::INFINITY, f32::min);
+    let max = data.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!((min, max), (0.0, 1.0));
+}
+
+#[test]
+fn wrong_rate_and_stereo_are_refused_with_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, rate, channels, expected) in [
+        ("fast.wav", 44_100, 1, "44100 Hz"),
+        ("stereo.wav", 16_000, 2, "2 channels"),
+    ] {
+        let wav = dir.path().join(name);
+        write_wav(&wav, rate, channels, &tone(4_000));
+        let out = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+            .args([
+                "cqt",
+                wav.to_str().unwrap(),
+                "-o",
+                dir.path().join("x.npy").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(name) && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("x.npy").exists(),
+            "nothing written on error"
+        );
+    }
+}
+
+#[test]
+fn the_emulated_kernel_writes_the_cpu_spectrogram() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    write_wav(&wav, 16_000, 1, &tone(3_001));
+    let mut outputs = Vec::new();
+    for device in ["cpu", "emu"] {
+        let npy = dir.path().join(format!("{device}.npy"));
+        let status = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+            .args([
+                "cqt",
+                wav.to_str().unwrap(),
+                "-o",
+                npy.to_str().unwrap(),
+                "--device",
+                device,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "--device {device}");
+        outputs.push(mtosi::npy::read(&npy).unwrap());
+    }
+    assert_eq!(outputs[0].shape, outputs[1].shape);
+    let peak = outputs[0].data.iter().cloned().fold(0f32, f32::max);
+    let worst = outputs[0]
+        .data
+        .iter()
+        .zip(&outputs[1].data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("emu vs cpu: max abs difference {worst:.2e} of peak {peak:.3}");
+    // f32 sums in another order: ~1e-7 of the peak (the kernels' own test is tests/cqt.rs).
+    assert!(worst <= 1e-5 * peak, "{worst} vs peak {peak}");
+}
