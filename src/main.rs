@@ -7,9 +7,16 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(err) = cli::run(args) {
-        eprintln!("error: {err}");
+        let message = err.to_string();
+        eprintln!("error: {message}");
+        // Module errors often display their cause too; print only causes not already shown.
+        let mut shown = message;
         for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+            let cause = cause.to_string();
+            if !shown.contains(&cause) {
+                eprintln!("  caused by: {cause}");
+                shown.push_str(&cause);
+            }
         }
         std::process::exit(1);
     }
