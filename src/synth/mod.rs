@@ -5,15 +5,21 @@
 //! with one GM program through rustysynth.
 
 pub mod builtin;
+pub mod random;
 pub mod render;
+pub mod set;
 pub mod sf2_writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use random::{random_piece, RandomMusic};
 pub use render::{fit_to_full_scale, render_notes, validate_notes, RenderSettings};
 pub use rustysynth::SoundFont;
+pub use set::{
+    build_synth_set, random_scores, Score, ScoreSource, SynthSetOptions, SynthSetReport,
+};
 
 /// Environment variable naming a SoundFont, checked after the `--soundfont` option.
 pub const SOUNDFONT_ENV: &str = "MTOSI_SOUNDFONT";
@@ -42,6 +48,8 @@ pub enum SynthError {
     MissingProgram { program: u8 },
     #[error("note {index} cannot be rendered: {problem}")]
     InvalidNote { index: usize, problem: String },
+    #[error("{}: {problem}", path.display())]
+    Output { path: PathBuf, problem: String },
     #[error("synthesizer: {0}")]
     Synthesizer(String),
 }
