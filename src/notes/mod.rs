@@ -6,6 +6,7 @@
 
 pub mod maps_txt;
 pub mod mir_eval_text;
+pub mod roll;
 mod table;
 pub mod tsv;
 
