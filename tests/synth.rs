@@ -2,7 +2,7 @@
 //! silence elsewhere, and the program changes the timbre.
 
 use mtosi::notes::Note;
-use mtosi::synth::{self, render_notes, RenderSettings, SoundFontChoice};
+use mtosi::synth::{self, render_notes, RenderSettings, SoundFontChoice, Tail};
 
 const RATE_HZ: u32 = 16_000;
 
@@ -24,7 +24,7 @@ fn dry(program: u8) -> RenderSettings {
         program,
         synth_rate_hz: RATE_HZ,
         effects: false,
-        tail_s: 0.5,
+        tail: Tail::Fixed(0.5),
     }
 }
 
@@ -215,4 +215,18 @@ fn no_notes_render_only_the_tail_of_silence() {
     let audio = render_notes(&builtin(), &[], &dry(0)).unwrap();
     assert_eq!(audio.len(), 8000);
     assert!(audio.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn an_until_silent_tail_ends_soon_after_the_release() {
+    let sf = builtin();
+    let settings = RenderSettings { tail: Tail::UntilSilent { max_s: 10.0 }, ..dry(25) };
+    let audio = render_notes(&sf, &[note(0.1, 0.5, 64)], &settings).unwrap();
+    let length_s = audio.len() as f64 / RATE_HZ as f64;
+    // Note-off at 0.5 s, 0.1 s guitar release (-96 dB at its end), 0.1 s of silence, one
+    // 512-sample check step (32 ms): the render ends between 0.6 and 0.75 s, far before 10 s.
+    assert!((0.6..0.75).contains(&length_s), "rendered {length_s} s");
+    let capped = RenderSettings { tail: Tail::UntilSilent { max_s: 0.05 }, ..settings };
+    let audio = render_notes(&sf, &[note(0.1, 0.5, 64)], &capped).unwrap();
+    assert_eq!(audio.len(), (0.55 * RATE_HZ as f64) as usize);
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use mtosi::data::{self, Split};
 use mtosi::notes::{self, Note};
 use mtosi::synth::{
-    self, RandomMusic, RenderSettings, Score, ScoreSource, SoundFontChoice, SynthSetOptions,
+    self, RandomMusic, RenderSettings, Score, ScoreSource, SoundFontChoice, SynthSetOptions, Tail,
 };
 
 fn write_maps_labels(dir: &Path) {
@@ -40,7 +40,7 @@ fn options(out: &Path) -> SynthSetOptions {
         render: RenderSettings {
             synth_rate_hz: 44_100,
             effects: true,
-            tail_s: 0.3,
+            tail: Tail::Fixed(0.3),
             ..Default::default()
         },
         threads: Some(2),

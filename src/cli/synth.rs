@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use mtosi::data::{self, Dataset, GuitarSetAudio, Split};
-use mtosi::synth::{self, RandomMusic, RenderSettings, Score, ScoreSource, SynthSetOptions};
+use mtosi::synth::{self, RandomMusic, RenderSettings, Score, ScoreSource, SynthSetOptions, Tail};
 
 #[derive(Debug, Args)]
 pub struct SynthArgs {
@@ -45,9 +45,9 @@ pub struct SynthArgs {
     /// Rate the synthesizer runs at before resampling to 16 kHz.
     #[arg(long, default_value_t = RenderSettings::default().synth_rate_hz)]
     pub synth_rate: u32,
-    /// Seconds rendered after the last note-off (release and reverb tail).
-    #[arg(long, default_value_t = synth::render::DEFAULT_TAIL_S)]
-    pub tail: f64,
+    /// Seconds rendered after the last note-off (default: until silent, at most 10 s).
+    #[arg(long)]
+    pub tail: Option<f64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -176,7 +176,12 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
             program: 0,
             synth_rate_hz: args.synth_rate,
             effects: !args.dry,
-            tail_s: args.tail,
+            tail: match args.tail {
+                Some(seconds) => Tail::Fixed(seconds),
+                None => Tail::UntilSilent {
+                    max_s: synth::render::DEFAULT_MAX_TAIL_S,
+                },
+            },
         },
         threads: args.jobs,
         show_progress: !args.quiet,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use random::{random_piece, RandomMusic};
-pub use render::{fit_to_full_scale, render_notes, validate_notes, RenderSettings};
+pub use render::{fit_to_full_scale, render_notes, validate_notes, RenderSettings, Tail};
 pub use rustysynth::SoundFont;
 pub use set::{
     build_synth_set, random_scores, Score, ScoreSource, SynthSetOptions, SynthSetReport,

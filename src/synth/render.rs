@@ -16,8 +16,18 @@ pub struct RenderSettings {
     pub synth_rate_hz: u32,
     /// Reverb and chorus (rustysynth's, with the GM default sends CC91 = 40, CC93 = 0).
     pub effects: bool,
-    /// Audio kept after the last note-off, for the release and the reverb tail.
-    pub tail_s: f64,
+    /// How long rendering goes on after the last note-off.
+    pub tail: Tail,
+}
+
+/// The audio kept after the last note-off, for the releases and the reverb.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tail {
+    /// Exactly this many seconds.
+    Fixed(f64),
+    /// Until the output stays below one 16-bit step (-90 dBFS) for 0.1 s, as FluidSynth's
+    /// renderer stops once its voices have died away; at most `max_s` seconds.
+    UntilSilent { max_s: f64 },
 }
 
 impl Default for RenderSettings {
@@ -26,22 +36,31 @@ impl Default for RenderSettings {
             program: 0,
             synth_rate_hz: 44_100,
             effects: true,
-            tail_s: DEFAULT_TAIL_S,
+            tail: Tail::UntilSilent {
+                max_s: DEFAULT_MAX_TAIL_S,
+            },
         }
     }
 }
 
-/// Default tail after the last note-off.
-pub const DEFAULT_TAIL_S: f64 = 1.0;
+/// Longest tail rendered by default.
+pub const DEFAULT_MAX_TAIL_S: f64 = 10.0;
+
+/// One 16-bit step: quieter output is silence once written.
+const SILENCE_LEVEL: f32 = 1.0 / 32768.0;
+/// How long the output must stay silent to end the tail.
+const SILENT_TAIL_S: f64 = 0.1;
 
 /// rustysynth applies MIDI events at the start of its next internal block. 8 samples is the
 /// smallest block it accepts: every event lands within 4 samples of its exact position
 /// (0.09 ms at 44.1 kHz). FluidSynth itself processes events every 64 samples.
 pub const EVENT_BLOCK_SAMPLES: usize = 8;
 
-/// Master volume: rustysynth's default (0.5). With it a dense piano piece in FluidR3_GM
-/// peaks well below full scale; louder renders are scaled down (see [`fit_to_full_scale`]).
-const MASTER_VOLUME: f32 = 0.5;
+/// Master volume. rustysynth's default (0.5) makes FluidR3_GM renders 2.2x (6.8 dB) louder
+/// (RMS) than the `fluidsynth` program at its default gain (0.2), measured on a MAPS piece with
+/// programs 0 and 25 (tools/bench/synth_fidelity.py); this matches FluidSynth's level, which
+/// is the level of the paper's training audio.
+const MASTER_VOLUME: f32 = 0.5 / 2.2;
 
 /// A note-on or note-off at a sample position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,7 +98,8 @@ pub fn validate_notes(notes: &[Note]) -> Result<(), SynthError> {
 
 /// Renders `notes` on one MIDI channel with `settings.program` and returns mono audio (the
 /// mean of the synthesizer's left and right outputs) at `settings.synth_rate_hz`, lasting until
-/// `tail_s` after the last note-off. Levels are as the synthesizer makes them: no normalisation.
+/// the end of `settings.tail` after the last note-off. No normalisation: levels are
+/// FluidSynth's (see [`fit_to_full_scale`] for the one exception).
 pub fn render_notes(
     sound_font: &Arc<SoundFont>,
     notes: &[Note],
@@ -108,7 +128,12 @@ pub fn render_notes(
     }
     events.sort_unstable();
     let last_event = events.last().map_or(0, |e| e.sample);
-    let total = (last_event + to_sample(settings.tail_s.max(0.0))) as usize;
+    let (tail_s, stop_when_silent) = match settings.tail {
+        Tail::Fixed(s) => (s, false),
+        Tail::UntilSilent { max_s } => (max_s, true),
+    };
+    let total = (last_event + to_sample(tail_s.max(0.0))) as usize;
+    let silent_run = to_sample(SILENT_TAIL_S) as usize;
 
     let mut synth_settings = SynthesizerSettings::new(settings.synth_rate_hz as i32);
     synth_settings.block_size = EVENT_BLOCK_SAMPLES;
@@ -126,7 +151,18 @@ pub fn render_notes(
     let block = EVENT_BLOCK_SAMPLES as u64;
     let mut rendered = 0u64;
     let mut next_event = 0;
+    // Start of the current run of silent output, once past the last event.
+    let mut silent_since: Option<usize> = None;
     while (rendered as usize) < total {
+        if stop_when_silent && next_event == events.len() {
+            if let Some(start) = silent_since {
+                if rendered as usize - start >= silent_run {
+                    left.truncate(rendered as usize);
+                    right.truncate(rendered as usize);
+                    break;
+                }
+            }
+        }
         // Apply every event whose exact position is nearest to this block start.
         while next_event < events.len() && events[next_event].sample < rendered + block / 2 {
             let e = events[next_event];
@@ -141,11 +177,22 @@ pub fn render_notes(
         // falling on block starts.
         let stop = match events.get(next_event) {
             Some(e) => (e.sample + block / 2) / block * block,
+            // In the tail: small steps, so silence is noticed soon.
+            None if stop_when_silent => rendered + 64 * block,
             None => total as u64,
         }
         .clamp(rendered + block, total as u64);
         let (from, to) = (rendered as usize, stop as usize);
         synth.render(&mut left[from..to], &mut right[from..to]);
+        if next_event == events.len() {
+            for i in from..to {
+                if (left[i] + right[i]).abs() * 0.5 >= SILENCE_LEVEL {
+                    silent_since = None;
+                } else if silent_since.is_none() {
+                    silent_since = Some(i);
+                }
+            }
+        }
         rendered = stop;
     }
     Ok(left
