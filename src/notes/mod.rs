@@ -5,6 +5,7 @@
 //! [`read_notes`] picks the reader from the file extension.
 
 pub mod maps_txt;
+pub mod midi;
 pub mod mir_eval_text;
 pub mod roll;
 mod table;
@@ -82,14 +83,18 @@ impl NotesError {
     }
 }
 
+/// The GM program [`write_notes`] gives MIDI files (program 1, counted from 0).
+pub const ACOUSTIC_GRAND_PIANO: u8 = 0;
+
 /// File extensions [`read_notes`] understands (lower case, without the dot).
-pub const KNOWN_EXTENSIONS: &[&str] = &["tsv", "txt"];
+pub const KNOWN_EXTENSIONS: &[&str] = &["tsv", "txt", "mid", "midi"];
 
 /// Reads the notes of a label file, choosing the format from its extension (case-insensitive).
 pub fn read_notes(path: &Path) -> Result<Vec<Note>, NotesError> {
     match extension_of(path).as_str() {
         "tsv" => tsv::read_tsv(path),
         "txt" => read_txt(path),
+        "mid" | "midi" => midi::read_midi(path),
         other => Err(NotesError::UnknownFormat {
             path: path.to_path_buf(),
             extension: other.to_string(),
@@ -97,11 +102,13 @@ pub fn read_notes(path: &Path) -> Result<Vec<Note>, NotesError> {
     }
 }
 
-/// Writes notes to a label file in the format its extension names, atomically.
+/// Writes notes to a label file in the format its extension names, atomically (`.txt` as MAPS
+/// txt; `.mid`/`.midi` with GM program 0 on channel 1).
 pub fn write_notes(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
     match extension_of(path).as_str() {
         "tsv" => tsv::write_tsv(path, notes),
         "txt" => maps_txt::write_maps_txt(path, notes),
+        "mid" | "midi" => midi::write_midi(path, notes, ACOUSTIC_GRAND_PIANO),
         other => Err(NotesError::UnknownFormat {
             path: path.to_path_buf(),
             extension: other.to_string(),
