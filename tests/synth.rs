@@ -25,6 +25,7 @@ fn dry(program: u8) -> RenderSettings {
         synth_rate_hz: RATE_HZ,
         effects: false,
         tail: Tail::Fixed(0.5),
+        block_samples: 8,
     }
 }
 
@@ -108,18 +109,25 @@ fn notes_sound_at_their_onsets_and_nowhere_else_when_dry() {
 }
 
 #[test]
-fn an_onset_lands_within_four_samples_of_its_exact_time() {
+fn an_onset_lands_within_half_a_block_of_its_exact_time() {
     let sf = builtin();
-    // Onsets at every residue modulo the 8-sample event block.
-    for offset in 0..8u32 {
-        let onset_sample = 1600 + offset;
-        let notes = [note(onset_sample as f64 / 16_000.0, 0.3, 69)];
-        let audio = render_notes(&sf, &notes, &dry(0)).unwrap();
-        let first = audio.iter().position(|&x| x != 0.0).unwrap() as i64;
-        assert!(
-            (first - onset_sample as i64).abs() <= 4,
-            "onset {onset_sample}: sound from {first}"
-        );
+    for block_samples in [8, 64] {
+        // Onsets at every residue modulo the block.
+        for offset in 0..block_samples as u32 {
+            let onset_sample = 1600 + offset;
+            let notes = [note(onset_sample as f64 / 16_000.0, 0.3, 69)];
+            let settings = RenderSettings {
+                block_samples,
+                ..dry(0)
+            };
+            let audio = render_notes(&sf, &notes, &settings).unwrap();
+            let first = audio.iter().position(|&x| x != 0.0).unwrap() as i64;
+            let error = (first - onset_sample as i64).abs();
+            assert!(
+                error <= block_samples as i64 / 2,
+                "block {block_samples}, onset {onset_sample}: sound from {first}"
+            );
+        }
     }
 }
 
@@ -220,13 +228,19 @@ fn no_notes_render_only_the_tail_of_silence() {
 #[test]
 fn an_until_silent_tail_ends_soon_after_the_release() {
     let sf = builtin();
-    let settings = RenderSettings { tail: Tail::UntilSilent { max_s: 10.0 }, ..dry(25) };
+    let settings = RenderSettings {
+        tail: Tail::UntilSilent { max_s: 10.0 },
+        ..dry(25)
+    };
     let audio = render_notes(&sf, &[note(0.1, 0.5, 64)], &settings).unwrap();
     let length_s = audio.len() as f64 / RATE_HZ as f64;
     // Note-off at 0.5 s, 0.1 s guitar release (-96 dB at its end), 0.1 s of silence, one
     // 512-sample check step (32 ms): the render ends between 0.6 and 0.75 s, far before 10 s.
     assert!((0.6..0.75).contains(&length_s), "rendered {length_s} s");
-    let capped = RenderSettings { tail: Tail::UntilSilent { max_s: 0.05 }, ..settings };
+    let capped = RenderSettings {
+        tail: Tail::UntilSilent { max_s: 0.05 },
+        ..settings
+    };
     let audio = render_notes(&sf, &[note(0.1, 0.5, 64)], &capped).unwrap();
     assert_eq!(audio.len(), (0.55 * RATE_HZ as f64) as usize);
 }

@@ -48,6 +48,10 @@ pub struct SynthArgs {
     /// Seconds rendered after the last note-off (default: until silent, at most 10 s).
     #[arg(long)]
     pub tail: Option<f64>,
+    /// Synthesizer block size in samples (8..=1024): note events land within half a block of
+    /// their exact time; larger blocks render faster.
+    #[arg(long, default_value_t = RenderSettings::default().block_samples)]
+    pub block_samples: usize,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -182,6 +186,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
                     max_s: synth::render::DEFAULT_MAX_TAIL_S,
                 },
             },
+            block_samples: args.block_samples,
         },
         threads: args.jobs,
         show_progress: !args.quiet,

@@ -18,6 +18,11 @@ pub struct RenderSettings {
     pub effects: bool,
     /// How long rendering goes on after the last note-off.
     pub tail: Tail,
+    /// rustysynth's block size (8..=1024), which is also the timing grid of note events:
+    /// rustysynth applies an event at the start of its next block, so each event is moved to
+    /// the nearest block start, within `block_samples / 2` of its exact position. Per-block
+    /// work (envelopes, pan, pitch) makes small blocks slower. FluidSynth uses 64.
+    pub block_samples: usize,
 }
 
 /// The audio kept after the last note-off, for the releases and the reverb.
@@ -39,6 +44,7 @@ impl Default for RenderSettings {
             tail: Tail::UntilSilent {
                 max_s: DEFAULT_MAX_TAIL_S,
             },
+            block_samples: DEFAULT_BLOCK_SAMPLES,
         }
     }
 }
@@ -51,10 +57,8 @@ const SILENCE_LEVEL: f32 = 1.0 / 32768.0;
 /// How long the output must stay silent to end the tail.
 const SILENT_TAIL_S: f64 = 0.1;
 
-/// rustysynth applies MIDI events at the start of its next internal block. 8 samples is the
-/// smallest block it accepts: every event lands within 4 samples of its exact position
-/// (0.09 ms at 44.1 kHz). FluidSynth itself processes events every 64 samples.
-pub const EVENT_BLOCK_SAMPLES: usize = 8;
+/// Default of [`RenderSettings::block_samples`].
+pub const DEFAULT_BLOCK_SAMPLES: usize = 8;
 
 /// Master volume. rustysynth's default (0.5) makes FluidR3_GM renders 2.2x (6.8 dB) louder
 /// (RMS) than the `fluidsynth` program at its default gain (0.2), measured on a MAPS piece with
@@ -136,7 +140,7 @@ pub fn render_notes(
     let silent_run = to_sample(SILENT_TAIL_S) as usize;
 
     let mut synth_settings = SynthesizerSettings::new(settings.synth_rate_hz as i32);
-    synth_settings.block_size = EVENT_BLOCK_SAMPLES;
+    synth_settings.block_size = settings.block_samples;
     synth_settings.maximum_polyphony = 256;
     synth_settings.enable_reverb_and_chorus = settings.effects;
     let mut synth = Synthesizer::new(sound_font, &synth_settings)
@@ -148,7 +152,7 @@ pub fn render_notes(
 
     let mut left = vec![0f32; total];
     let mut right = vec![0f32; total];
-    let block = EVENT_BLOCK_SAMPLES as u64;
+    let block = settings.block_samples as u64;
     let mut rendered = 0u64;
     let mut next_event = 0;
     // Start of the current run of silent output, once past the last event.
