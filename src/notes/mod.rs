@@ -4,6 +4,7 @@
 //! (and is what the fuzz targets call), and a `read_*` function that adds the path to its errors.
 //! [`read_notes`] picks the reader from the file extension.
 
+pub mod jams;
 pub mod maps_txt;
 pub mod midi;
 pub mod mir_eval_text;
@@ -87,7 +88,7 @@ impl NotesError {
 pub const ACOUSTIC_GRAND_PIANO: u8 = 0;
 
 /// File extensions [`read_notes`] understands (lower case, without the dot).
-pub const KNOWN_EXTENSIONS: &[&str] = &["tsv", "txt", "mid", "midi"];
+pub const KNOWN_EXTENSIONS: &[&str] = &["tsv", "txt", "mid", "midi", "jams"];
 
 /// Reads the notes of a label file, choosing the format from its extension (case-insensitive).
 pub fn read_notes(path: &Path) -> Result<Vec<Note>, NotesError> {
@@ -95,6 +96,7 @@ pub fn read_notes(path: &Path) -> Result<Vec<Note>, NotesError> {
         "tsv" => tsv::read_tsv(path),
         "txt" => read_txt(path),
         "mid" | "midi" => midi::read_midi(path),
+        "jams" => jams::read_jams(path),
         other => Err(NotesError::UnknownFormat {
             path: path.to_path_buf(),
             extension: other.to_string(),
@@ -109,6 +111,7 @@ pub fn write_notes(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
         "tsv" => tsv::write_tsv(path, notes),
         "txt" => maps_txt::write_maps_txt(path, notes),
         "mid" | "midi" => midi::write_midi(path, notes, ACOUSTIC_GRAND_PIANO),
+        "jams" => jams::write_jams(path, notes),
         other => Err(NotesError::UnknownFormat {
             path: path.to_path_buf(),
             extension: other.to_string(),
