@@ -150,19 +150,20 @@ pub fn render_notes(
     const PROGRAM_CHANGE: i32 = 0xC0;
     synth.process_midi_message(CHANNEL, PROGRAM_CHANGE, settings.program as i32, 0);
 
-    let mut left = vec![0f32; total];
-    let mut right = vec![0f32; total];
     let block = settings.block_samples as u64;
-    let mut rendered = 0u64;
+    // Rendered in chunks of whole blocks through small stereo buffers, mixed to mono as it goes.
+    let chunk = block as usize * 4096usize.div_ceil(block as usize);
+    let (mut left, mut right) = (vec![0f32; chunk], vec![0f32; chunk]);
+    let tail_step = block * 512u64.div_ceil(block);
+    let mut mono: Vec<f32> = Vec::with_capacity(total);
     let mut next_event = 0;
     // Start of the current run of silent output, once past the last event.
     let mut silent_since: Option<usize> = None;
-    while (rendered as usize) < total {
+    while mono.len() < total {
+        let rendered = mono.len() as u64;
         if stop_when_silent && next_event == events.len() {
             if let Some(start) = silent_since {
-                if rendered as usize - start >= silent_run {
-                    left.truncate(rendered as usize);
-                    right.truncate(rendered as usize);
+                if mono.len() - start >= silent_run {
                     break;
                 }
             }
@@ -181,29 +182,30 @@ pub fn render_notes(
         // falling on block starts.
         let stop = match events.get(next_event) {
             Some(e) => (e.sample + block / 2) / block * block,
-            // In the tail: small steps, so silence is noticed soon.
-            None if stop_when_silent => rendered + 64 * block,
+            // In a tail that ends on silence: short steps, so the end is noticed soon.
+            None if stop_when_silent => rendered + tail_step,
             None => total as u64,
         }
-        .clamp(rendered + block, total as u64);
-        let (from, to) = (rendered as usize, stop as usize);
-        synth.render(&mut left[from..to], &mut right[from..to]);
-        if next_event == events.len() {
-            for i in from..to {
-                if (left[i] + right[i]).abs() * 0.5 >= SILENCE_LEVEL {
+        .clamp(
+            rendered + block,
+            (rendered + chunk as u64).min(total as u64),
+        );
+        let n = (stop - rendered) as usize;
+        synth.render(&mut left[..n], &mut right[..n]);
+        let in_tail = next_event == events.len();
+        for (l, r) in left[..n].iter().zip(&right[..n]) {
+            let x = 0.5 * (l + r);
+            if in_tail {
+                if x.abs() >= SILENCE_LEVEL {
                     silent_since = None;
                 } else if silent_since.is_none() {
-                    silent_since = Some(i);
+                    silent_since = Some(mono.len());
                 }
             }
+            mono.push(x);
         }
-        rendered = stop;
     }
-    Ok(left
-        .iter()
-        .zip(&right)
-        .map(|(l, r)| 0.5 * (l + r))
-        .collect())
+    Ok(mono)
 }
 
 /// Fails with a clear error when the SoundFont has no preset for `program` on bank 0
