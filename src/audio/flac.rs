@@ -9,7 +9,8 @@ const FORMAT: &str = "FLAC";
 /// Decodes the bytes of a FLAC file. A stream that stops before the sample count its
 /// STREAMINFO announces is an error, not a silently shorter recording.
 pub fn decode_flac(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
-    let mut reader = claxon::FlacReader::new(Cursor::new(bytes)).map_err(flac_error)?;
+    let mut reader =
+        claxon::FlacReader::new(Cursor::new(bytes)).map_err(|e| flac_error(e, "its metadata"))?;
     let info = reader.streaminfo();
     if info.channels == 0 || info.sample_rate == 0 {
         return Err(DecodeError::Malformed {
@@ -25,7 +26,8 @@ pub fn decode_flac(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
     let capacity = claimed.unwrap_or(0).min(bytes.len() as u64 * 8) as usize;
     let mut interleaved = Vec::with_capacity(capacity);
     for sample in reader.samples() {
-        interleaved.push((f64::from(sample.map_err(flac_error)?) * scale) as f32);
+        interleaved
+            .push((f64::from(sample.map_err(|e| flac_error(e, "an audio frame"))?) * scale) as f32);
     }
     if let Some(claimed) = claimed {
         if (interleaved.len() as u64) < claimed {
@@ -51,12 +53,13 @@ pub fn decode_flac(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
     })
 }
 
-fn flac_error(error: claxon::Error) -> DecodeError {
+/// `place` says where the stream stopped, for a short read.
+fn flac_error(error: claxon::Error, place: &str) -> DecodeError {
     match error {
         claxon::Error::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             DecodeError::Truncated {
                 format: FORMAT,
-                detail: "the stream ends inside a block".into(),
+                detail: format!("the stream ends inside {place}"),
             }
         }
         claxon::Error::Unsupported(what) => DecodeError::Unsupported {

@@ -74,6 +74,13 @@ fn header_error(error: hound::Error) -> DecodeError {
             format: FORMAT,
             detail: "the file ends inside its header".into(),
         },
+        // hound's own words for sample layouts it does not decode (e.g. 64-bit float).
+        hound::Error::FormatError(
+            reason @ ("bits per sample is not 32" | "bits per sample is not 8 or 16"),
+        ) => DecodeError::Unsupported {
+            format: FORMAT,
+            detail: reason.to_string(),
+        },
         hound::Error::Unsupported => DecodeError::Unsupported {
             format: FORMAT,
             detail: "sample encoding other than integer PCM or 32-bit float".into(),

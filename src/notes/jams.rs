@@ -9,7 +9,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{check_note_times, read_file, FormatError, Note, NotesError, DEFAULT_VELOCITY};
+use super::{
+    check_note_times, read_file, validate_notes, FormatError, Note, NotesError, DEFAULT_VELOCITY,
+};
 use crate::fsutil::write_bytes_atomic;
 
 const NOTE_NAMESPACE: &str = "note_midi";
@@ -141,5 +143,6 @@ pub fn format_jams(notes: &[Note]) -> String {
 
 /// Writes notes as a JAMS file atomically.
 pub fn write_jams(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
+    validate_notes(notes).map_err(|e| NotesError::format(path, e))?;
     write_bytes_atomic(path, format_jams(notes).as_bytes()).map_err(|e| NotesError::io(path, e))
 }

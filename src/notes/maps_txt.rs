@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::table::{parse_table, PitchColumn, TableLayout};
-use super::{read_file, FormatError, Note, NotesError};
+use super::{read_file, validate_notes, FormatError, Note, NotesError};
 use crate::fsutil::write_bytes_atomic;
 
 const LAYOUT: TableLayout = TableLayout {
@@ -42,6 +42,7 @@ pub fn format_maps_txt(notes: &[Note]) -> String {
 
 /// Writes a MAPS `.txt` label file atomically.
 pub fn write_maps_txt(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
+    validate_notes(notes).map_err(|e| NotesError::format(path, e))?;
     write_bytes_atomic(path, format_maps_txt(notes).as_bytes()).map_err(|e| NotesError::io(path, e))
 }
 

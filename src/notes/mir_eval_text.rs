@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::table::{frequency_of_key, parse_table, PitchColumn, TableLayout};
-use super::{read_file, FormatError, Note, NotesError};
+use super::{read_file, validate_notes, FormatError, Note, NotesError};
 use crate::fsutil::write_bytes_atomic;
 
 const LAYOUT: TableLayout = TableLayout {
@@ -42,6 +42,7 @@ pub fn format_mir_eval_text(notes: &[Note]) -> String {
 
 /// Writes a mir_eval note text file atomically.
 pub fn write_mir_eval_text(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
+    validate_notes(notes).map_err(|e| NotesError::format(path, e))?;
     write_bytes_atomic(path, format_mir_eval_text(notes).as_bytes())
         .map_err(|e| NotesError::io(path, e))
 }

@@ -146,6 +146,22 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, NotesError> {
     std::fs::read(path).map_err(|e| NotesError::io(path, e))
 }
 
+/// Checks notes before any writer touches the disk, so a bad note never leaves a file that
+/// cannot be read back: times finite, non-negative, offset not before onset; pitch 0..=127.
+pub fn validate_notes(notes: &[Note]) -> Result<(), FormatError> {
+    for (index, note) in notes.iter().enumerate() {
+        check_note_times(note.onset_s, note.offset_s)
+            .map_err(|p| FormatError::whole_file(format!("note {index}: {p}")))?;
+        if note.pitch > 127 {
+            return Err(FormatError::whole_file(format!(
+                "note {index}: pitch {} is outside the MIDI range 0..=127",
+                note.pitch
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks what every format must hold for a note, so all readers reject the same things.
 pub(crate) fn check_note_times(onset_s: f64, offset_s: f64) -> Result<(), String> {
     if !onset_s.is_finite() {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::table::{parse_table, PitchColumn, TableLayout};
-use super::{read_file, FormatError, Note, NotesError};
+use super::{read_file, validate_notes, FormatError, Note, NotesError};
 use crate::fsutil::write_bytes_atomic;
 
 const LAYOUT: TableLayout = TableLayout {
@@ -43,6 +43,7 @@ pub fn format_tsv(notes: &[Note]) -> String {
 
 /// Writes a TSV label file atomically.
 pub fn write_tsv(path: &Path, notes: &[Note]) -> Result<(), NotesError> {
+    validate_notes(notes).map_err(|e| NotesError::format(path, e))?;
     write_bytes_atomic(path, format_tsv(notes).as_bytes()).map_err(|e| NotesError::io(path, e))
 }
 
