@@ -1,9 +1,10 @@
 //! Sample-rate conversion with `rubato`'s synchronous FFT resampler.
 //!
-//! Why this one: the rates are fixed per file, which is the case rubato's `Fft` resampler is
-//! made for; its anti-aliasing filter is a long windowed sinc applied in the frequency domain,
-//! as clean as rubato's best sinc interpolator and many times faster. `process_all` removes the
-//! filter delay, so sample `i` of the output lies at time `i / to_hz`, like librosa's output.
+//! Why this one: the rates are fixed per file, the case rubato's `Fft` resampler is made for
+//! (its documentation recommends it for offline fixed-ratio work); its anti-aliasing filter is a
+//! long windowed sinc applied in the frequency domain. `process_all` removes the filter delay, so
+//! sample `i` of the output lies at time `i / to_hz`, as in librosa's output. Measured quality:
+//! 152 dB SNR on a 44.1 -> 16 kHz sweep where librosa's default reaches 90 dB (BENCHMARKS.md).
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
