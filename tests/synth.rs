@@ -23,6 +23,7 @@ fn dry(program: u8) -> RenderSettings {
     RenderSettings {
         program,
         synth_rate_hz: RATE_HZ,
+        output_rate_hz: RATE_HZ,
         effects: false,
         tail: Tail::Fixed(0.5),
         block_samples: 8,

@@ -179,6 +179,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         render: RenderSettings {
             program: 0,
             synth_rate_hz: args.synth_rate,
+            output_rate_hz: mtosi::audio::MODEL_SAMPLE_RATE_HZ,
             effects: !args.dry,
             tail: match args.tail {
                 Some(seconds) => Tail::Fixed(seconds),

@@ -5,6 +5,7 @@
 //! with one GM program through rustysynth.
 
 pub mod builtin;
+pub mod effects;
 pub mod random;
 pub mod render;
 pub mod set;

@@ -14,7 +14,9 @@ pub struct RenderSettings {
     pub program: u8,
     /// Rate the synthesizer runs at (rustysynth accepts 16 000..=192 000 Hz).
     pub synth_rate_hz: u32,
-    /// Reverb and chorus (rustysynth's, with the GM default sends CC91 = 40, CC93 = 0).
+    /// Rate of the returned audio; the synthesizer's output is resampled to it.
+    pub output_rate_hz: u32,
+    /// Reverb and chorus with FluidSynth's default settings ([`super::effects`]).
     pub effects: bool,
     /// How long rendering goes on after the last note-off.
     pub tail: Tail,
@@ -40,6 +42,7 @@ impl Default for RenderSettings {
         Self {
             program: 0,
             synth_rate_hz: 44_100,
+            output_rate_hz: crate::audio::MODEL_SAMPLE_RATE_HZ,
             effects: true,
             tail: Tail::UntilSilent {
                 max_s: DEFAULT_MAX_TAIL_S,
@@ -56,9 +59,15 @@ pub const DEFAULT_MAX_TAIL_S: f64 = 10.0;
 const SILENCE_LEVEL: f32 = 1.0 / 32768.0;
 /// How long the output must stay silent to end the tail.
 const SILENT_TAIL_S: f64 = 0.1;
+/// Room left after the dry render for the reverb to die away (60 dB in about 0.9 s at
+/// FluidSynth's room size), when the tail ends on silence.
+const REVERB_TAIL_S: f64 = 1.5;
 
-/// Default of [`RenderSettings::block_samples`].
-pub const DEFAULT_BLOCK_SAMPLES: usize = 8;
+/// Default of [`RenderSettings::block_samples`]: events within 16 samples (0.36 ms at
+/// 44.1 kHz, 1/88 of a 32 ms label frame) of their exact time. Measured on a MAPS piece with
+/// FluidR3_GM at 44.1 kHz: blocks of 8 cost 1.45x the CPU time of blocks of 32, and 64 saves
+/// only 3 % more (BENCHMARKS.md, "Synthesis").
+pub const DEFAULT_BLOCK_SAMPLES: usize = 32;
 
 /// Master volume. rustysynth's default (0.5) makes FluidR3_GM renders 2.2x (6.8 dB) louder
 /// (RMS) than the `fluidsynth` program at its default gain (0.2), measured on a MAPS piece with
@@ -100,11 +109,47 @@ pub fn validate_notes(notes: &[Note]) -> Result<(), SynthError> {
     Ok(())
 }
 
-/// Renders `notes` on one MIDI channel with `settings.program` and returns mono audio (the
-/// mean of the synthesizer's left and right outputs) at `settings.synth_rate_hz`, lasting until
-/// the end of `settings.tail` after the last note-off. No normalisation: levels are
-/// FluidSynth's (see [`fit_to_full_scale`] for the one exception).
+/// Renders `notes` on one MIDI channel with `settings.program` and returns mono audio at
+/// `settings.output_rate_hz`: the synthesizer's dry output (the mean of its left and right
+/// channels) at `settings.synth_rate_hz`, resampled, then reverb and chorus if
+/// `settings.effects`. It lasts until the end of `settings.tail` after the last note-off.
+/// No normalisation: levels are FluidSynth's (see [`fit_to_full_scale`] for the exception).
 pub fn render_notes(
+    sound_font: &Arc<SoundFont>,
+    notes: &[Note],
+    settings: &RenderSettings,
+) -> Result<Vec<f32>, SynthError> {
+    let dry = render_dry(sound_font, notes, settings)?;
+    let mut audio = crate::audio::resample(&dry, settings.synth_rate_hz, settings.output_rate_hz)
+        .map_err(|e| SynthError::Synthesizer(format!("resampling: {e}")))?;
+    if !settings.effects {
+        return Ok(audio);
+    }
+    let sends = super::effects::effect_sends(sound_font, settings.program).ok_or(
+        SynthError::MissingProgram {
+            program: settings.program,
+        },
+    )?;
+    let rate = settings.output_rate_hz as f64;
+    if let Tail::UntilSilent { max_s } = settings.tail {
+        let last_event_s = notes.iter().map(|n| n.offset_s).fold(0.0, f64::max);
+        let longest = ((last_event_s + max_s) * rate).round() as usize;
+        let padded = (audio.len() + (REVERB_TAIL_S * rate) as usize).min(longest.max(audio.len()));
+        audio.resize(padded, 0.0);
+        super::effects::apply_effects(&mut audio, settings.output_rate_hz, sends);
+        let last_sound = audio
+            .iter()
+            .rposition(|x| x.abs() >= SILENCE_LEVEL)
+            .map_or(0, |i| i + 1);
+        audio.truncate((last_sound + (SILENT_TAIL_S * rate) as usize).min(padded));
+    } else {
+        super::effects::apply_effects(&mut audio, settings.output_rate_hz, sends);
+    }
+    Ok(audio)
+}
+
+/// The synthesizer's dry output at `settings.synth_rate_hz` (mono: mean of left and right).
+pub fn render_dry(
     sound_font: &Arc<SoundFont>,
     notes: &[Note],
     settings: &RenderSettings,
@@ -142,7 +187,8 @@ pub fn render_notes(
     let mut synth_settings = SynthesizerSettings::new(settings.synth_rate_hz as i32);
     synth_settings.block_size = settings.block_samples;
     synth_settings.maximum_polyphony = 256;
-    synth_settings.enable_reverb_and_chorus = settings.effects;
+    // Effects are added afterwards, at the output rate (see `render_notes`).
+    synth_settings.enable_reverb_and_chorus = false;
     let mut synth = Synthesizer::new(sound_font, &synth_settings)
         .map_err(|e| SynthError::Synthesizer(e.to_string()))?;
     synth.set_master_volume(MASTER_VOLUME);

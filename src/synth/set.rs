@@ -241,9 +241,10 @@ fn make_item(
     let notes = score.notes()?;
     let settings = RenderSettings {
         program,
+        output_rate_hz: MODEL_SAMPLE_RATE_HZ,
         ..options.render.clone()
     };
-    let mut audio = render_16k(sound_font, &notes, &settings)
+    let mut audio = render_notes(sound_font, &notes, &settings)
         .map_err(|e| format!("{}: {e}", score.source_text()))?;
     fit_to_full_scale(&mut audio);
     crate::audio::write_wav16(&audio_path, &audio, MODEL_SAMPLE_RATE_HZ)
@@ -252,15 +253,4 @@ fn make_item(
     Ok(ItemOutcome::Rendered {
         audio_s: audio.len() as f64 / MODEL_SAMPLE_RATE_HZ as f64,
     })
-}
-
-/// Renders at `settings.synth_rate_hz` and resamples to the model's 16 kHz.
-pub fn render_16k(
-    sound_font: &Arc<SoundFont>,
-    notes: &[Note],
-    settings: &RenderSettings,
-) -> Result<Vec<f32>, SynthError> {
-    let audio = render_notes(sound_font, notes, settings)?;
-    crate::audio::resample(&audio, settings.synth_rate_hz, MODEL_SAMPLE_RATE_HZ)
-        .map_err(|e| SynthError::Synthesizer(format!("resampling: {e}")))
 }
