@@ -32,8 +32,10 @@ impl DecodedAudio {
 
     /// The mean of the channels of each frame (PROTOCOL.md: "mixed down (mean of channels)").
     pub fn mix_to_mono(&self) -> Vec<f32> {
-        if self.channel_count == 1 {
-            return self.interleaved.clone();
+        match self.channel_count {
+            0 => return Vec::new(),
+            1 => return self.interleaved.clone(),
+            _ => {}
         }
         let scale = 1.0 / self.channel_count as f32;
         self.interleaved
