@@ -11,7 +11,7 @@ use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 /// Least length, in input samples, of the anti-aliasing filter (= one FFT block): long enough
 /// for a transition band narrow enough to keep 7 kHz at 16 kHz (see tests/audio_resample.rs).
-const MIN_FILTER_INPUT_SAMPLES: usize = 2048;
+const MIN_FILTER_INPUT_SAMPLES: usize = 1024;
 
 /// Input samples per FFT block for a conversion: a whole number of the rates' smallest common
 /// block (`from / gcd` samples), at least [`MIN_FILTER_INPUT_SAMPLES`], and an *even* number of
