@@ -25,6 +25,12 @@ fn codes_match_the_numpy_reference_cell_for_cell() {
         .filter(|(_, (a, b))| a != b)
         .map(|(i, (a, b))| (i / KEY_COUNT, i % KEY_COUNT + 21, *a, *b))
         .collect();
-    assert!(mismatches.is_empty(), "(frame, key, ours, numpy): {mismatches:?}");
-    assert!(expected.data.iter().filter(|&&c| c == 3.0).count() > 20, "the fixture exercises onsets");
+    assert!(
+        mismatches.is_empty(),
+        "(frame, key, ours, numpy): {mismatches:?}"
+    );
+    assert!(
+        expected.data.iter().filter(|&&c| c == 3.0).count() > 20,
+        "the fixture exercises onsets"
+    );
 }

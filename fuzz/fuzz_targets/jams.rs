@@ -5,6 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(notes) = mtosi::notes::jams::parse_jams(bytes) {
-        mtosi::notes::validate_notes(&notes).expect("the reader returned a note the writers refuse");
+        mtosi::notes::validate_notes(&notes)
+            .expect("the reader returned a note the writers refuse");
     }
 });
