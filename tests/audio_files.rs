@@ -311,3 +311,39 @@ fn maps_flac_loads_at_16k_without_resampling_when_present() {
     assert_eq!((audio.channel_count, audio.sample_rate_hz), (1, 16_000));
     assert_eq!(load_mono(&path, 16_000).unwrap(), audio.interleaved);
 }
+
+/// WAVE_FORMAT_EXTENSIBLE with 24 valid bits in 4-byte containers, left-justified as the format
+/// specifies: decoded as libsndfile does (checked with soundfile: the same values).
+#[test]
+fn extensible_24_valid_bits_in_32_bit_containers_decode_left_justified() {
+    let values: [i32; 5] = [1, -1, 4_194_304, -8_388_608, 8_388_607];
+    let data: Vec<u8> = values.iter().flat_map(|v| (v << 8).to_le_bytes()).collect();
+    let pcm_guid: [u8; 16] = [
+        1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xAA, 0, 0x38, 0x9B, 0x71,
+    ];
+    let mut fmt = Vec::new();
+    for field in [0xFFFEu16, 1] {
+        fmt.extend_from_slice(&field.to_le_bytes());
+    }
+    fmt.extend_from_slice(&8000u32.to_le_bytes());
+    fmt.extend_from_slice(&32_000u32.to_le_bytes());
+    for field in [4u16, 32, 22, 24] {
+        fmt.extend_from_slice(&field.to_le_bytes());
+    }
+    fmt.extend_from_slice(&4u32.to_le_bytes());
+    fmt.extend_from_slice(&pcm_guid);
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(4 + 8 + fmt.len() as u32 + 8 + data.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&fmt);
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&data);
+    let audio = audio::decode(&bytes).unwrap();
+    let expected: Vec<f32> = values
+        .iter()
+        .map(|&v| (f64::from(v) / 8_388_608.0) as f32)
+        .collect();
+    assert_eq!(audio.interleaved, expected);
+}

@@ -1,5 +1,6 @@
 //! WAV through `hound`: 8/16/24/32-bit integer PCM and 32-bit float, plain `WAVEFORMATEX` or
-//! `WAVE_FORMAT_EXTENSIBLE`, any channel count. Writing: 16-bit PCM, atomically.
+//! `WAVE_FORMAT_EXTENSIBLE` (also with fewer valid bits than the container), any channel count.
+//! Writing: 16-bit PCM, atomically.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -11,6 +12,8 @@ const FORMAT: &str = "WAV";
 
 /// Decodes the bytes of a WAV file.
 pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
+    let widened = widen_valid_bits_to_container(bytes);
+    let bytes = widened.as_deref().unwrap_or(bytes);
     let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(header_error)?;
     let spec = reader.spec();
     if spec.channels == 0 {
@@ -60,6 +63,48 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
         channel_count: usize::from(spec.channels),
         interleaved,
     })
+}
+
+/// `WAVE_FORMAT_EXTENSIBLE` may store samples with fewer valid bits than their container
+/// (24 valid bits in 4 bytes, 20 in 3), left-justified as the format specifies. hound takes
+/// such samples as right-justified (as its own writer makes them), which scrambles them. Reading
+/// the whole container instead, as libsndfile does, is correct for left-justified data: this
+/// returns a copy of the file with the valid-bits field set to the container width, or `None`
+/// when the file needs no change.
+fn widen_valid_bits_to_container(bytes: &[u8]) -> Option<Vec<u8>> {
+    const EXTENSIBLE: u16 = 0xFFFE;
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut at = 12;
+    while let (Some(id), Some(size)) = (bytes.get(at..at + 4), u32_at(at + 4)) {
+        let body = at + 8;
+        if id == b"fmt " {
+            if size < 22 || u16_at(body)? != EXTENSIBLE {
+                return None;
+            }
+            let container_bits = u16_at(body + 14)?;
+            let valid_bits = u16_at(body + 18)?;
+            if valid_bits == 0 || valid_bits >= container_bits || container_bits % 8 != 0 {
+                return None;
+            }
+            let mut widened = bytes.to_vec();
+            widened[body + 18..body + 20].copy_from_slice(&container_bits.to_le_bytes());
+            return Some(widened);
+        }
+        // Chunks are padded to even sizes.
+        at = body
+            .checked_add(size as usize)?
+            .checked_add(size as usize % 2)?;
+    }
+    None
 }
 
 /// hound reports a short read either as `UnexpectedEof` or as an `Other` error with this text.
