@@ -6,7 +6,8 @@
 //! with velocity 0 is a note-off; a note ends at the next event of the same key (its note-off,
 //! or a new note-on of that key), and when the sustain pedal (CC64 >= 64) is down at that event,
 //! at the next pedal release instead. A note left open ends at the file's last event.
-//! Beyond the reference: notes on channel 10 (percussion, not pitched) are skipped.
+//! Beyond the reference: notes on channel 10 (percussion, not pitched) are skipped. Format-2
+//! files (independent sequences) are merged like format 1, as mido and pretty_midi do.
 
 use std::path::Path;
 
