@@ -201,3 +201,58 @@ fn random_pieces_render_into_all_three_splits() {
         .iter()
         .all(|i| i.source.starts_with("random:9:") && i.program == 25));
 }
+
+/// The real thing on a few files: `cargo test --release --test synth_set -- --ignored`.
+/// Needs `../shared/data/maps/tsv` and FluidR3_GM (not in CI).
+#[test]
+#[ignore]
+fn maps_labels_of_the_shared_data_render_with_fluidr3_into_the_right_splits() {
+    let maps_tsv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/maps/tsv");
+    let maps = data::maps(&maps_tsv).expect("../shared/data/maps/tsv is needed for this test");
+    let labels = maps.labels();
+    assert_eq!(labels.len(), 270);
+    let count = |s: Split| labels.iter().filter(|l| l.split == s).count();
+    assert_eq!(
+        (
+            count(Split::Train),
+            count(Split::Validation),
+            count(Split::Test)
+        ),
+        (210, 30, 30)
+    );
+    // The first piece of each split.
+    let scores: Vec<Score> = Split::ALL
+        .iter()
+        .map(|&s| labels.iter().find(|l| l.split == s).unwrap())
+        .map(|l| Score {
+            name: l.name.clone(),
+            split: l.split,
+            source: ScoreSource::LabelFile(l.label_path.clone()),
+        })
+        .collect();
+    let choice = synth::find_soundfont(None).unwrap();
+    assert!(
+        matches!(choice, SoundFontChoice::File(_)),
+        "FluidR3_GM is needed for this test"
+    );
+    let sf = synth::load_soundfont(&choice).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.soundfont = choice;
+    opts.render = RenderSettings::default();
+    let report = synth::build_synth_set(&sf, &scores, &opts).unwrap();
+    assert_eq!(report.rendered, 6);
+    let set = data::synth_set(dir.path()).unwrap();
+    for (item, score) in set.items.iter().zip(scores.iter().flat_map(|s| [s, s])) {
+        assert_eq!(item.split, score.split, "{}", item.name);
+        assert!(item.name.starts_with(&score.name));
+        let audio = item.load_audio(16_000).unwrap();
+        let notes = item.load_notes().unwrap();
+        let last_offset = notes.iter().map(|n| n.offset_s).fold(0.0, f64::max);
+        assert!(
+            audio.len() as f64 / 16_000.0 >= last_offset,
+            "{} is shorter than its notes",
+            item.name
+        );
+    }
+}
