@@ -245,3 +245,22 @@ fn an_until_silent_tail_ends_soon_after_the_release() {
     let audio = render_notes(&sf, &[note(0.1, 0.5, 64)], &capped).unwrap();
     assert_eq!(audio.len(), (0.55 * RATE_HZ as f64) as usize);
 }
+
+#[test]
+fn the_audio_covers_a_note_that_dies_away_before_its_offset() {
+    // The guitar's envelope reaches silence after about 2.5 s; the note lasts 6 s.
+    let sf = builtin();
+    for effects in [false, true] {
+        let settings = RenderSettings {
+            effects,
+            tail: Tail::UntilSilent { max_s: 10.0 },
+            ..dry(25)
+        };
+        let audio = render_notes(&sf, &[note(0.0, 6.0, 40)], &settings).unwrap();
+        assert!(
+            audio.len() >= 6 * 16_000,
+            "effects {effects}: {} samples",
+            audio.len()
+        );
+    }
+}

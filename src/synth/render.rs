@@ -141,7 +141,11 @@ pub fn render_notes(
             .iter()
             .rposition(|x| x.abs() >= SILENCE_LEVEL)
             .map_or(0, |i| i + 1);
-        audio.truncate((last_sound + (SILENT_TAIL_S * rate) as usize).min(padded));
+        // Never before the last note-off, even if the note has died away: the audio must
+        // cover its labels.
+        let shortest = (last_event_s * rate).round() as usize;
+        let end = (last_sound + (SILENT_TAIL_S * rate) as usize).max(shortest);
+        audio.truncate(end.min(padded));
     } else {
         super::effects::apply_effects(&mut audio, settings.output_rate_hz, sends);
     }
