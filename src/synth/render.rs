@@ -288,3 +288,23 @@ pub fn fit_to_full_scale(audio: &mut [f32]) -> f32 {
     }
     gain
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loud_audio_is_scaled_under_full_scale_and_quiet_audio_is_left_alone() {
+        let mut quiet = vec![0.5, -0.9, 0.2];
+        assert_eq!(fit_to_full_scale(&mut quiet), 1.0);
+        assert_eq!(quiet, [0.5, -0.9, 0.2]);
+        let mut loud = vec![0.5, -2.0, 1.0];
+        let gain = fit_to_full_scale(&mut loud);
+        assert!((gain - 0.4995).abs() < 1e-6, "gain {gain}");
+        // Scaled, not clipped: the shape is kept.
+        assert!(
+            (loud[1] + 0.999).abs() < 1e-6 && (loud[0] / loud[2] - 0.5).abs() < 1e-6,
+            "{loud:?}"
+        );
+    }
+}

@@ -260,3 +260,89 @@ fn zstr(text: &str, len: usize) -> Vec<u8> {
 fn even_len(len: usize) -> usize {
     len + len % 2
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32_at(bytes: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+    }
+
+    /// Walks the chunks of a LIST body, returning (id, size) pairs.
+    fn sub_chunks(body: &[u8]) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= body.len() {
+            let size = u32_at(body, at + 4) as usize;
+            out.push((
+                String::from_utf8_lossy(&body[at..at + 4]).into_owned(),
+                size,
+            ));
+            at += 8 + size + size % 2;
+        }
+        assert_eq!(at, body.len(), "chunks must tile their list exactly");
+        out
+    }
+
+    #[test]
+    fn the_riff_structure_holds_every_required_chunk_with_whole_records() {
+        let bytes = crate::synth::builtin::builtin_soundfont_bytes();
+        assert_eq!(&bytes[0..4], b"RIFF");
+        assert_eq!(u32_at(&bytes, 4) as usize, bytes.len() - 8);
+        assert_eq!(&bytes[8..12], b"sfbk");
+        let lists = sub_chunks(&bytes[12..]);
+        assert_eq!(
+            lists.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["LIST", "LIST", "LIST"]
+        );
+        let mut at = 12;
+        let mut kinds = Vec::new();
+        for (_, size) in &lists {
+            let body = &bytes[at + 8..at + 8 + size];
+            kinds.push((
+                String::from_utf8_lossy(&body[..4]).into_owned(),
+                sub_chunks(&body[4..]),
+            ));
+            at += 8 + size;
+        }
+        let ids = |i: usize| {
+            kinds[i]
+                .1
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds[0].0, "INFO");
+        assert!(ids(0).starts_with(&["ifil".to_string(), "isng".to_string(), "INAM".to_string()]));
+        assert_eq!(
+            (kinds[1].0.as_str(), ids(1)),
+            ("sdta", vec!["smpl".to_string()])
+        );
+        assert_eq!(kinds[2].0, "pdta");
+        let record_sizes = [
+            ("phdr", 38),
+            ("pbag", 4),
+            ("pmod", 10),
+            ("pgen", 4),
+            ("inst", 22),
+            ("ibag", 4),
+            ("imod", 10),
+            ("igen", 4),
+            ("shdr", 46),
+        ];
+        let pdta = &kinds[2].1;
+        assert_eq!(pdta.len(), record_sizes.len());
+        for ((id, size), (want_id, record)) in pdta.iter().zip(record_sizes) {
+            assert_eq!(id, want_id);
+            assert_eq!(
+                size % record,
+                0,
+                "{id}: {size} bytes is not whole {record}-byte records"
+            );
+        }
+        // 2 presets + terminal, 13 samples + terminal.
+        assert_eq!(pdta[0].1 / 38, 3);
+        assert_eq!(pdta[8].1 / 46, 14);
+    }
+}
