@@ -64,9 +64,9 @@ const SILENT_TAIL_S: f64 = 0.1;
 const REVERB_TAIL_S: f64 = 1.5;
 
 /// Default of [`RenderSettings::block_samples`]: events within 16 samples (0.36 ms at
-/// 44.1 kHz, 1/88 of a 32 ms label frame) of their exact time. Measured on a MAPS piece with
-/// FluidR3_GM at 44.1 kHz: blocks of 8 cost 1.45x the CPU time of blocks of 32, and 64 saves
-/// only 3 % more (BENCHMARKS.md, "Synthesis").
+/// 44.1 kHz, 1/88 of a 32 ms label frame) of their exact time. On a 126 s MAPS piece with
+/// FluidR3_GM at 44.1 kHz, blocks of 8 took 1.8x the CPU time of blocks of 32, and blocks of
+/// 64 saved 17 % more (BENCHMARKS.md, "Synthesis").
 pub const DEFAULT_BLOCK_SAMPLES: usize = 32;
 
 /// Master volume. rustysynth's default (0.5) makes FluidR3_GM renders 2.2x (6.8 dB) louder
