@@ -1,16 +1,16 @@
 //! `mtosi cqt AUDIO -o OUT.npy [--png OUT.png] [--log] [--normalize] [--device D]`: the CQT
 //! spectrogram of one file as a (bins × frames) float32 `.npy`, and optionally its picture.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use mtosi::device::{Device, DeviceRequest};
 use mtosi::spectrogram::{features, picture, Cqt, CqtParams, Spectrogram};
 
 #[derive(Debug, Args)]
 pub struct CqtArgs {
-    /// Input audio: a mono WAV at the CQT's sample rate (16 kHz by default).
+    /// Input audio: WAV or FLAC at any rate and channel count (mixed to mono, resampled to --sample-rate).
     pub audio: PathBuf,
     /// Output `.npy`: float32, shape (bins, frames), CQT magnitudes unless --log/--normalize.
     #[arg(short, long)]
@@ -51,7 +51,7 @@ pub fn run(args: CqtArgs) -> anyhow::Result<()> {
         filter_scale: args.filter_scale,
     };
     let cqt = Cqt::new(params)?;
-    let audio = read_mono_wav(&args.audio, params.sample_rate_hz)?;
+    let audio = mtosi::audio::load_mono(&args.audio, params.sample_rate_hz)?;
     let selection = args.device.open()?;
     eprintln!("{}", selection.reason);
     let context = || format!("{}: computing the CQT", args.audio.display());
@@ -88,39 +88,4 @@ pub fn run(args: CqtArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     Ok(())
-}
-
-/// Mono WAV at `sample_rate_hz` as f32 in [-1, 1] (integer PCM divided by 2^(bits−1), as
-/// soundfile and librosa read it). A stand-in until the general audio readers (any rate, any
-/// channel count, FLAC) land in `mtosi::audio`.
-fn read_mono_wav(path: &Path, sample_rate_hz: u32) -> anyhow::Result<Vec<f32>> {
-    let reader = hound::WavReader::open(path)
-        .with_context(|| format!("{}: cannot read as WAV", path.display()))?;
-    let spec = reader.spec();
-    if spec.channels != 1 {
-        bail!(
-            "{}: has {} channels; `mtosi cqt` reads mono WAV only for now",
-            path.display(),
-            spec.channels
-        );
-    }
-    if spec.sample_rate != sample_rate_hz {
-        bail!(
-            "{}: sample rate is {} Hz, the CQT expects {sample_rate_hz} Hz (resample it, or pass --sample-rate {})",
-            path.display(),
-            spec.sample_rate,
-            spec.sample_rate
-        );
-    }
-    let samples: Result<Vec<f32>, hound::Error> = match spec.sample_format {
-        hound::SampleFormat::Float => reader.into_samples::<f32>().collect(),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-            reader
-                .into_samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect()
-        }
-    };
-    samples.with_context(|| format!("{}: corrupt or truncated WAV data", path.display()))
 }

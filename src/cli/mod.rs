@@ -2,6 +2,7 @@
 
 mod cqt;
 mod devices;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -27,11 +28,14 @@ pub enum Command {
         #[arg(long, default_value = "auto")]
         device: DeviceRequest,
     },
+    /// Render note labels (and/or random music) into the Synthesized Instruments set.
+    Synth(synth::SynthArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cqt(args) => cqt::run(args),
         Command::Devices { device } => devices::run(device),
+        Command::Synth(args) => synth::run(args),
     }
 }
