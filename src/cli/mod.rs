@@ -3,6 +3,9 @@
 mod cqt;
 mod devices;
 mod synth;
+mod bench_step;
+mod forward;
+mod init;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -30,6 +33,12 @@ pub enum Command {
     },
     /// Render note labels (and/or random music) into the Synthesized Instruments set.
     Synth(synth::SynthArgs),
+    /// Run the network (evaluation mode) on a spectrogram .npy, writing frame probabilities.
+    Forward(forward::ForwardArgs),
+    /// Write a freshly initialised network as a safetensors checkpoint.
+    Init(init::InitArgs),
+    /// Time one training step or the evaluation forward pass on the CPU.
+    BenchStep(bench_step::BenchStepArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -37,5 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cqt(args) => cqt::run(args),
         Command::Devices { device } => devices::run(device),
         Command::Synth(args) => synth::run(args),
+        Command::Forward(args) => forward::run(args),
+        Command::Init(args) => init::run(args),
+        Command::BenchStep(args) => bench_step::run(args),
     }
 }

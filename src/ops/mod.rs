@@ -1,5 +1,127 @@
 //! One op per file: the CPU reference and the launcher of the CUDA kernel of the same name in `kernels/`.
+//!
+//! Conventions shared by every op (llm.c style):
+//! - tensors are flat `f32` slices in NCHW (or batch-first `B, T, C`) order; the shapes are
+//!   arguments, and each function's comment names the shape of every slice;
+//! - `*_forward` overwrites its outputs;
+//! - `*_backward` ADDS into every gradient it is given (`d_inp`, `d_weight`, `d_bias`, …), so
+//!   a tensor read by several layers collects all its gradients in one buffer; the caller zeroes
+//!   gradient buffers before the backward pass. An `Option` gradient that is `None` is skipped;
+//! - each file keeps a plain-loop `*_reference` version of its forward and backward: the readable
+//!   definition and the oracle the fast version is tested against.
+//!
+//! Slice lengths that do not match the shapes are programming errors and panic with a message;
+//! user input is validated before it reaches an op.
+//!
+//! The fast paths use rayon's thread pool (`RAYON_NUM_THREADS`) and choose AVX-512, AVX2+FMA or
+//! portable code at run time; `MTOSI_FORCE_ISA=avx2|portable` narrows that choice for the direct
+//! convolution kernels (to test or time each variant).
 
+pub mod activation;
 pub mod axpy;
+pub mod batchnorm;
+pub mod clamp;
+pub mod concat;
+pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod cqt;
+mod fast_math;
+pub mod linear;
+pub mod loss;
+pub mod lstm;
+pub mod matmul;
 pub mod reduce;
+
+/// Errors of shape rules that depend on values a user supplies (e.g. a requested output size).
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(
+        "requested output size {requested} is outside the sizes [{min}, {max}] a transposed \
+         convolution of input size {input} (kernel {kernel}, stride {stride}, padding {padding}) can produce"
+    )]
+    OutputSizeOutOfRange {
+        requested: usize,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        min: usize,
+        max: usize,
+    },
+}
+
+/// Panics with a readable message when a slice does not hold `expected` values.
+#[track_caller]
+pub(crate) fn check_len(name: &str, slice_len: usize, expected: usize) {
+    assert_eq!(
+        slice_len, expected,
+        "{name}: slice holds {slice_len} values, its shape needs {expected}"
+    );
+}
+
+/// Sums of long f32 runs, fast and accurate enough for statistics: 16 f32 lanes (vectorised)
+/// over blocks of 1024 values, each block's total added in f64. The f32 error stays at the
+/// level of one block (~1e-6 relative), not of the whole run.
+pub(crate) mod sums {
+    const LANES: usize = 16;
+    const BLOCK: usize = 1024;
+
+    #[inline(always)]
+    fn blocked(len: usize, mut block_sum: impl FnMut(std::ops::Range<usize>) -> f32) -> f64 {
+        let mut total = 0.0f64;
+        let mut start = 0;
+        while start < len {
+            let end = (start + BLOCK).min(len);
+            total += block_sum(start..end) as f64;
+            start = end;
+        }
+        total
+    }
+
+    #[inline(always)]
+    fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+        let mut lanes = [0.0f32; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += f(v);
+            }
+        }
+        lanes.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
+    }
+
+    /// Σ values.
+    pub fn sum(values: &[f32]) -> f64 {
+        blocked(values.len(), |r| lanes_sum(&values[r], |v| v))
+    }
+
+    /// Σ (values − center)².
+    pub fn sum_sq_dev(values: &[f32], center: f32) -> f64 {
+        blocked(values.len(), |r| {
+            lanes_sum(&values[r], |v| (v - center) * (v - center))
+        })
+    }
+
+    /// Σ weights·(values − center).
+    pub fn sum_weighted_dev(weights: &[f32], values: &[f32], center: f32) -> f64 {
+        assert_eq!(weights.len(), values.len());
+        blocked(values.len(), |r| {
+            let (w, v) = (&weights[r.clone()], &values[r]);
+            let mut lanes = [0.0f32; LANES];
+            let (wc, vc) = (w.chunks_exact(LANES), v.chunks_exact(LANES));
+            let tail: f32 = wc
+                .remainder()
+                .iter()
+                .zip(vc.remainder())
+                .map(|(&w, &v)| w * (v - center))
+                .sum();
+            for (w, v) in wc.zip(vc) {
+                for ((lane, &w), &v) in lanes.iter_mut().zip(w).zip(v) {
+                    *lane += w * (v - center);
+                }
+            }
+            lanes.iter().sum::<f32>() + tail
+        })
+    }
+}

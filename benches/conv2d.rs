@@ -1,0 +1,93 @@
+//! Conv2d forward and backward at the network's real shapes (batch 4, 640 frames × 176 bins
+//! for the first block). Peer: `tools/bench/torch_ops.py` (PyTorch, 2 threads), same shapes.
+//!
+//!     cargo bench --bench conv2d
+
+mod common;
+
+use common::{configure, values, BATCH};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, conv2d_output_size};
+
+/// (layer, c_in, h, w, c_out, k, stride, pad) for batch 4 × 640 frames.
+type Layer = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+const LAYERS: [Layer; 8] = [
+    ("enc1.conv1 1-16 640x176", 1, 640, 176, 16, 3, 1, 1),
+    ("enc1.conv2 16-16 640x176", 16, 640, 176, 16, 3, 1, 1),
+    ("enc1.skip 1-16 1x1 640x176", 1, 640, 176, 16, 1, 1, 0),
+    ("enc1.ds 16-16 2x2s2 640x176", 16, 640, 176, 16, 2, 2, 0),
+    ("enc2.conv2 32-32 320x88", 32, 320, 88, 32, 3, 1, 1),
+    ("enc3.conv2 64-64 160x44", 64, 160, 44, 64, 3, 1, 1),
+    ("enc4.conv2 128-128 80x22", 128, 80, 22, 128, 3, 1, 1),
+    ("enc4.ds 128-128 2x2s2 80x22", 128, 80, 22, 128, 2, 2, 0),
+];
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d");
+    configure(&mut group);
+    for (name, c_in, h, w, c_out, k, stride, pad) in LAYERS {
+        let (h_out, w_out) = (
+            conv2d_output_size(h, k, stride, pad),
+            conv2d_output_size(w, k, stride, pad),
+        );
+        let inp = values(BATCH * c_in * h * w);
+        let weight = values(c_out * c_in * k * k);
+        let bias = values(c_out);
+        let mut out = vec![0.0; BATCH * c_out * h_out * w_out];
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| {
+                conv2d_forward(
+                    &mut out,
+                    &inp,
+                    &weight,
+                    Some(&bias),
+                    BATCH,
+                    c_in,
+                    h,
+                    w,
+                    c_out,
+                    k,
+                    stride,
+                    pad,
+                )
+            })
+        });
+        let d_out = values(out.len());
+        let mut d_inp = vec![0.0; inp.len()];
+        let mut d_weight = vec![0.0; weight.len()];
+        let mut d_bias = vec![0.0; c_out];
+        group.bench_function(BenchmarkId::new("backward", name), |b| {
+            b.iter(|| {
+                conv2d_backward(
+                    Some(&mut d_inp),
+                    &mut d_weight,
+                    Some(&mut d_bias),
+                    &d_out,
+                    &inp,
+                    &weight,
+                    BATCH,
+                    c_in,
+                    h,
+                    w,
+                    c_out,
+                    k,
+                    stride,
+                    pad,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,1 +1,0 @@
-//! Transcription metrics, identical to mir_eval: frame, note and note-with-offset P/R/F1.

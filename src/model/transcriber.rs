@@ -1,0 +1,138 @@
+//! UnetTranscriptionModel (PROTOCOL.md, "Network"): a U-net over the (frames × 176) CQT image,
+//! a sigmoid, a bidirectional LSTM over frames, a Linear to 88 keys and a sigmoid.
+
+use crate::ops::clamp::{clamp_in_place, HOOK_GRADIENT_BOUND};
+
+use super::decoder::Decoder;
+use super::encoder::Encoder;
+use super::layers::{Linear, Lstm, Sigmoid};
+use super::tensor::{Mode, Param, StateEntry, Tensor};
+use super::ModelError;
+
+/// CQT bins per frame: the network's input width.
+pub const N_BINS: usize = 176;
+/// Piano keys, MIDI 21..108: the network's output width.
+pub const N_KEYS: usize = 88;
+/// The encoder halves the frame axis four times, so it needs at least 2⁴ frames.
+pub const MIN_FRAMES: usize = 16;
+
+/// The two gradient hooks of the original training code: the gradients flowing back into the
+/// Linear's input and into the LSTM's input are clamped to ±these bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientHooks {
+    pub linear_input_bound: f32,
+    pub lstm_input_bound: f32,
+}
+
+impl Default for GradientHooks {
+    fn default() -> Self {
+        Self {
+            linear_input_bound: HOOK_GRADIENT_BOUND,
+            lstm_input_bound: HOOK_GRADIENT_BOUND,
+        }
+    }
+}
+
+pub struct Transcriber {
+    encoder: Encoder,
+    decoder: Decoder,
+    feat_sigmoid: Sigmoid,
+    lstm: Lstm,
+    linear: Linear,
+    roll_sigmoid: Sigmoid,
+    mode: Mode,
+}
+
+impl Transcriber {
+    /// A network with PyTorch's default initialisation, drawn from the generator seeded `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            encoder: Encoder::new("Unet1_encoder", seed),
+            decoder: Decoder::new("Unet1_decoder", seed),
+            feat_sigmoid: Sigmoid::new("feat1.sigmoid".into()),
+            lstm: Lstm::new("lstm1", N_BINS, N_BINS, seed),
+            linear: Linear::new("linear", 2 * N_BINS, N_KEYS, seed),
+            roll_sigmoid: Sigmoid::new("pianoroll.sigmoid".into()),
+            mode: Mode::Train,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `model.train()` / `model.eval()`.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// spec (batch, frames, 176) → piano roll probabilities (batch, frames, 88).
+    pub fn forward(&mut self, spec: &Tensor) -> Result<Tensor, ModelError> {
+        let (batch, frames) = check_input_shape(spec.shape())?;
+        let mode = self.mode;
+        let x = spec.reshaped(vec![batch, 1, frames, N_BINS]);
+        let encoded = self.encoder.forward(&x, mode);
+        let decoded = self
+            .decoder
+            .forward(&encoded.x4, encoded.sizes, &encoded.skips, mode);
+        let feat1 = self.feat_sigmoid.forward(&decoded, mode);
+        let x = self
+            .lstm
+            .forward(&feat1.reshaped(vec![batch, frames, N_BINS]), mode);
+        let x = self.linear.forward(&x, mode);
+        Ok(self.roll_sigmoid.forward(&x, mode))
+    }
+
+    /// Backward from the gradient of the piano roll, after a training-mode forward; adds into
+    /// every parameter's gradient. The hooks clamp the gradients into the Linear's and the
+    /// LSTM's inputs on their way back, as `register_full_backward_hook` did.
+    pub fn backward(&mut self, d_roll: &[f32], hooks: &GradientHooks) {
+        let d = self.roll_sigmoid.backward(d_roll);
+        let mut d_lstm_out = self.linear.backward(&d);
+        let bound = hooks.linear_input_bound;
+        clamp_in_place(&mut d_lstm_out, -bound, bound);
+        let mut d_feat1 = self.lstm.backward(&d_lstm_out);
+        let bound = hooks.lstm_input_bound;
+        clamp_in_place(&mut d_feat1, -bound, bound);
+        let d_decoded = self.feat_sigmoid.backward(&d_feat1);
+        let (d_x4, [d_c1, d_c2, d_c3]) = self.decoder.backward(&d_decoded);
+        self.encoder.backward(&d_x4, [&d_c1, &d_c2, &d_c3]);
+    }
+
+    /// Every state_dict entry (parameters and BatchNorm buffers) in PyTorch's order.
+    pub fn state_entries(&mut self) -> Vec<StateEntry<'_>> {
+        let mut out = Vec::with_capacity(147);
+        self.encoder.entries(&mut out);
+        self.decoder.entries(&mut out);
+        self.lstm.entries(&mut out);
+        self.linear.entries(&mut out);
+        out
+    }
+
+    /// The trainable parameters in PyTorch's `model.parameters()` order.
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        self.state_entries()
+            .into_iter()
+            .filter_map(|entry| match entry {
+                StateEntry::Param(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in self.params_mut() {
+            p.grad.fill(0.0);
+        }
+    }
+}
+
+/// (batch, frames) of a model input, which must be (batch, frames ≥ 16, 176).
+pub fn check_input_shape(shape: &[usize]) -> Result<(usize, usize), ModelError> {
+    match *shape {
+        [batch, frames, N_BINS] if batch > 0 && frames >= MIN_FRAMES => Ok((batch, frames)),
+        _ => Err(ModelError::InputShape {
+            shape: shape.to_vec(),
+        }),
+    }
+}

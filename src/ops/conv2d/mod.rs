@@ -1,0 +1,438 @@
+//! Conv2d (square k×k kernel, stride, zero padding, bias), NCHW float32, as `torch.nn.Conv2d`.
+//!
+//! Shapes: `inp` (n, c_in, h, w), `weight` (c_out, c_in, k, k), `bias` (c_out),
+//! `out` (n, c_out, h_out, w_out) with `h_out = (h + 2·pad − k) / stride + 1` (floor), likewise `w_out`.
+//!
+//! Three engine functions (`forward_into`, `backward_data_into`, `backward_weight_into`)
+//! pick the fast path per layer: `direct` (register-blocked AVX-512/AVX2 kernels for stride-1
+//! layers with few channels) or `im2col` (im2col + GEMM over row chunks, everything else).
+//! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
+// llm.c style: the shapes are arguments, so the argument lists are long on purpose.
+#![allow(clippy::too_many_arguments)]
+
+mod direct;
+mod im2col;
+
+pub use direct::FORCE_ISA_VAR;
+
+use rayon::prelude::*;
+
+use super::{check_len, sums};
+
+/// Output length of one spatial dimension: `(size + 2·pad − k) / stride + 1`, floored as PyTorch.
+pub fn conv2d_output_size(size: usize, k: usize, stride: usize, pad: usize) -> usize {
+    assert!(stride > 0, "conv2d: stride must be positive");
+    assert!(
+        size + 2 * pad >= k,
+        "conv2d: kernel {k} is larger than the padded input {}",
+        size + 2 * pad
+    );
+    (size + 2 * pad - k) / stride + 1
+}
+
+/// out = conv(inp, weight) + bias.
+pub fn conv2d_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    let (h_out, w_out) = check_shapes(
+        out.len(),
+        inp.len(),
+        weight.len(),
+        bias.map(<[f32]>::len),
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    );
+    let geometry = ConvGeometry {
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+        h_out,
+        w_out,
+    };
+    forward_into(out, inp, weight, OutputStart::Bias(bias), n, &geometry);
+}
+
+/// Adds the gradients of `conv2d_forward` into `d_inp` (n, c_in, h, w), `d_weight`
+/// (c_out, c_in, k, k) and `d_bias` (c_out), given `d_out` (n, c_out, h_out, w_out).
+pub fn conv2d_backward(
+    d_inp: Option<&mut [f32]>,
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    let (h_out, w_out) = check_shapes(
+        d_out.len(),
+        inp.len(),
+        weight.len(),
+        d_bias.as_deref().map(<[f32]>::len),
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    );
+    check_len("conv2d d_weight", d_weight.len(), weight.len());
+    if let Some(d_inp) = d_inp.as_deref() {
+        check_len("conv2d d_inp", d_inp.len(), inp.len());
+    }
+    let geometry = ConvGeometry {
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+        h_out,
+        w_out,
+    };
+    if let Some(d_bias) = d_bias {
+        add_channel_sums(d_bias, d_out, n, c_out, h_out * w_out);
+    }
+    backward_weight_into(d_weight, d_out, inp, n, &geometry);
+    if let Some(d_inp) = d_inp {
+        backward_data_into(d_inp, d_out, weight, n, &geometry);
+    }
+}
+
+fn check_shapes(
+    out_len: usize,
+    inp_len: usize,
+    weight_len: usize,
+    bias_len: Option<usize>,
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let h_out = conv2d_output_size(h, k, stride, pad);
+    let w_out = conv2d_output_size(w, k, stride, pad);
+    check_len("conv2d out", out_len, n * c_out * h_out * w_out);
+    check_len("conv2d inp", inp_len, n * c_in * h * w);
+    check_len("conv2d weight", weight_len, c_out * c_in * k * k);
+    if let Some(len) = bias_len {
+        check_len("conv2d bias", len, c_out);
+    }
+    (h_out, w_out)
+}
+
+/// Input coordinate read by output coordinate `o` through kernel tap `t`, if it is not padding.
+#[inline]
+pub(crate) fn input_coord(
+    o: usize,
+    t: usize,
+    stride: usize,
+    pad: usize,
+    size: usize,
+) -> Option<usize> {
+    (o * stride + t).checked_sub(pad).filter(|&i| i < size)
+}
+
+/// The definition, in plain loops: the oracle for [`conv2d_forward`].
+pub fn conv2d_forward_reference(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    let (h_out, w_out) = check_shapes(
+        out.len(),
+        inp.len(),
+        weight.len(),
+        bias.map(<[f32]>::len),
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    );
+    for b in 0..n {
+        for co in 0..c_out {
+            for oh in 0..h_out {
+                for ow in 0..w_out {
+                    let mut sum = bias.map_or(0.0, |bias| bias[co]);
+                    for ci in 0..c_in {
+                        for kh in 0..k {
+                            let Some(ih) = input_coord(oh, kh, stride, pad, h) else {
+                                continue;
+                            };
+                            for kw in 0..k {
+                                let Some(iw) = input_coord(ow, kw, stride, pad, w) else {
+                                    continue;
+                                };
+                                sum += inp[((b * c_in + ci) * h + ih) * w + iw]
+                                    * weight[((co * c_in + ci) * k + kh) * k + kw];
+                            }
+                        }
+                    }
+                    out[((b * c_out + co) * h_out + oh) * w_out + ow] = sum;
+                }
+            }
+        }
+    }
+}
+
+/// The definition, in plain loops: the oracle for [`conv2d_backward`].
+pub fn conv2d_backward_reference(
+    mut d_inp: Option<&mut [f32]>,
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    let (h_out, w_out) = check_shapes(
+        d_out.len(),
+        inp.len(),
+        weight.len(),
+        d_bias.as_deref().map(<[f32]>::len),
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    );
+    check_len("conv2d d_weight", d_weight.len(), weight.len());
+    if let Some(d_inp) = d_inp.as_deref() {
+        check_len("conv2d d_inp", d_inp.len(), inp.len());
+    }
+    // Parameter gradients sum over the whole batch: accumulate them in f64 so that the oracle's
+    // own rounding stays far below any tolerance.
+    let mut d_weight_sum = vec![0.0f64; d_weight.len()];
+    let mut d_bias_sum = vec![0.0f64; c_out];
+    for b in 0..n {
+        for co in 0..c_out {
+            for oh in 0..h_out {
+                for ow in 0..w_out {
+                    let g = d_out[((b * c_out + co) * h_out + oh) * w_out + ow];
+                    d_bias_sum[co] += g as f64;
+                    for ci in 0..c_in {
+                        for kh in 0..k {
+                            let Some(ih) = input_coord(oh, kh, stride, pad, h) else {
+                                continue;
+                            };
+                            for kw in 0..k {
+                                let Some(iw) = input_coord(ow, kw, stride, pad, w) else {
+                                    continue;
+                                };
+                                let i = ((b * c_in + ci) * h + ih) * w + iw;
+                                let wi = ((co * c_in + ci) * k + kh) * k + kw;
+                                d_weight_sum[wi] += g as f64 * inp[i] as f64;
+                                if let Some(d_inp) = d_inp.as_deref_mut() {
+                                    d_inp[i] += g * weight[wi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (d, s) in d_weight.iter_mut().zip(&d_weight_sum) {
+        *d += *s as f32;
+    }
+    if let Some(d_bias) = d_bias {
+        for (d, s) in d_bias.iter_mut().zip(&d_bias_sum) {
+            *d += *s as f32;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast paths (in the submodules) share this description of one convolution. ConvTranspose2d
+// runs on them too, as this convolution's adjoint.
+
+/// The sizes of one convolution (per sample).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeometry {
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+}
+
+impl ConvGeometry {
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    pub(crate) fn taps(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    /// A 1×1 stride-1 unpadded convolution reads its input as the im2col matrix itself.
+    pub(crate) fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Output rows per chunk: im2col blocks of about 1 MiB, so that the block GEMM reads back
+    /// is still in L2, but at least ~512 pixels wide, so that GEMM amortises packing the
+    /// weights (large for the deep layers).
+    pub(crate) fn rows_per_chunk(&self) -> usize {
+        const CHUNK_FLOATS: usize = 256 * 1024;
+        const MIN_SPAN: usize = 512;
+        let w_out = self.w_out.max(1);
+        let by_cache = CHUNK_FLOATS / (self.taps() * w_out).max(1);
+        let by_span = MIN_SPAN.div_ceil(w_out);
+        by_cache.max(by_span).clamp(1, self.h_out.max(1))
+    }
+}
+
+/// How the forward output starts before the products are added: the bias, or what is there.
+#[derive(Clone, Copy)]
+pub(crate) enum OutputStart<'a> {
+    Bias(Option<&'a [f32]>),
+    Accumulate,
+}
+
+/// Forward: `out` (n, c_out, h_out, w_out) = conv(inp, weight), starting from `start`.
+pub(crate) fn forward_into(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    start: OutputStart,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    if direct::forward_applies(g) {
+        direct::forward(out, inp, weight, start, n, g);
+    } else {
+        im2col::conv_gemm_forward(out, inp, weight, start, n, g);
+    }
+}
+
+/// Backward data: `d_inp` (n, c_in, h, w) += convᵀ(d_out, weight).
+pub(crate) fn backward_data_into(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    n: usize,
+    g: &ConvGeometry,
+) {
+    // With stride 1 the data gradient is itself a convolution of `d_out`, with the kernel
+    // rotated by 180° and its channel axes swapped, padded by k − 1 − pad. With few channels
+    // the direct kernel computes it; otherwise im2col + GEMM then col2im costs the same.
+    let adjoint = (g.stride == 1 && g.pad < g.k).then(|| ConvGeometry {
+        c_in: g.c_out,
+        h: g.h_out,
+        w: g.w_out,
+        c_out: g.c_in,
+        k: g.k,
+        stride: 1,
+        pad: g.k - 1 - g.pad,
+        h_out: g.h,
+        w_out: g.w,
+    });
+    // Batches smaller than the thread pool (inference on one recording, through ConvTranspose2d)
+    // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
+    let small_batch = n < rayon::current_num_threads();
+    if let Some(adjoint) = adjoint.filter(|a| small_batch || direct::forward_applies(a)) {
+        let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
+        forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
+    } else {
+        im2col::conv_gemm_backward_data(d_inp, d_out, weight, n, g);
+    }
+}
+
+/// Backward weight: `d_weight` (c_out, c_in, k, k) += Σ d_out ⋆ inp over the batch.
+pub(crate) fn backward_weight_into(
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    n: usize,
+    g: &ConvGeometry,
+) {
+    if direct::weight_grad_applies(g) {
+        direct::backward_weight(d_weight, d_out, inp, n, g);
+    } else {
+        im2col::conv_gemm_backward_weight(d_weight, d_out, inp, n, g);
+    }
+}
+
+/// `weight` (a, b, k, k) → (b, a, k, k) with each k×k kernel rotated by 180°.
+fn flip_kernel(weight: &[f32], a: usize, b: usize, k: usize) -> Vec<f32> {
+    let mut flipped = vec![0.0f32; weight.len()];
+    for i in 0..a {
+        for j in 0..b {
+            for kh in 0..k {
+                for kw in 0..k {
+                    flipped[((j * a + i) * k + kh) * k + kw] =
+                        weight[((i * b + j) * k + (k - 1 - kh)) * k + (k - 1 - kw)];
+                }
+            }
+        }
+    }
+    flipped
+}
+
+/// `sums[c] += Σ_{b, i} values[b, c, i]` for `values` (n, c, plane).
+pub(crate) fn add_channel_sums(sums: &mut [f32], values: &[f32], n: usize, c: usize, plane: usize) {
+    sums.par_iter_mut().enumerate().for_each(|(ch, sum)| {
+        let total: f64 = (0..n)
+            .map(|b| sums::sum(&values[(b * c + ch) * plane..][..plane]))
+            .sum();
+        *sum += total as f32;
+    });
+}

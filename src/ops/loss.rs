@@ -1,0 +1,39 @@
+//! Binary cross-entropy with mean reduction, as `torch.nn.functional.binary_cross_entropy`:
+//! `loss = −mean(t·max(ln p, −100) + (1 − t)·max(ln(1 − p), −100))`.
+//!
+//! Shapes: `probs`, `targets`, `d_probs` flat and of equal length (for the network: the piano
+//! roll, batch · frames · 88).
+
+use super::check_len;
+
+/// PyTorch clamps each log term at −100 so that p = 0 or 1 gives a finite loss.
+const LOG_FLOOR: f64 = -100.0;
+/// PyTorch's floor on `p·(1 − p)` in the gradient, which keeps it finite at p = 0 or 1.
+const GRAD_EPSILON: f32 = 1e-12;
+
+/// The mean binary cross-entropy of `probs` against `targets` (sums in f64).
+pub fn bce_forward(probs: &[f32], targets: &[f32]) -> f32 {
+    check_len("bce targets", targets.len(), probs.len());
+    assert!(!probs.is_empty(), "bce: empty input");
+    let sum: f64 = probs
+        .iter()
+        .zip(targets)
+        .map(|(&p, &t)| {
+            let log_p = (p as f64).ln().max(LOG_FLOOR);
+            let log_1mp = (1.0 - p as f64).ln().max(LOG_FLOOR);
+            -(t as f64 * log_p + (1.0 - t as f64) * log_1mp)
+        })
+        .sum();
+    (sum / probs.len() as f64) as f32
+}
+
+/// Adds `d_loss·(p − t) / max(p·(1 − p), 1e-12) / len` into `d_probs`, PyTorch's formula (which
+/// ignores the log clamp, as PyTorch does).
+pub fn bce_backward(d_probs: &mut [f32], probs: &[f32], targets: &[f32], d_loss: f32) {
+    check_len("bce targets", targets.len(), probs.len());
+    check_len("bce d_probs", d_probs.len(), probs.len());
+    let count = probs.len() as f32;
+    for ((d, &p), &t) in d_probs.iter_mut().zip(probs).zip(targets) {
+        *d += d_loss * (p - t) / ((1.0 - p) * p).max(GRAD_EPSILON) / count;
+    }
+}

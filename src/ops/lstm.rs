@@ -1,0 +1,545 @@
+//! Bidirectional single-layer LSTM, batch first, zero initial state, as `torch.nn.LSTM(
+//! input_size, hidden_size, batch_first=True, bidirectional=True)`: gate order i, f, g, o and
+//! two bias vectors per direction.
+//!
+//! Shapes (direction 0 is forward in time, direction 1 is reverse, PyTorch's `_l0_reverse`):
+//! - `inp` (batch, frames, input_size); `out` (batch, frames, 2·hidden_size), the forward
+//!   direction's hidden state in the first half of each row, the reverse one's in the second;
+//! - per direction: `w_ih` (4·hidden, input_size), `w_hh` (4·hidden, hidden), `b_ih`, `b_hh` (4·hidden);
+//! - what the forward keeps for the backward: `gates` (2, batch, frames, 4·hidden), the gate
+//!   activations i, f, g, o at each frame, and `cells` (2, batch, frames, hidden), the cell state.
+//!
+//! At each step of a direction: `pre = W_ih·x_t + b_ih + W_hh·h_prev + b_hh`,
+//! `i, f, o = σ(pre_i, pre_f, pre_o)`, `g = tanh(pre_g)`, `c = f·c_prev + i·g`, `h = o·tanh(c)`.
+// llm.c style: the shapes are arguments.
+#![allow(clippy::too_many_arguments)]
+
+use super::matmul::{matmul, MatRef, Threads};
+use super::{check_len, fast_math};
+
+/// The parameters of one direction, in PyTorch's layout.
+#[derive(Clone, Copy)]
+pub struct LstmWeights<'a> {
+    /// (4·hidden, input_size)
+    pub w_ih: &'a [f32],
+    /// (4·hidden, hidden)
+    pub w_hh: &'a [f32],
+    /// (4·hidden)
+    pub b_ih: &'a [f32],
+    /// (4·hidden)
+    pub b_hh: &'a [f32],
+}
+
+/// The gradients of one direction's parameters, added into by [`lstm_backward`].
+pub struct LstmGradients<'a> {
+    pub w_ih: &'a mut [f32],
+    pub w_hh: &'a mut [f32],
+    pub b_ih: &'a mut [f32],
+    pub b_hh: &'a mut [f32],
+}
+
+/// Runs both directions over every sequence of the batch; writes `out`, `gates` and `cells`.
+pub fn lstm_forward(
+    out: &mut [f32],
+    gates: &mut [f32],
+    cells: &mut [f32],
+    inp: &[f32],
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    check_shapes(
+        out.len(),
+        gates.len(),
+        cells.len(),
+        inp.len(),
+        weights,
+        batch,
+        frames,
+        input_size,
+        hidden_size,
+    );
+    let hid = hidden_size;
+    let per_direction = batch * frames;
+    let x = MatRef::row_major(inp, per_direction, input_size);
+    // Input projections of every frame at once (one GEMM per direction); only h·W_hh is sequential.
+    for (gates, params) in gates.chunks_mut(per_direction * 4 * hid).zip(weights) {
+        let w_ih_t = MatRef::row_major(params.w_ih, 4 * hid, input_size).t();
+        matmul(gates, 4 * hid, x, w_ih_t, false, Threads::All);
+        for row in gates.chunks_mut(4 * hid) {
+            for ((g, &bi), &bh) in row.iter_mut().zip(params.b_ih).zip(params.b_hh) {
+                *g += bi + bh;
+            }
+        }
+    }
+    // The two directions run side by side, each writing its hidden states to its own buffer.
+    let mut hidden = vec![0.0f32; 2 * per_direction * hid];
+    let (gates_fwd, gates_rev) = gates.split_at_mut(per_direction * 4 * hid);
+    let (cells_fwd, cells_rev) = cells.split_at_mut(per_direction * hid);
+    let (hidden_fwd, hidden_rev) = hidden.split_at_mut(per_direction * hid);
+    let shape = RecurrenceShape { batch, frames, hid };
+    rayon::join(
+        || recur_forward(0, gates_fwd, cells_fwd, hidden_fwd, &weights[0], shape),
+        || recur_forward(1, gates_rev, cells_rev, hidden_rev, &weights[1], shape),
+    );
+    for (row, (h_fwd, h_rev)) in out
+        .chunks_mut(2 * hid)
+        .zip(hidden_fwd.chunks(hid).zip(hidden_rev.chunks(hid)))
+    {
+        row[..hid].copy_from_slice(h_fwd);
+        row[hid..].copy_from_slice(h_rev);
+    }
+}
+
+/// Backpropagation through time: adds into `d_inp` (batch, frames, input_size) and into each
+/// direction's parameter gradients, given `d_out` (batch, frames, 2·hidden) and what
+/// [`lstm_forward`] wrote (`out`, `gates`, `cells`).
+pub fn lstm_backward(
+    d_inp: Option<&mut [f32]>,
+    grads: &mut [LstmGradients; 2],
+    d_out: &[f32],
+    inp: &[f32],
+    out: &[f32],
+    gates: &[f32],
+    cells: &[f32],
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    check_shapes(
+        out.len(),
+        gates.len(),
+        cells.len(),
+        inp.len(),
+        weights,
+        batch,
+        frames,
+        input_size,
+        hidden_size,
+    );
+    check_len("lstm d_out", d_out.len(), out.len());
+    if let Some(d_inp) = d_inp.as_deref() {
+        check_len("lstm d_inp", d_inp.len(), inp.len());
+    }
+    for grads in grads.iter() {
+        check_weights(
+            &LstmWeights {
+                w_ih: grads.w_ih,
+                w_hh: grads.w_hh,
+                b_ih: grads.b_ih,
+                b_hh: grads.b_hh,
+            },
+            input_size,
+            hidden_size,
+        );
+    }
+    let hid = hidden_size;
+    let per_direction = batch * frames;
+    let shape = RecurrenceShape { batch, frames, hid };
+    // Pre-activation gate gradients of every frame, per direction: (2, batch·frames, 4·hidden).
+    let mut d_gates = vec![0.0f32; 2 * per_direction * 4 * hid];
+    let (d_gates_fwd, d_gates_rev) = d_gates.split_at_mut(per_direction * 4 * hid);
+    let (gates_fwd, gates_rev) = gates.split_at(per_direction * 4 * hid);
+    let (cells_fwd, cells_rev) = cells.split_at(per_direction * hid);
+    let [grads_fwd, grads_rev] = grads;
+    let direction =
+        |d: usize, d_gates: &mut [f32], gates: &[f32], cells: &[f32], grads: &mut LstmGradients| {
+            let params = &weights[d];
+            recur_backward(d, d_gates, gates, cells, d_out, params, shape);
+            let d_pre = MatRef::row_major(d_gates, per_direction, 4 * hid);
+            // d_W_ih += d_preᵀ · x over every frame.
+            let x = MatRef::row_major(inp, per_direction, input_size);
+            matmul(grads.w_ih, input_size, d_pre.t(), x, true, Threads::Single);
+            // d_W_hh += d_pre(t)ᵀ · h(t − 1 in processing order), per sequence.
+            if frames > 1 {
+                let (first_grad_frame, first_h_frame) = if d == 0 { (1, 0) } else { (0, 1) };
+                for b in 0..batch {
+                    let d_pre = MatRef {
+                        data: &d_gates[(b * frames + first_grad_frame) * 4 * hid..],
+                        rows: frames - 1,
+                        cols: 4 * hid,
+                        row_stride: 4 * hid,
+                        col_stride: 1,
+                    };
+                    let h_prev = MatRef {
+                        data: &out[(b * frames + first_h_frame) * 2 * hid + d * hid..],
+                        rows: frames - 1,
+                        cols: hid,
+                        row_stride: 2 * hid,
+                        col_stride: 1,
+                    };
+                    matmul(grads.w_hh, hid, d_pre.t(), h_prev, true, Threads::Single);
+                }
+            }
+            for row in d_gates.chunks(4 * hid) {
+                for ((bi, bh), &g) in grads.b_ih.iter_mut().zip(grads.b_hh.iter_mut()).zip(row) {
+                    *bi += g;
+                    *bh += g;
+                }
+            }
+        };
+    rayon::join(
+        || direction(0, d_gates_fwd, gates_fwd, cells_fwd, grads_fwd),
+        || direction(1, d_gates_rev, gates_rev, cells_rev, grads_rev),
+    );
+    if let Some(d_inp) = d_inp {
+        for (d_pre, params) in d_gates.chunks(per_direction * 4 * hid).zip(weights) {
+            let d_pre = MatRef::row_major(d_pre, per_direction, 4 * hid);
+            let w_ih = MatRef::row_major(params.w_ih, 4 * hid, input_size);
+            matmul(d_inp, input_size, d_pre, w_ih, true, Threads::All);
+        }
+    }
+}
+
+fn check_weights(weights: &LstmWeights, input_size: usize, hidden_size: usize) {
+    check_len(
+        "lstm w_ih",
+        weights.w_ih.len(),
+        4 * hidden_size * input_size,
+    );
+    check_len(
+        "lstm w_hh",
+        weights.w_hh.len(),
+        4 * hidden_size * hidden_size,
+    );
+    check_len("lstm b_ih", weights.b_ih.len(), 4 * hidden_size);
+    check_len("lstm b_hh", weights.b_hh.len(), 4 * hidden_size);
+}
+
+fn check_shapes(
+    out_len: usize,
+    gates_len: usize,
+    cells_len: usize,
+    inp_len: usize,
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    check_len("lstm inp", inp_len, batch * frames * input_size);
+    check_len("lstm out", out_len, batch * frames * 2 * hidden_size);
+    check_len(
+        "lstm gates",
+        gates_len,
+        2 * batch * frames * 4 * hidden_size,
+    );
+    check_len("lstm cells", cells_len, 2 * batch * frames * hidden_size);
+    for direction in weights {
+        check_weights(direction, input_size, hidden_size);
+    }
+}
+
+/// The frame processed at step `s` of a direction: forward in time for 0, backward for 1.
+#[inline]
+pub(crate) fn frame_at(direction: usize, step: usize, frames: usize) -> usize {
+    if direction == 0 {
+        step
+    } else {
+        frames - 1 - step
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The definition, in plain loops: the oracle for [`lstm_forward`].
+pub fn lstm_forward_reference(
+    out: &mut [f32],
+    gates: &mut [f32],
+    cells: &mut [f32],
+    inp: &[f32],
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    check_shapes(
+        out.len(),
+        gates.len(),
+        cells.len(),
+        inp.len(),
+        weights,
+        batch,
+        frames,
+        input_size,
+        hidden_size,
+    );
+    let hid = hidden_size;
+    let mut pre = vec![0.0f32; 4 * hid];
+    let mut h = vec![0.0f32; hid];
+    let mut c = vec![0.0f32; hid];
+    for (direction, params) in weights.iter().enumerate() {
+        for b in 0..batch {
+            h.fill(0.0);
+            c.fill(0.0);
+            for step in 0..frames {
+                let t = frame_at(direction, step, frames);
+                let x = &inp[(b * frames + t) * input_size..][..input_size];
+                for (row, p) in pre.iter_mut().enumerate() {
+                    let w_ih = &params.w_ih[row * input_size..][..input_size];
+                    let w_hh = &params.w_hh[row * hid..][..hid];
+                    let from_x: f32 = w_ih.iter().zip(x).map(|(w, x)| w * x).sum();
+                    let from_h: f32 = w_hh.iter().zip(&h).map(|(w, h)| w * h).sum();
+                    *p = from_x + params.b_ih[row] + from_h + params.b_hh[row];
+                }
+                let slot = (direction * batch + b) * frames + t;
+                let gate = &mut gates[slot * 4 * hid..][..4 * hid];
+                for j in 0..hid {
+                    let i_gate = sigmoid(pre[j]);
+                    let f_gate = sigmoid(pre[hid + j]);
+                    let g_gate = pre[2 * hid + j].tanh();
+                    let o_gate = sigmoid(pre[3 * hid + j]);
+                    c[j] = f_gate * c[j] + i_gate * g_gate;
+                    h[j] = o_gate * c[j].tanh();
+                    gate[j] = i_gate;
+                    gate[hid + j] = f_gate;
+                    gate[2 * hid + j] = g_gate;
+                    gate[3 * hid + j] = o_gate;
+                }
+                cells[slot * hid..][..hid].copy_from_slice(&c);
+                out[(b * frames + t) * 2 * hid + direction * hid..][..hid].copy_from_slice(&h);
+            }
+        }
+    }
+}
+
+/// The definition, in plain loops: the oracle for [`lstm_backward`].
+pub fn lstm_backward_reference(
+    mut d_inp: Option<&mut [f32]>,
+    grads: &mut [LstmGradients; 2],
+    d_out: &[f32],
+    inp: &[f32],
+    out: &[f32],
+    gates: &[f32],
+    cells: &[f32],
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    check_shapes(
+        out.len(),
+        gates.len(),
+        cells.len(),
+        inp.len(),
+        weights,
+        batch,
+        frames,
+        input_size,
+        hidden_size,
+    );
+    check_len("lstm d_out", d_out.len(), out.len());
+    if let Some(d_inp) = d_inp.as_deref() {
+        check_len("lstm d_inp", d_inp.len(), inp.len());
+    }
+    let hid = hidden_size;
+    let mut d_pre = vec![0.0f32; 4 * hid];
+    let mut d_h_next = vec![0.0f32; hid];
+    let mut d_c_next = vec![0.0f32; hid];
+    for (direction, (params, grads)) in weights.iter().zip(grads.iter_mut()).enumerate() {
+        check_weights(
+            &LstmWeights {
+                w_ih: grads.w_ih,
+                w_hh: grads.w_hh,
+                b_ih: grads.b_ih,
+                b_hh: grads.b_hh,
+            },
+            input_size,
+            hid,
+        );
+        for b in 0..batch {
+            d_h_next.fill(0.0);
+            d_c_next.fill(0.0);
+            for step in (0..frames).rev() {
+                let t = frame_at(direction, step, frames);
+                let slot = (direction * batch + b) * frames + t;
+                let gate = &gates[slot * 4 * hid..][..4 * hid];
+                let c = &cells[slot * hid..][..hid];
+                let prev = (step > 0).then(|| {
+                    let t_prev = frame_at(direction, step - 1, frames);
+                    let slot_prev = (direction * batch + b) * frames + t_prev;
+                    (
+                        &cells[slot_prev * hid..][..hid],
+                        &out[(b * frames + t_prev) * 2 * hid + direction * hid..][..hid],
+                    )
+                });
+                let d_h_out = &d_out[(b * frames + t) * 2 * hid + direction * hid..][..hid];
+                for j in 0..hid {
+                    let (i_gate, f_gate) = (gate[j], gate[hid + j]);
+                    let (g_gate, o_gate) = (gate[2 * hid + j], gate[3 * hid + j]);
+                    let c_prev = prev.map_or(0.0, |(c_prev, _)| c_prev[j]);
+                    let tanh_c = c[j].tanh();
+                    let d_h = d_h_out[j] + d_h_next[j];
+                    let d_c = d_c_next[j] + d_h * o_gate * (1.0 - tanh_c * tanh_c);
+                    d_pre[j] = d_c * g_gate * i_gate * (1.0 - i_gate);
+                    d_pre[hid + j] = d_c * c_prev * f_gate * (1.0 - f_gate);
+                    d_pre[2 * hid + j] = d_c * i_gate * (1.0 - g_gate * g_gate);
+                    d_pre[3 * hid + j] = d_h * tanh_c * o_gate * (1.0 - o_gate);
+                    d_c_next[j] = d_c * f_gate;
+                }
+                let x = &inp[(b * frames + t) * input_size..][..input_size];
+                d_h_next.fill(0.0);
+                for (row, &g) in d_pre.iter().enumerate() {
+                    grads.b_ih[row] += g;
+                    grads.b_hh[row] += g;
+                    let w_ih = &params.w_ih[row * input_size..][..input_size];
+                    let d_w_ih = &mut grads.w_ih[row * input_size..][..input_size];
+                    for (d_w, &x) in d_w_ih.iter_mut().zip(x) {
+                        *d_w += g * x;
+                    }
+                    if let Some(d_inp) = d_inp.as_deref_mut() {
+                        let d_x = &mut d_inp[(b * frames + t) * input_size..][..input_size];
+                        for (d_x, &w) in d_x.iter_mut().zip(w_ih) {
+                            *d_x += g * w;
+                        }
+                    }
+                    let w_hh = &params.w_hh[row * hid..][..hid];
+                    if let Some((_, h_prev)) = prev {
+                        let d_w_hh = &mut grads.w_hh[row * hid..][..hid];
+                        for (d_w, &h) in d_w_hh.iter_mut().zip(h_prev) {
+                            *d_w += g * h;
+                        }
+                    }
+                    for (d_h, &w) in d_h_next.iter_mut().zip(w_hh) {
+                        *d_h += g * w;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Batch, frames and hidden size of one direction's recurrence.
+#[derive(Clone, Copy)]
+struct RecurrenceShape {
+    batch: usize,
+    frames: usize,
+    hid: usize,
+}
+
+/// One direction's recurrence. On entry `gates` (batch·frames, 4·hidden) holds the input
+/// projections plus both biases; on exit the gate activations. Writes `cells` and `hidden`
+/// (batch·frames, hidden).
+fn recur_forward(
+    direction: usize,
+    gates: &mut [f32],
+    cells: &mut [f32],
+    hidden: &mut [f32],
+    params: &LstmWeights,
+    shape: RecurrenceShape,
+) {
+    let RecurrenceShape { batch, frames, hid } = shape;
+    // W_hhᵀ stored row-major once: GEMM would otherwise repack the transposed view every step.
+    let mut w_hh_t_rows = vec![0.0f32; hid * 4 * hid];
+    for (row, w) in params.w_hh.chunks(hid).enumerate() {
+        for (j, &v) in w.iter().enumerate() {
+            w_hh_t_rows[j * 4 * hid + row] = v;
+        }
+    }
+    let w_hh_t = MatRef::row_major(&w_hh_t_rows, hid, 4 * hid);
+    let mut h_prev = vec![0.0f32; batch * hid];
+    let mut c_prev = vec![0.0f32; batch * hid];
+    for step in 0..frames {
+        let t = frame_at(direction, step, frames);
+        if step > 0 {
+            // pre(b, t) += h_prev(b)·W_hhᵀ for the whole batch: rows `frames` apart.
+            let h = MatRef::row_major(&h_prev, batch, hid);
+            matmul(
+                &mut gates[t * 4 * hid..],
+                frames * 4 * hid,
+                h,
+                w_hh_t,
+                true,
+                Threads::Single,
+            );
+        }
+        for b in 0..batch {
+            let slot = b * frames + t;
+            let gate = &mut gates[slot * 4 * hid..][..4 * hid];
+            let c_row = &mut cells[slot * hid..][..hid];
+            let h_row = &mut hidden[slot * hid..][..hid];
+            let c_prev = &mut c_prev[b * hid..][..hid];
+            let h_prev = &mut h_prev[b * hid..][..hid];
+            // Gate activations in vectorised passes: σ on i, f; tanh on g; σ on o.
+            fast_math::sigmoid_in_place(&mut gate[..2 * hid]);
+            fast_math::tanh_in_place(&mut gate[2 * hid..3 * hid]);
+            fast_math::sigmoid_in_place(&mut gate[3 * hid..]);
+            let (i_gate, rest) = gate.split_at(hid);
+            let (f_gate, rest) = rest.split_at(hid);
+            let (g_gate, o_gate) = rest.split_at(hid);
+            for j in 0..hid {
+                c_row[j] = f_gate[j] * c_prev[j] + i_gate[j] * g_gate[j];
+            }
+            c_prev.copy_from_slice(c_row);
+            h_row.copy_from_slice(c_row);
+            fast_math::tanh_in_place(h_row);
+            for (h, &o) in h_row.iter_mut().zip(o_gate) {
+                *h *= o;
+            }
+            h_prev.copy_from_slice(h_row);
+        }
+    }
+}
+
+/// One direction's backpropagation through time: writes the pre-activation gate gradients
+/// `d_gates` (batch·frames, 4·hidden) from `d_out` and what the forward kept.
+fn recur_backward(
+    direction: usize,
+    d_gates: &mut [f32],
+    gates: &[f32],
+    cells: &[f32],
+    d_out: &[f32],
+    params: &LstmWeights,
+    shape: RecurrenceShape,
+) {
+    let RecurrenceShape { batch, frames, hid } = shape;
+    let w_hh = MatRef::row_major(params.w_hh, 4 * hid, hid);
+    let mut d_h_next = vec![0.0f32; batch * hid];
+    let mut d_c_next = vec![0.0f32; batch * hid];
+    let mut tanh_c = vec![0.0f32; hid];
+    for step in (0..frames).rev() {
+        let t = frame_at(direction, step, frames);
+        let t_prev = (step > 0).then(|| frame_at(direction, step - 1, frames));
+        for b in 0..batch {
+            let slot = b * frames + t;
+            let gate = &gates[slot * 4 * hid..][..4 * hid];
+            let c = &cells[slot * hid..][..hid];
+            let c_prev = t_prev.map(|tp| &cells[(b * frames + tp) * hid..][..hid]);
+            let d_h_out = &d_out[slot * 2 * hid + direction * hid..][..hid];
+            let d_pre = &mut d_gates[slot * 4 * hid..][..4 * hid];
+            let d_h_next = &d_h_next[b * hid..][..hid];
+            let d_c_next = &mut d_c_next[b * hid..][..hid];
+            tanh_c.copy_from_slice(c);
+            fast_math::tanh_in_place(&mut tanh_c);
+            for j in 0..hid {
+                let (i, f, g, o) = (gate[j], gate[hid + j], gate[2 * hid + j], gate[3 * hid + j]);
+                let c_before = c_prev.map_or(0.0, |c_prev| c_prev[j]);
+                let tanh_c = tanh_c[j];
+                let d_h = d_h_out[j] + d_h_next[j];
+                let d_c = d_c_next[j] + d_h * o * (1.0 - tanh_c * tanh_c);
+                d_pre[j] = d_c * g * i * (1.0 - i);
+                d_pre[hid + j] = d_c * c_before * f * (1.0 - f);
+                d_pre[2 * hid + j] = d_c * i * (1.0 - g * g);
+                d_pre[3 * hid + j] = d_h * tanh_c * o * (1.0 - o);
+                d_c_next[j] = d_c * f;
+            }
+        }
+        // d_h for the previous step: d_pre(t)·W_hh for the whole batch.
+        let d_pre = MatRef {
+            data: &d_gates[t * 4 * hid..],
+            rows: batch,
+            cols: 4 * hid,
+            row_stride: frames * 4 * hid,
+            col_stride: 1,
+        };
+        matmul(&mut d_h_next, hid, d_pre, w_hh, false, Threads::Single);
+    }
+}

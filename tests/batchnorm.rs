@@ -1,0 +1,253 @@
+//! BatchNorm2d: training-mode gradients against finite differences, the fast path against the
+//! plain-loop reference, and the running-statistics and evaluation rules worked by hand.
+
+mod op_check;
+
+use mtosi::ops::batchnorm::*;
+use op_check::{assert_close, check_gradient, seed, weighted_sum, Rng};
+
+fn forward_train(
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0; inp.len()];
+    let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+    let (mut running_mean, mut running_var) = (vec![0.0; c], vec![1.0; c]);
+    batchnorm_forward_train(
+        &mut out,
+        &mut mean,
+        &mut rstd,
+        &mut running_mean,
+        &mut running_var,
+        inp,
+        weight,
+        bias,
+        n,
+        c,
+        hw,
+        BATCHNORM_MOMENTUM,
+        BATCHNORM_EPS,
+    );
+    out
+}
+
+#[test]
+fn batchnorm_gradients_match_finite_differences() {
+    let mut rng = Rng::new(seed("batchnorm_gradients_match_finite_differences"));
+    for (n, c, hw) in [(2, 3, 6), (3, 2, 1), (1, 2, 5)] {
+        let inp = rng.vec(n * c * hw, -1.0, 1.0);
+        let weight = rng.vec(c, 0.5, 1.5);
+        let bias = rng.vec(c, -1.0, 1.0);
+        let d_out = rng.vec(inp.len(), -1.0, 1.0);
+        let mut out = vec![0.0; inp.len()];
+        let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+        let (mut running_mean, mut running_var) = (vec![0.0; c], vec![1.0; c]);
+        batchnorm_forward_train(
+            &mut out,
+            &mut mean,
+            &mut rstd,
+            &mut running_mean,
+            &mut running_var,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            hw,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+        );
+        let mut d_inp = vec![0.0; inp.len()];
+        let (mut d_weight, mut d_bias) = (vec![0.0; c], vec![0.0; c]);
+        batchnorm_backward(
+            Some(&mut d_inp),
+            &mut d_weight,
+            &mut d_bias,
+            &d_out,
+            &inp,
+            &weight,
+            &mean,
+            &rstd,
+            n,
+            c,
+            hw,
+        );
+        // Smooth but nonlinear in the input (the statistics move): with h = 5e-3 the
+        // truncation error (h²·f''') and f32 output rounding (~1e-7/2h) stay below 5e-3.
+        let (h, tol) = (5e-3, 5e-3);
+        let name = format!("n {n} c {c} hw {hw}");
+        check_gradient(&format!("{name} d_inp"), &inp, &d_inp, h, tol, |x| {
+            weighted_sum(&forward_train(x, &weight, &bias, n, c, hw), &d_out)
+        });
+        check_gradient(
+            &format!("{name} d_weight"),
+            &weight,
+            &d_weight,
+            h,
+            tol,
+            |x| weighted_sum(&forward_train(&inp, x, &bias, n, c, hw), &d_out),
+        );
+        check_gradient(&format!("{name} d_bias"), &bias, &d_bias, h, tol, |x| {
+            weighted_sum(&forward_train(&inp, &weight, x, n, c, hw), &d_out)
+        });
+    }
+}
+
+#[test]
+fn batchnorm_fast_matches_reference_on_random_shapes() {
+    let mut rng = Rng::new(seed("batchnorm_fast_matches_reference_on_random_shapes"));
+    for _ in 0..10 {
+        let (n, c, hw) = (rng.int(1, 4), rng.int(1, 20), rng.int(2, 300));
+        let inp = rng.vec(n * c * hw, -3.0, 5.0);
+        let weight = rng.vec(c, 0.5, 1.5);
+        let bias = rng.vec(c, -1.0, 1.0);
+        let d_out = rng.vec(inp.len(), -1.0, 1.0);
+        let running_mean0 = rng.vec(c, -1.0, 1.0);
+        let running_var0 = rng.vec(c, 0.5, 2.0);
+        let train = |reference: bool| {
+            let mut out = vec![0.0; inp.len()];
+            let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+            let (mut running_mean, mut running_var) = (running_mean0.clone(), running_var0.clone());
+            let forward = if reference {
+                batchnorm_forward_train_reference
+            } else {
+                batchnorm_forward_train
+            };
+            forward(
+                &mut out,
+                &mut mean,
+                &mut rstd,
+                &mut running_mean,
+                &mut running_var,
+                &inp,
+                &weight,
+                &bias,
+                n,
+                c,
+                hw,
+                BATCHNORM_MOMENTUM,
+                BATCHNORM_EPS,
+            );
+            (out, mean, rstd, running_mean, running_var)
+        };
+        let (fast, reference) = (train(false), train(true));
+        // Statistics of ≤ 1200 values summed in another order: f32 results agree to ~1e-6.
+        let tol = 1e-5;
+        let name = format!("n {n} c {c} hw {hw}");
+        assert_close(&format!("{name} out"), &fast.0, &reference.0, tol);
+        assert_close(&format!("{name} mean"), &fast.1, &reference.1, tol);
+        assert_close(&format!("{name} rstd"), &fast.2, &reference.2, tol);
+        assert_close(&format!("{name} running_mean"), &fast.3, &reference.3, tol);
+        assert_close(&format!("{name} running_var"), &fast.4, &reference.4, tol);
+
+        let (mean, rstd) = (&reference.1, &reference.2);
+        let prior_inp = rng.vec(inp.len(), -1.0, 1.0);
+        let prior_weight = rng.vec(c, -1.0, 1.0);
+        let prior_bias = rng.vec(c, -1.0, 1.0);
+        let grads = |reference: bool| {
+            let (mut d_inp, mut d_weight, mut d_bias) =
+                (prior_inp.clone(), prior_weight.clone(), prior_bias.clone());
+            let backward = if reference {
+                batchnorm_backward_reference
+            } else {
+                batchnorm_backward
+            };
+            backward(
+                Some(&mut d_inp),
+                &mut d_weight,
+                &mut d_bias,
+                &d_out,
+                &inp,
+                &weight,
+                mean,
+                rstd,
+                n,
+                c,
+                hw,
+            );
+            (d_inp, d_weight, d_bias)
+        };
+        let (fast, reference) = (grads(false), grads(true));
+        assert_close(&format!("{name} d_inp"), &fast.0, &reference.0, tol);
+        assert_close(&format!("{name} d_weight"), &fast.1, &reference.1, tol);
+        assert_close(&format!("{name} d_bias"), &fast.2, &reference.2, tol);
+
+        let eval = |reference: bool| {
+            let mut out = vec![0.0; inp.len()];
+            let forward = if reference {
+                batchnorm_forward_eval_reference
+            } else {
+                batchnorm_forward_eval
+            };
+            forward(
+                &mut out,
+                &inp,
+                &weight,
+                &bias,
+                &running_mean0,
+                &running_var0,
+                n,
+                c,
+                hw,
+                BATCHNORM_EPS,
+            );
+            out
+        };
+        assert_close(&format!("{name} eval out"), &eval(false), &eval(true), tol);
+    }
+}
+
+#[test]
+fn batchnorm_running_statistics_use_momentum_and_unbiased_variance() {
+    // One channel, values 1..4: mean 2.5, biased variance 1.25, unbiased 5/3.
+    let inp = [1.0, 2.0, 3.0, 4.0];
+    let mut out = [0.0; 4];
+    let (mut mean, mut rstd) = ([0.0], [0.0]);
+    let (mut running_mean, mut running_var) = ([0.0], [1.0]);
+    batchnorm_forward_train(
+        &mut out,
+        &mut mean,
+        &mut rstd,
+        &mut running_mean,
+        &mut running_var,
+        &inp,
+        &[2.0],
+        &[0.5],
+        2,
+        1,
+        2,
+        0.1,
+        1e-5,
+    );
+    assert_eq!(mean[0], 2.5);
+    assert!((rstd[0] - 1.0 / (1.25f32 + 1e-5).sqrt()).abs() < 1e-6);
+    assert!((running_mean[0] - 0.25).abs() < 1e-7);
+    assert!((running_var[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6);
+    // Normalised with the biased variance.
+    let expected_first = (1.0 - 2.5) / (1.25f32 + 1e-5).sqrt() * 2.0 + 0.5;
+    assert!((out[0] - expected_first).abs() < 1e-6, "{}", out[0]);
+}
+
+#[test]
+fn batchnorm_eval_normalises_with_running_statistics() {
+    let inp = [1.0, 3.0, -2.0, 0.0];
+    let mut out = [0.0; 4];
+    // Two channels of two values each, n = 1.
+    batchnorm_forward_eval(
+        &mut out,
+        &inp,
+        &[1.0, 3.0],
+        &[0.0, 1.0],
+        &[1.0, -1.0],
+        &[4.0, 0.25],
+        1,
+        2,
+        2,
+        0.0,
+    );
+    assert_eq!(out, [0.0, 1.0, -5.0, 7.0]);
+}

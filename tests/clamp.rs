@@ -1,0 +1,19 @@
+//! Clamp: values pushed into the bounds, NaN kept as PyTorch's clamp_ keeps it.
+
+use mtosi::ops::clamp::*;
+
+#[test]
+fn clamp_bounds_values_and_keeps_nan() {
+    let mut values = [-0.5, -0.001, 0.0, 0.0005, 0.2, f32::NAN, f32::INFINITY];
+    clamp_in_place(&mut values, -HOOK_GRADIENT_BOUND, HOOK_GRADIENT_BOUND);
+    assert_eq!(values[..5], [-0.001, -0.001, 0.0, 0.0005, 0.001]);
+    assert!(values[5].is_nan());
+    assert_eq!(values[6], 0.001);
+}
+
+#[test]
+fn clip_by_value_bound_is_the_protocol_one() {
+    let mut grads = [0.3, -7.0, 0.05];
+    clamp_in_place(&mut grads, -CLIP_GRADIENT_VALUE, CLIP_GRADIENT_VALUE);
+    assert_eq!(grads, [0.1, -0.1, 0.05]);
+}

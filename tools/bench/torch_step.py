@@ -1,0 +1,87 @@
+"""The PyTorch peer of `mtosi bench-step`: one training step (forward, BCE, backward with the
+two clamp hooks, clip by value, Adam, StepLR) or the evaluation forward pass of the reference
+network (tools/reference/model_torch.py), float32 on the CPU.
+
+Run it as PyTorch's CPU tuning guide advises (jemalloc, threads pinned to the cores used):
+  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+  MALLOC_CONF="oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000" \
+  OMP_NUM_THREADS=2 /usr/bin/time -v python tools/bench/torch_step.py --batch 4 --frames 640
+(`apt-get install libjemalloc2` provides the library.) One configuration per process, so
+`/usr/bin/time -v` reports its peak memory.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+import model_torch as mt  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=640)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval", action="store_true", help="time the eval forward of one example")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(33)
+    model = mt.UnetTranscriptionModel()
+    batch = 1 if args.eval else args.batch
+    spec = torch.rand(batch, args.frames, mt.N_BINS)
+    roll = (torch.rand(batch, args.frames, mt.N_KEYS) < 0.1).float()
+
+    if args.eval:
+        model.eval()
+
+        def run():
+            with torch.inference_mode():
+                model(spec)
+
+        what = f"eval forward, 1 x {args.frames} frames"
+    else:
+        model.train()
+        mt.add_gradient_hooks(model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10_000, gamma=0.98)
+
+        def run():
+            pred = model(spec)
+            loss = torch.nn.functional.binary_cross_entropy(pred, roll)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), mt.CLIP_VALUE)
+            optimizer.step()
+            scheduler.step()
+
+        what = f"train step, batch {args.batch} x {args.frames} frames"
+
+    run()
+    times = []
+    cpu_before = time.process_time()
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    cpu_per_run = (time.process_time() - cpu_before) / args.repeats
+    allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    print(
+        f"PyTorch {torch.__version__} {what}: median {statistics.median(times):.3f} s "
+        f"(min {min(times):.3f}, max {max(times):.3f}) over {len(times)} runs, "
+        f"{torch.get_num_threads()} threads, cpu {cpu_per_run:.3f} s/run, {allocator}"
+    )
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            run()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()

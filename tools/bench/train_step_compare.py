@@ -1,0 +1,81 @@
+"""Runs `mtosi bench-step` and its PyTorch peer (torch_step.py) in the same run on this machine,
+each configuration in its own process under `/usr/bin/time -v`, and prints a Markdown table of
+median wall times, CPU time per run (user + system, all threads: less disturbed by other
+processes on a loaded machine, though spinning OpenMP workers count in it), ratios and peak
+memory, with the load average before each run.
+
+PyTorch runs as its CPU tuning guide advises: jemalloc preloaded (if installed: `apt-get
+install libjemalloc2`) with the guide's MALLOC_CONF, 2 threads; and, since this machine is
+shared, once more with OMP_WAIT_POLICY=PASSIVE (no spinning OpenMP workers); the faster of the
+two counts as PyTorch's time.
+
+  cargo build --release
+  python tools/bench/train_step_compare.py [--mtosi target/release/mtosi] [--configs step4,step32,eval]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+MALLOC_CONF = ("oversize_threshold:1,background_thread:true,metadata_thp:auto,"
+               "dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000")
+CONFIGS = {
+    "step4": ("train step, batch 4 x 640", ["--batch", "4", "--frames", "640", "--repeats", "3"]),
+    "step32": ("train step, batch 32 x 640", ["--batch", "32", "--frames", "640", "--repeats", "2"]),
+    "eval": ("eval forward, 1 x 1875 (60 s)", ["--eval", "--frames", "1875", "--repeats", "5"]),
+}
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def timed(cmd, env=None):
+    before = load()
+    out = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
+    median = float(re.search(r"median ([0-9.]+) s", out.stdout).group(1))
+    cpu = float(re.search(r"cpu ([0-9.]+) s/run", out.stdout).group(1))
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    return median, rss_kb / 1024, before, out.stdout.strip().splitlines()[0], cpu
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mtosi", default="target/release/mtosi")
+    parser.add_argument("--configs", default="step4,step32,eval")
+    parser.add_argument("--python", default=sys.executable)
+    args = parser.parse_args()
+    torch_env = {"OMP_NUM_THREADS": "2"}
+    if os.path.exists(JEMALLOC):
+        torch_env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=MALLOC_CONF)
+    rows = []
+    for key in args.configs.split(","):
+        label, flags = CONFIGS[key]
+        ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2"})
+        print(ours[3], f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
+        peers = []
+        for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}):
+            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags, {**torch_env, **extra})
+            print(peer[3], extra or "", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
+            peers.append(peer)
+        best = min(peers, key=lambda p: p[0])
+        rows.append((label, ours, best))
+    print()
+    print("| configuration | mtosi wall (s) | PyTorch wall (s) | ratio | mtosi CPU (s) | PyTorch CPU (s) "
+          "| CPU ratio | mtosi peak MiB | PyTorch peak MiB | load (ours / PyTorch) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, ours, peer in rows:
+        print(f"| {label} | {ours[0]:.3f} | {peer[0]:.3f} | {ours[0] / peer[0]:.2f}x | {ours[4]:.3f} | "
+              f"{peer[4]:.3f} | {ours[4] / peer[4]:.2f}x | {ours[1]:.0f} | {peer[1]:.0f} | "
+              f"{ours[2]:.1f} / {peer[2]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
