@@ -263,8 +263,6 @@ fn even_len(len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn u32_at(bytes: &[u8], at: usize) -> u32 {
         u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
     }

@@ -3,7 +3,7 @@
 327 680-sample clip and a batch of 32, with the paper's parameters, on the CPU with 2 torch
 threads (or on a GPU with --device cuda).
 
-    /work/pyvenv/bin/python tools/bench/nnaudio_cqt.py [--threads 2] [--device cpu] [--reps 5]
+    python tools/bench/nnaudio_cqt.py [--threads 2] [--device cpu] [--reps 5]
 
 Prints one line per case: `nnaudio_cqt <device> <batch>x327680 median_ms <m> min_ms <m> reps <n>`.
 """

@@ -2,7 +2,7 @@
 threads) in one run on one machine, as a markdown table with the ratio mtosi / PyTorch.
 Run from the repository root:
 
-    /work/pyvenv/bin/python tools/bench/ops_compare.py > /tmp/ops.md
+    python tools/bench/ops_compare.py > /tmp/ops.md
 
 Two alternating rounds (mtosi, PyTorch, mtosi, PyTorch); each op keeps each side's faster
 time. Both sides use 2 threads (RAYON_NUM_THREADS=2, torch.set_num_threads(2)); the load average

@@ -1,7 +1,7 @@
 """Peer of benches/audio_resample.rs: librosa.resample (default soxr_hq, what the paper's code
 used) on the same 30 s of 44.1 kHz audio, best of 10 runs.
 
-    /work/pyvenv/bin/python tools/bench/resample_speed.py
+    python tools/bench/resample_speed.py
 """
 
 import timeit

@@ -2,7 +2,7 @@
 2 threads: the peer of `cargo bench --bench <op>`. Prints one line per op and pass (median of
 repeated runs, milliseconds). Run from the repository root, on an otherwise idle machine:
 
-    LD_PRELOAD=<libjemalloc.so if installed> /work/pyvenv/bin/python tools/bench/torch_ops.py [filter]
+    LD_PRELOAD=<libjemalloc.so if installed> python tools/bench/torch_ops.py [filter]
 """
 
 import statistics

@@ -2,7 +2,7 @@
 cannot make them itself). Each holds a 0.05 s 440 Hz tone of amplitude 0.5 per channel, channel c
 scaled by 1 / (c + 1), written by libsndfile (soundfile), which rounds to the nearest step.
 
-    /work/pyvenv/bin/python tools/reference/audio_fixtures.py
+    python tools/reference/audio_fixtures.py
 """
 
 from pathlib import Path

@@ -7,7 +7,7 @@ nnAudio's CQT1992v2 magnitudes of it (the paper's front end). Also the complex k
 small parameter set, to check kernel construction tap by tap (phases included, which
 magnitudes cannot show).
 
-    /work/pyvenv/bin/python tools/reference/cqt_fixture.py [--out tests/fixtures/cqt]
+    python tools/reference/cqt_fixture.py [--out tests/fixtures/cqt]
 
 Output: <case>.audio.npy (float32 samples), <case>.cqt.npy (float32, bins x frames),
 cases.txt (one line per case: name sr hop fmin n_bins bins_per_octave filter_scale padding),

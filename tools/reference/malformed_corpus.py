@@ -1,7 +1,7 @@
 """Writes the malformed-input corpus of tests/malformed_inputs.rs into tests/fixtures/malformed/.
 Each file is broken in one named way; the test lists the problem each must be reported with.
 
-    /work/pyvenv/bin/python tools/reference/malformed_corpus.py
+    python tools/reference/malformed_corpus.py
 """
 
 import io

@@ -8,7 +8,7 @@ Writes to tests/fixtures/notes/:
 - maestro_sample_reference.tsv: the reference's notes for ../shared/data/maestro-sample/*.midi,
   when that file is present.
 
-    /work/pyvenv/bin/python tools/reference/midi_notes.py
+    python tools/reference/midi_notes.py
 """
 
 from pathlib import Path

@@ -2,7 +2,7 @@
 (0.9, 0.999), eps 1e-8) on one float32 tensor, with a StepLR(step_size=2, gamma=0.5) stepped
 after each, so the third step runs at half the rate. Run from the repository root:
 
-    /work/pyvenv/bin/python tools/reference/ops_adam_fixture.py
+    python tools/reference/ops_adam_fixture.py
 """
 
 from pathlib import Path

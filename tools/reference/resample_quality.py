@@ -5,7 +5,7 @@ to 16 kHz with librosa.resample, and compared with the same sweep evaluated exac
 sample times. The SNR (dB) is measured on the interior: the first and last 0.1 s are left out,
 since every resampler pads the ends with zeros. Keep the constants in step with the Rust test.
 
-    /work/pyvenv/bin/python tools/reference/resample_quality.py
+    python tools/reference/resample_quality.py
 """
 
 import numpy as np

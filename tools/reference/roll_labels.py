@@ -5,7 +5,7 @@ Writes tests/fixtures/notes/roll_reference.tsv (notes on half-frame and random t
 inside and outside 21..108, zero-length, overlapping and past-the-end notes, in a fixed random
 order) and roll_reference_codes.npy (float32, frames x 88) for a recording of SAMPLES samples.
 
-    /work/pyvenv/bin/python tools/reference/roll_labels.py
+    python tools/reference/roll_labels.py
 """
 
 from pathlib import Path
