@@ -80,7 +80,9 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
     let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
     let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
     if fortran.trim() != "False" {
-        return Err("Fortran-order arrays are not supported; save with np.ascontiguousarray".into());
+        return Err(
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
+        );
     }
     let shape = parse_shape(shape_text)?;
     let count: usize = shape.iter().product();
@@ -113,7 +115,11 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
                 .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
                 .collect()
         }
-        other => return Err(format!("dtype {other} is not supported (float32 or float64)")),
+        other => {
+            return Err(format!(
+                "dtype {other} is not supported (float32 or float64)"
+            ))
+        }
     };
     Ok(Array { shape, data })
 }
@@ -145,7 +151,10 @@ fn parse_shape(text: &str) -> Result<Vec<usize>, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension {s:?} in shape")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension {s:?} in shape"))
+        })
         .collect()
 }
 
@@ -156,7 +165,11 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
         1 => format!("({},)", shape[0]),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
@@ -203,7 +216,9 @@ mod tests {
     #[test]
     fn rejects_truncated_and_foreign_files() {
         let bytes = to_bytes(&[4, 4], &[1.0; 16]);
-        assert!(parse(&bytes[..bytes.len() - 3]).unwrap_err().contains("truncated"));
+        assert!(parse(&bytes[..bytes.len() - 3])
+            .unwrap_err()
+            .contains("truncated"));
         assert!(parse(b"RIFF....WAVEfmt ").unwrap_err().contains("magic"));
     }
 }

@@ -96,7 +96,11 @@ fn any_rate_and_channel_count_is_resampled_to_the_cqt_rate() {
         .args(["cqt", wav.to_str().unwrap(), "-o", npy.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(mtosi::npy::read(&npy).unwrap().shape, vec![176, 32]);
 }
 

@@ -111,7 +111,11 @@ fn a_half_warp_can_shuffle_among_itself_while_the_other_half_diverges() {
             .unwrap();
         let out = device.download(&out).unwrap();
         for (lane, &got) in out.iter().enumerate() {
-            let want = if lane < 16 { (lane + (lane ^ 1)) as f32 } else { -(lane as f32) };
+            let want = if lane < 16 {
+                (lane + (lane ^ 1)) as f32
+            } else {
+                -(lane as f32)
+            };
             assert_eq!(got, want, "lane {lane}");
         }
     }

@@ -1,11 +1,11 @@
 //! Subcommands: one file per command, each a thin layer over a library call.
 
+mod bench_step;
 mod cqt;
 mod devices;
-mod synth;
-mod bench_step;
 mod forward;
 mod init;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;

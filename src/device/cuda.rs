@@ -53,7 +53,9 @@ pub(crate) fn open(ordinal: usize) -> Result<Arc<CudaDevice>, DeviceError> {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        Err(DeviceError::NoDriver(format!("the CUDA driver is unusable: {message}")))
+        Err(DeviceError::NoDriver(format!(
+            "the CUDA driver is unusable: {message}"
+        )))
     })?;
     let device = Arc::new(device);
     opened.insert(ordinal, device.clone());
