@@ -13,8 +13,10 @@ use mtosi::spectrogram::{Cqt, CqtMethod, CqtParams, Isa};
 const CLIP_SAMPLES: usize = 327_680;
 
 fn clip(seed: u64) -> Vec<f32> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..CLIP_SAMPLES).map(|_| rng.f32() * 2.0 - 1.0).collect()
+    let mut rng = mtosi::rng::Rng::new(seed);
+    (0..CLIP_SAMPLES)
+        .map(|_| rng.uniform_f32() * 2.0 - 1.0)
+        .collect()
 }
 
 fn cpu(c: &mut Criterion) {

@@ -15,6 +15,7 @@ pub mod model;
 pub mod notes;
 pub mod npy;
 pub mod ops;
+pub mod rng;
 pub mod spectrogram;
 pub mod synth;
 pub mod train;

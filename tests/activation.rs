@@ -10,7 +10,7 @@ use op_check::{assert_close, check_gradient, seed, weighted_sum, Rng};
 fn away_from_zero(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len)
         .map(|_| {
-            let x = rng.uniform(0.05, 3.0);
+            let x = rng.range_f32(0.05, 3.0);
             if rng.next_u64().is_multiple_of(2) {
                 x
             } else {
@@ -24,7 +24,7 @@ fn away_from_zero(rng: &mut Rng, len: usize) -> Vec<f32> {
 fn activation_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("activation_gradients_match_finite_differences"));
     let inp = away_from_zero(&mut rng, 40);
-    let d_out = rng.vec(inp.len(), -1.0, 1.0);
+    let d_out = rng.vec_f32(inp.len(), -1.0, 1.0);
 
     let mut d_inp = vec![0.0; inp.len()];
     leaky_relu_backward(&mut d_inp, &d_out, &inp, LEAKY_RELU_SLOPE);
@@ -51,10 +51,10 @@ fn activation_gradients_match_finite_differences() {
 fn activation_fast_matches_reference_on_random_lengths() {
     let mut rng = Rng::new(seed("activation_fast_matches_reference_on_random_lengths"));
     for _ in 0..8 {
-        let len = rng.int(1, 5000);
-        let inp = rng.vec(len, -8.0, 8.0);
-        let d_out = rng.vec(len, -1.0, 1.0);
-        let prior = rng.vec(len, -1.0, 1.0);
+        let len = rng.range_usize(1, 5000);
+        let inp = rng.vec_f32(len, -8.0, 8.0);
+        let d_out = rng.vec_f32(len, -1.0, 1.0);
+        let prior = rng.vec_f32(len, -1.0, 1.0);
         // Same formula per element; only vectorised evaluation of exp may differ by an ulp or two.
         let tol = 1e-6;
 

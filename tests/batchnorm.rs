@@ -39,10 +39,10 @@ fn forward_train(
 fn batchnorm_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("batchnorm_gradients_match_finite_differences"));
     for (n, c, hw) in [(2, 3, 6), (3, 2, 1), (1, 2, 5)] {
-        let inp = rng.vec(n * c * hw, -1.0, 1.0);
-        let weight = rng.vec(c, 0.5, 1.5);
-        let bias = rng.vec(c, -1.0, 1.0);
-        let d_out = rng.vec(inp.len(), -1.0, 1.0);
+        let inp = rng.vec_f32(n * c * hw, -1.0, 1.0);
+        let weight = rng.vec_f32(c, 0.5, 1.5);
+        let bias = rng.vec_f32(c, -1.0, 1.0);
+        let d_out = rng.vec_f32(inp.len(), -1.0, 1.0);
         let mut out = vec![0.0; inp.len()];
         let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
         let (mut running_mean, mut running_var) = (vec![0.0; c], vec![1.0; c]);
@@ -101,13 +101,17 @@ fn batchnorm_gradients_match_finite_differences() {
 fn batchnorm_fast_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(seed("batchnorm_fast_matches_reference_on_random_shapes"));
     for _ in 0..10 {
-        let (n, c, hw) = (rng.int(1, 4), rng.int(1, 20), rng.int(2, 300));
-        let inp = rng.vec(n * c * hw, -3.0, 5.0);
-        let weight = rng.vec(c, 0.5, 1.5);
-        let bias = rng.vec(c, -1.0, 1.0);
-        let d_out = rng.vec(inp.len(), -1.0, 1.0);
-        let running_mean0 = rng.vec(c, -1.0, 1.0);
-        let running_var0 = rng.vec(c, 0.5, 2.0);
+        let (n, c, hw) = (
+            rng.range_usize(1, 4),
+            rng.range_usize(1, 20),
+            rng.range_usize(2, 300),
+        );
+        let inp = rng.vec_f32(n * c * hw, -3.0, 5.0);
+        let weight = rng.vec_f32(c, 0.5, 1.5);
+        let bias = rng.vec_f32(c, -1.0, 1.0);
+        let d_out = rng.vec_f32(inp.len(), -1.0, 1.0);
+        let running_mean0 = rng.vec_f32(c, -1.0, 1.0);
+        let running_var0 = rng.vec_f32(c, 0.5, 2.0);
         let train = |reference: bool| {
             let mut out = vec![0.0; inp.len()];
             let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
@@ -145,9 +149,9 @@ fn batchnorm_fast_matches_reference_on_random_shapes() {
         assert_close(&format!("{name} running_var"), &fast.4, &reference.4, tol);
 
         let (mean, rstd) = (&reference.1, &reference.2);
-        let prior_inp = rng.vec(inp.len(), -1.0, 1.0);
-        let prior_weight = rng.vec(c, -1.0, 1.0);
-        let prior_bias = rng.vec(c, -1.0, 1.0);
+        let prior_inp = rng.vec_f32(inp.len(), -1.0, 1.0);
+        let prior_weight = rng.vec_f32(c, -1.0, 1.0);
+        let prior_bias = rng.vec_f32(c, -1.0, 1.0);
         let grads = |reference: bool| {
             let (mut d_inp, mut d_weight, mut d_bias) =
                 (prior_inp.clone(), prior_weight.clone(), prior_bias.clone());

@@ -16,9 +16,9 @@ fn forward(a: &[f32], b: &[f32], n: usize, c_a: usize, c_b: usize, hw: usize) ->
 fn concat_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("concat_gradients_match_finite_differences"));
     let (n, c_a, c_b, hw) = (2, 3, 2, 5);
-    let a = rng.vec(n * c_a * hw, -1.0, 1.0);
-    let b = rng.vec(n * c_b * hw, -1.0, 1.0);
-    let d_out = rng.vec(n * (c_a + c_b) * hw, -1.0, 1.0);
+    let a = rng.vec_f32(n * c_a * hw, -1.0, 1.0);
+    let b = rng.vec_f32(n * c_b * hw, -1.0, 1.0);
+    let d_out = rng.vec_f32(n * (c_a + c_b) * hw, -1.0, 1.0);
     let (mut d_a, mut d_b) = (vec![0.0; a.len()], vec![0.0; b.len()]);
     concat_channels_backward(Some(&mut d_a), Some(&mut d_b), &d_out, n, c_a, c_b, hw);
     // A copy: central differences are exact up to f32 rounding of the inputs.
@@ -34,9 +34,14 @@ fn concat_gradients_match_finite_differences() {
 fn concat_fast_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(seed("concat_fast_matches_reference_on_random_shapes"));
     for _ in 0..8 {
-        let (n, c_a, c_b, hw) = (rng.int(1, 4), rng.int(1, 9), rng.int(1, 9), rng.int(1, 200));
-        let a = rng.vec(n * c_a * hw, -1.0, 1.0);
-        let b = rng.vec(n * c_b * hw, -1.0, 1.0);
+        let (n, c_a, c_b, hw) = (
+            rng.range_usize(1, 4),
+            rng.range_usize(1, 9),
+            rng.range_usize(1, 9),
+            rng.range_usize(1, 200),
+        );
+        let a = rng.vec_f32(n * c_a * hw, -1.0, 1.0);
+        let b = rng.vec_f32(n * c_b * hw, -1.0, 1.0);
         let mut expected = vec![0.0; n * (c_a + c_b) * hw];
         concat_channels_forward_reference(&mut expected, &a, &b, n, c_a, c_b, hw);
         // Copies and sums of two terms: bit-exact.
@@ -46,8 +51,11 @@ fn concat_fast_matches_reference_on_random_shapes() {
             &expected,
             0.0,
         );
-        let d_out = rng.vec(expected.len(), -1.0, 1.0);
-        let (prior_a, prior_b) = (rng.vec(a.len(), -1.0, 1.0), rng.vec(b.len(), -1.0, 1.0));
+        let d_out = rng.vec_f32(expected.len(), -1.0, 1.0);
+        let (prior_a, prior_b) = (
+            rng.vec_f32(a.len(), -1.0, 1.0),
+            rng.vec_f32(b.len(), -1.0, 1.0),
+        );
         let (mut fast_a, mut fast_b) = (prior_a.clone(), prior_b.clone());
         concat_channels_backward(
             Some(&mut fast_a),

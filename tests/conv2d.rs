@@ -100,10 +100,10 @@ const GRADIENT_CASES: [Shape; 4] = [
 fn conv2d_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("conv2d_gradients_match_finite_differences"));
     for s in GRADIENT_CASES {
-        let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-        let weight = rng.vec(s.weight_len(), -1.0, 1.0);
-        let bias = rng.vec(s.c_out, -1.0, 1.0);
-        let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+        let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+        let weight = rng.vec_f32(s.weight_len(), -1.0, 1.0);
+        let bias = rng.vec_f32(s.c_out, -1.0, 1.0);
+        let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
         let mut d_inp = vec![0.0; inp.len()];
         let mut d_weight = vec![0.0; weight.len()];
         let mut d_bias = vec![0.0; s.c_out];
@@ -147,16 +147,16 @@ fn conv2d_gradients_match_finite_differences() {
 fn conv2d_fast_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(seed("conv2d_fast_matches_reference_on_random_shapes"));
     for _ in 0..12 {
-        let k = rng.int(1, 3);
-        let pad = rng.int(0, k - 1);
+        let k = rng.range_usize(1, 3);
+        let pad = rng.range_usize(0, k - 1);
         let s = Shape {
-            n: rng.int(1, 3),
-            c_in: rng.int(1, 20),
-            h: rng.int(k, 19),
-            w: rng.int(k, 19),
-            c_out: rng.int(1, 20),
+            n: rng.range_usize(1, 3),
+            c_in: rng.range_usize(1, 20),
+            h: rng.range_usize(k, 19),
+            w: rng.range_usize(k, 19),
+            c_out: rng.range_usize(1, 20),
             k,
-            stride: rng.int(1, 2),
+            stride: rng.range_usize(1, 2),
             pad,
         };
         compare_fast_with_reference(&mut rng, s);
@@ -196,10 +196,10 @@ fn conv2d_fast_matches_reference_across_row_chunks() {
 }
 
 fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
-    let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-    let weight = rng.vec(s.weight_len(), -1.0, 1.0);
-    let bias = rng.vec(s.c_out, -1.0, 1.0);
-    let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+    let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+    let weight = rng.vec_f32(s.weight_len(), -1.0, 1.0);
+    let bias = rng.vec_f32(s.c_out, -1.0, 1.0);
+    let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
     let mut expected = vec![0.0; s.out_len()];
     conv2d_forward_reference(
         &mut expected,
@@ -225,9 +225,9 @@ fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
     );
 
     // Start from non-zero gradients: backward must add into them.
-    let prior_inp = rng.vec(inp.len(), -1.0, 1.0);
-    let prior_weight = rng.vec(weight.len(), -1.0, 1.0);
-    let prior_bias = rng.vec(s.c_out, -1.0, 1.0);
+    let prior_inp = rng.vec_f32(inp.len(), -1.0, 1.0);
+    let prior_weight = rng.vec_f32(weight.len(), -1.0, 1.0);
+    let prior_bias = rng.vec_f32(s.c_out, -1.0, 1.0);
     let grads = |reference: bool| {
         let (mut d_inp, mut d_weight, mut d_bias) =
             (prior_inp.clone(), prior_weight.clone(), prior_bias.clone());

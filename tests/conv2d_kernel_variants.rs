@@ -14,10 +14,10 @@ fn direct_kernel_variants_match_reference() {
     // Low-channel 3×3 shapes that take the direct kernels (forward, flipped data gradient,
     // weight gradient); odd widths exercise the partial vectors.
     let (n, c_in, h, w, c_out) = (2, 5, 9, 37, 7);
-    let inp = rng.vec(n * c_in * h * w, -1.0, 1.0);
-    let weight = rng.vec(c_out * c_in * 9, -1.0, 1.0);
-    let bias = rng.vec(c_out, -1.0, 1.0);
-    let d_out = rng.vec(n * c_out * h * w, -1.0, 1.0);
+    let inp = rng.vec_f32(n * c_in * h * w, -1.0, 1.0);
+    let weight = rng.vec_f32(c_out * c_in * 9, -1.0, 1.0);
+    let bias = rng.vec_f32(c_out, -1.0, 1.0);
+    let d_out = rng.vec_f32(n * c_out * h * w, -1.0, 1.0);
     let mut expected = vec![0.0; d_out.len()];
     conv2d_forward_reference(
         &mut expected,

@@ -105,10 +105,10 @@ const GRADIENT_CASES: [Shape; 3] = [
 fn conv_transpose2d_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("conv_transpose2d_gradients_match_finite_differences"));
     for s in GRADIENT_CASES {
-        let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-        let weight = rng.vec(s.weight_len(), -1.0, 1.0);
-        let bias = rng.vec(s.c_out, -1.0, 1.0);
-        let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+        let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+        let weight = rng.vec_f32(s.weight_len(), -1.0, 1.0);
+        let bias = rng.vec_f32(s.c_out, -1.0, 1.0);
+        let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
         let mut d_inp = vec![0.0; inp.len()];
         let mut d_weight = vec![0.0; weight.len()];
         let mut d_bias = vec![0.0; s.c_out];
@@ -156,19 +156,19 @@ fn conv_transpose2d_fast_matches_reference_on_random_shapes() {
         "conv_transpose2d_fast_matches_reference_on_random_shapes",
     ));
     for _ in 0..12 {
-        let k = rng.int(1, 3);
-        let stride = rng.int(1, 2);
+        let k = rng.range_usize(1, 3);
+        let stride = rng.range_usize(1, 2);
         let s = Shape {
-            n: rng.int(1, 3),
-            c_in: rng.int(1, 20),
-            h: rng.int(1, 12),
-            w: rng.int(1, 12),
-            c_out: rng.int(1, 20),
+            n: rng.range_usize(1, 3),
+            c_in: rng.range_usize(1, 20),
+            h: rng.range_usize(1, 12),
+            w: rng.range_usize(1, 12),
+            c_out: rng.range_usize(1, 20),
             k,
             stride,
-            pad: rng.int(0, k - 1) * usize::from(k > 1),
-            output_padding_h: rng.int(0, stride - 1),
-            output_padding_w: rng.int(0, stride - 1),
+            pad: rng.range_usize(0, k - 1) * usize::from(k > 1),
+            output_padding_h: rng.range_usize(0, stride - 1),
+            output_padding_w: rng.range_usize(0, stride - 1),
         };
         if s.h_out_checked().is_none() {
             continue;
@@ -200,10 +200,10 @@ fn conv_transpose2d_fast_matches_reference_across_row_chunks() {
 }
 
 fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
-    let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-    let weight = rng.vec(s.weight_len(), -1.0, 1.0);
-    let bias = rng.vec(s.c_out, -1.0, 1.0);
-    let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+    let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+    let weight = rng.vec_f32(s.weight_len(), -1.0, 1.0);
+    let bias = rng.vec_f32(s.c_out, -1.0, 1.0);
+    let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
     let mut expected = vec![0.0; s.out_len()];
     conv_transpose2d_forward_reference(
         &mut expected,
@@ -226,9 +226,9 @@ fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
     let out = forward(s, &inp, &weight, Some(&bias));
     assert_close(&format!("{s:?} out"), &out, &expected, tol);
 
-    let prior_inp = rng.vec(inp.len(), -1.0, 1.0);
-    let prior_weight = rng.vec(weight.len(), -1.0, 1.0);
-    let prior_bias = rng.vec(s.c_out, -1.0, 1.0);
+    let prior_inp = rng.vec_f32(inp.len(), -1.0, 1.0);
+    let prior_weight = rng.vec_f32(weight.len(), -1.0, 1.0);
+    let prior_bias = rng.vec_f32(s.c_out, -1.0, 1.0);
     let grads = |reference: bool| {
         let (mut d_inp, mut d_weight, mut d_bias) =
             (prior_inp.clone(), prior_weight.clone(), prior_bias.clone());
@@ -295,9 +295,9 @@ fn conv_transpose2d_is_the_adjoint_of_conv2d() {
         assert_eq!(conv2d_output_size(h_big, k, stride, pad), h);
         assert_eq!(conv2d_output_size(w_big, k, stride, pad), w);
         // ConvTranspose weight (c_in=c_small, c_out=c_big, k, k) is Conv2d's (c_out=c_small, c_in=c_big, k, k).
-        let weight = rng.vec(s.weight_len(), -1.0, 1.0);
-        let x = rng.vec(s.inp_len(), -1.0, 1.0);
-        let y = rng.vec(n * c_big * h_big * w_big, -1.0, 1.0);
+        let weight = rng.vec_f32(s.weight_len(), -1.0, 1.0);
+        let x = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+        let y = rng.vec_f32(n * c_big * h_big * w_big, -1.0, 1.0);
         let up = forward(s, &x, &weight, None);
         let mut down = vec![0.0; x.len()];
         conv2d_forward(

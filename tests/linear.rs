@@ -22,10 +22,10 @@ fn forward(
 fn linear_gradients_match_finite_differences() {
     let mut rng = Rng::new(seed("linear_gradients_match_finite_differences"));
     let (rows, fi, fo) = (5, 6, 4);
-    let inp = rng.vec(rows * fi, -1.0, 1.0);
-    let weight = rng.vec(fo * fi, -1.0, 1.0);
-    let bias = rng.vec(fo, -1.0, 1.0);
-    let d_out = rng.vec(rows * fo, -1.0, 1.0);
+    let inp = rng.vec_f32(rows * fi, -1.0, 1.0);
+    let weight = rng.vec_f32(fo * fi, -1.0, 1.0);
+    let bias = rng.vec_f32(fo, -1.0, 1.0);
+    let d_out = rng.vec_f32(rows * fo, -1.0, 1.0);
     let (mut d_inp, mut d_weight, mut d_bias) =
         (vec![0.0; inp.len()], vec![0.0; weight.len()], vec![0.0; fo]);
     linear_backward(
@@ -56,11 +56,15 @@ fn linear_gradients_match_finite_differences() {
 fn linear_fast_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(seed("linear_fast_matches_reference_on_random_shapes"));
     for _ in 0..10 {
-        let (rows, fi, fo) = (rng.int(1, 300), rng.int(1, 400), rng.int(1, 100));
-        let inp = rng.vec(rows * fi, -1.0, 1.0);
-        let weight = rng.vec(fo * fi, -1.0, 1.0);
-        let bias = rng.vec(fo, -1.0, 1.0);
-        let d_out = rng.vec(rows * fo, -1.0, 1.0);
+        let (rows, fi, fo) = (
+            rng.range_usize(1, 300),
+            rng.range_usize(1, 400),
+            rng.range_usize(1, 100),
+        );
+        let inp = rng.vec_f32(rows * fi, -1.0, 1.0);
+        let weight = rng.vec_f32(fo * fi, -1.0, 1.0);
+        let bias = rng.vec_f32(fo, -1.0, 1.0);
+        let d_out = rng.vec_f32(rows * fo, -1.0, 1.0);
         let mut expected = vec![0.0; rows * fo];
         linear_forward_reference(&mut expected, &inp, &weight, Some(&bias), rows, fi, fo);
         // Dot products of ≤ 400 (or ≤ 300 for the weight gradient) terms in another order:
@@ -70,9 +74,9 @@ fn linear_fast_matches_reference_on_random_shapes() {
         let out = forward(&inp, &weight, &bias, rows, fi, fo);
         assert_close(&format!("{name} out"), &out, &expected, tol);
         let priors = (
-            rng.vec(inp.len(), -1.0, 1.0),
-            rng.vec(weight.len(), -1.0, 1.0),
-            rng.vec(fo, -1.0, 1.0),
+            rng.vec_f32(inp.len(), -1.0, 1.0),
+            rng.vec_f32(weight.len(), -1.0, 1.0),
+            rng.vec_f32(fo, -1.0, 1.0),
         );
         let grads = |reference: bool| {
             let (mut d_inp, mut d_weight, mut d_bias) = priors.clone();

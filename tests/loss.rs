@@ -9,11 +9,11 @@ use op_check::{check_gradient, seed, Rng};
 #[test]
 fn bce_gradient_matches_finite_differences() {
     let mut rng = Rng::new(seed("bce_gradient_matches_finite_differences"));
-    let probs = rng.vec(30, 0.05, 0.95);
+    let probs = rng.vec_f32(30, 0.05, 0.95);
     let targets: Vec<f32> = (0..30)
         .map(|i| {
             if i % 3 == 0 {
-                rng.uniform(0.0, 1.0)
+                rng.range_f32(0.0, 1.0)
             } else {
                 (i % 2) as f32
             }

@@ -128,8 +128,8 @@ fn random_params(rng: &mut Rng, s: Shape) -> Params {
     let bound = 2.0 / (s.hidden_size as f32).sqrt();
     Params {
         dirs: [
-            rng.vec(s.direction_len(), -bound, bound),
-            rng.vec(s.direction_len(), -bound, bound),
+            rng.vec_f32(s.direction_len(), -bound, bound),
+            rng.vec_f32(s.direction_len(), -bound, bound),
         ],
     }
 }
@@ -144,8 +144,8 @@ fn lstm_gradients_match_finite_differences() {
         hidden_size: 2,
     };
     let params = random_params(&mut rng, s);
-    let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-    let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+    let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+    let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
     let zeros = (
         vec![0.0; s.inp_len()],
         vec![0.0; s.direction_len()],
@@ -184,14 +184,14 @@ fn lstm_fast_matches_reference_on_random_shapes() {
     let mut rng = Rng::new(seed("lstm_fast_matches_reference_on_random_shapes"));
     for _ in 0..6 {
         let s = Shape {
-            batch: rng.int(1, 3),
-            frames: rng.int(1, 12),
-            input_size: rng.int(1, 24),
-            hidden_size: rng.int(1, 20),
+            batch: rng.range_usize(1, 3),
+            frames: rng.range_usize(1, 12),
+            input_size: rng.range_usize(1, 24),
+            hidden_size: rng.range_usize(1, 20),
         };
         let params = random_params(&mut rng, s);
-        let inp = rng.vec(s.inp_len(), -1.0, 1.0);
-        let d_out = rng.vec(s.out_len(), -1.0, 1.0);
+        let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
+        let d_out = rng.vec_f32(s.out_len(), -1.0, 1.0);
         // Dot products of ≤ 24 terms in another order, through ≤ 12 recurrent steps.
         let tol = 1e-5;
         let name = format!("{s:?}");
@@ -201,9 +201,9 @@ fn lstm_fast_matches_reference_on_random_shapes() {
         assert_close(&format!("{name} gates"), &fast.gates, &reference.gates, tol);
         assert_close(&format!("{name} cells"), &fast.cells, &reference.cells, tol);
         let prior = (
-            rng.vec(s.inp_len(), -1.0, 1.0),
-            rng.vec(s.direction_len(), -1.0, 1.0),
-            rng.vec(s.direction_len(), -1.0, 1.0),
+            rng.vec_f32(s.inp_len(), -1.0, 1.0),
+            rng.vec_f32(s.direction_len(), -1.0, 1.0),
+            rng.vec_f32(s.direction_len(), -1.0, 1.0),
         );
         let fast = backward(s, &inp, &params, &d_out, prior.clone(), false);
         let reference = backward(s, &inp, &params, &d_out, prior, true);
@@ -225,7 +225,7 @@ fn lstm_reverse_direction_is_the_forward_one_on_the_reversed_sequence() {
         hidden_size: 4,
     };
     let params = random_params(&mut rng, s);
-    let inp = rng.vec(s.inp_len(), -1.0, 1.0);
+    let inp = rng.vec_f32(s.inp_len(), -1.0, 1.0);
     let mut reversed = inp.clone();
     for b in 0..s.batch {
         for t in 0..s.frames {

@@ -6,6 +6,7 @@
 //! once, and a key never overlaps itself. Everything follows from the seed and the index.
 
 use crate::notes::Note;
+use crate::rng::Rng;
 
 /// Parameters of [`random_piece`].
 #[derive(Debug, Clone, PartialEq)]
@@ -82,54 +83,34 @@ impl RandomMusic {
     }
 }
 
-/// SplitMix64: small, fast, and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range_u8(&mut self, low: u8, high: u8) -> u8 {
-        low + (self.next_u64() % (high as u64 - low as u64 + 1)) as u8
-    }
-}
-
 /// Piece number `index` of the series `params.seed`, notes sorted by onset.
 pub fn random_piece(params: &RandomMusic, index: u64) -> Vec<Note> {
-    let mut rng = Rng(params.seed ^ index.wrapping_mul(0xd6e8_feb8_6659_fd93));
+    let mut rng = Rng::new(params.seed ^ index.wrapping_mul(0xd6e8_feb8_6659_fd93));
     let (low, high) = (params.pitch_low as f64, params.pitch_high as f64);
-    let mut centre = low + rng.unit() * (high - low);
+    let mut centre = low + rng.uniform_f64() * (high - low);
     let mut notes: Vec<Note> = Vec::new();
     let mut t = 0.0;
     loop {
         // Exponential gaps: a Poisson stream of onsets.
-        t += -(1.0 - rng.unit()).ln() / params.onsets_per_s;
+        t += -(1.0 - rng.uniform_f64()).ln() / params.onsets_per_s;
         if t >= params.duration_s {
             break;
         }
         // The register drifts by a few semitones per onset and stays in range.
-        centre = (centre + (rng.unit() - 0.5) * 6.0).clamp(low, high);
+        centre = (centre + (rng.uniform_f64() - 0.5) * 6.0).clamp(low, high);
         let chord = 1 + (rng.next_u64() % params.max_chord as u64) as usize;
         for _ in 0..chord {
             let sounding = notes.iter().filter(|n| n.offset_s > t).count();
             if sounding >= params.max_polyphony {
                 break;
             }
-            let spread = 7.0 * (rng.unit() * 2.0 - 1.0) * chord as f64;
+            let spread = 7.0 * (rng.uniform_f64() * 2.0 - 1.0) * chord as f64;
             let pitch = (centre + spread).round().clamp(low, high) as u8;
             if notes.iter().any(|n| n.pitch == pitch && n.offset_s > t) {
                 continue;
             }
             let log_span = (params.max_note_s / params.min_note_s).ln();
-            let length = params.min_note_s * (rng.unit() * log_span).exp();
+            let length = params.min_note_s * (rng.uniform_f64() * log_span).exp();
             let velocity = rng.range_u8(params.velocity_low, params.velocity_high);
             let offset_s = (t + length).min(params.duration_s);
             notes.push(Note {

@@ -1,54 +1,16 @@
 //! Shared by the per-op tests: a seeded random source whose seed is printed, finite-difference
 //! gradient checks, and closeness checks that print the worst element.
-#![allow(dead_code)]
+// Each test binary includes this module and uses a part of it.
+#![allow(dead_code, unused_imports)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// A fresh seed per run (time based), or `MTOSI_TEST_SEED` to replay one; always printed.
+/// A fresh seed per run, or `MTOSI_TEST_SEED` to replay one (the harness's rule); always printed.
 pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("MTOSI_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
+    let seed = mtosi::device::equivalence::seed_from_env();
     println!("{test}: seed {seed} (replay with MTOSI_TEST_SEED={seed})");
     seed
 }
 
-/// SplitMix64: small, seedable, good enough to draw test tensors.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * unit
-    }
-
-    /// Uniform integer in [lo, hi].
-    pub fn int(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
-    }
-
-    pub fn vec(&mut self, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..len).map(|_| self.uniform(lo, hi)).collect()
-    }
-}
+pub use mtosi::rng::Rng;
 
 /// `Σ weights·values` in f64: the scalar whose gradient with respect to `values` is `weights`,
 /// so a backward pass seeded with `weights` must match its finite differences.
