@@ -1,7 +1,7 @@
 //! mtosi: automatic music transcription trained on synthesized instruments.
 //!
 //! Data flows one way, one module per arrow:
-//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → notes → MIDI / metrics (the
+//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → [`decode`] → notes → MIDI / metrics (the
 //! transcription and evaluation modules come with the training work).
 //! [`synth`] renders notes into audio (the Synthesized Instruments set), [`data`] pairs audio with
 //! labels into datasets, [`train`] fits the network. Compute runs through [`device`]: the plain-Rust
@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod data;
+pub mod decode;
 pub mod device;
 pub mod fsutil;
 pub mod model;
