@@ -6,6 +6,8 @@ mod devices;
 mod forward;
 mod init;
 mod synth;
+mod transcribe;
+mod models;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -39,6 +41,10 @@ pub enum Command {
     Init(init::InitArgs),
     /// Time one training step or the evaluation forward pass on the CPU.
     BenchStep(bench_step::BenchStepArgs),
+    /// Transcribe audio files and folders into MIDI (and notes, pictures, rolls).
+    Transcribe(transcribe::TranscribeArgs),
+    /// Say which model transcription uses (bundled or a checkpoint) and its model card.
+    Models(models::ModelsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
         Command::BenchStep(args) => bench_step::run(args),
+        Command::Transcribe(args) => transcribe::run(args),
+        Command::Models(args) => models::run(args),
     }
 }
