@@ -9,8 +9,10 @@
 //! decoding".
 
 use std::fs::File;
-use std::io::{BufReader, Cursor, Read};
+use std::io::{BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use symphonia::core::io::MediaSource;
 
 use super::resample::StreamingResampler;
 use super::wav::{header_error, sample_error, widen_valid_bits_to_container};
@@ -42,20 +44,30 @@ pub struct StreamSummary {
     pub output_samples: u64,
 }
 
-/// Decodes the bytes that `reader` yields (of which `prefix` are the first), calling
-/// `on_format` once and then `on_block` with interleaved samples in [-1, 1].
-pub fn decode_stream<R: Read + Send + Sync + 'static>(
+/// Decodes the bytes of a seekable `source` (of which `prefix` are the first), calling
+/// `on_format` once and then `on_block` with interleaved samples in [-1, 1]. Only MP4 seeks
+/// (its index, the `moov` atom, is often at the end); the others read straight through.
+pub fn decode_stream<S: MediaSource + 'static>(
     prefix: &[u8],
-    reader: R,
+    source: S,
     on_format: &mut dyn FnMut(StreamFormat) -> Result<(), DecodeError>,
     on_block: &mut dyn FnMut(&[f32]) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let format = sniff_format(prefix)?;
     match format {
-        AudioFormat::Wav => decode_wav_stream(prefix, reader, on_format, on_block),
-        AudioFormat::Flac => decode_flac_stream(reader, on_format, on_block),
+        AudioFormat::Wav => decode_wav_stream(
+            prefix,
+            BufReader::with_capacity(1 << 16, source),
+            on_format,
+            on_block,
+        ),
+        AudioFormat::Flac => decode_flac_stream(
+            BufReader::with_capacity(1 << 16, source),
+            on_format,
+            on_block,
+        ),
         AudioFormat::Mp3 | AudioFormat::Ogg | AudioFormat::Mp4 | AudioFormat::Adts => {
-            decode_symphonia_stream(format, reader, on_format, on_block)
+            decode_symphonia_stream(format, Box::new(source), on_format, on_block)
         }
     }
 }
@@ -76,9 +88,9 @@ pub fn stream_file(
         .take(PREFIX_BYTES as u64)
         .read_to_end(&mut prefix)
         .map_err(io_error)?;
-    // The prefix is read again by the decoder: hand it the prefix followed by the rest.
-    let reader = Cursor::new(prefix.clone()).chain(BufReader::with_capacity(1 << 16, file));
-    decode_stream(&prefix, reader, on_format, on_block).map_err(|source| AudioError::Decode {
+    // The decoder reads the file from its start again.
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    decode_stream(&prefix, file, on_format, on_block).map_err(|source| AudioError::Decode {
         path: path.to_path_buf(),
         source,
     })
@@ -352,9 +364,9 @@ pub(super) fn decode_flac_stream<R: Read>(
     Ok(())
 }
 
-fn decode_symphonia_stream<R: Read + Send + Sync + 'static>(
+fn decode_symphonia_stream(
     format: AudioFormat,
-    reader: R,
+    source: Box<dyn MediaSource>,
     on_format: &mut dyn FnMut(StreamFormat) -> Result<(), DecodeError>,
     on_block: &mut dyn FnMut(&[f32]) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
@@ -362,7 +374,7 @@ fn decode_symphonia_stream<R: Read + Send + Sync + 'static>(
     use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
     use symphonia::core::errors::Error;
     use symphonia::core::formats::FormatOptions;
-    use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
+    use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
     use symphonia::core::probe::Hint;
 
@@ -383,7 +395,7 @@ fn decode_symphonia_stream<R: Read + Send + Sync + 'static>(
             detail: format!("{place}: {other}"),
         },
     };
-    let stream = MediaSourceStream::new(Box::new(ReadOnlySource::new(reader)), Default::default());
+    let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     hint.with_extension(format.extension());
     let probed = symphonia::default::get_probe()
@@ -476,7 +488,7 @@ fn decode_symphonia_stream<R: Read + Send + Sync + 'static>(
             continue;
         }
         let buffer = match &mut samples {
-            Some(b) if b.capacity() >= frames => b,
+            Some(b) if b.capacity() >= frames * here.channel_count => b,
             slot => slot.insert(SampleBuffer::new(frames as u64, spec)),
         };
         buffer.copy_interleaved_ref(audio);

@@ -136,7 +136,7 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         }
         let result = transcribe_one(&args, job, &mut model, &cqt, &options, &midi, &files_bar);
         if let Err(err) = result {
-            files_bar.suspend(|| eprintln!("error: {err:#}"));
+            files_bar.suspend(|| eprintln!("error: {}", with_causes(&err)));
             failures.push(job.input.clone());
         }
         files_bar.inc(1);
@@ -348,6 +348,19 @@ fn transcribe_one(
         });
     }
     Ok(())
+}
+
+/// The error and those of its causes that its message does not already show (as `main` prints
+/// errors).
+fn with_causes(err: &anyhow::Error) -> String {
+    let mut shown = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !shown.contains(&cause) {
+            shown = format!("{shown}: {cause}");
+        }
+    }
+    shown
 }
 
 fn bar(hidden: bool, len: u64, template: &str) -> ProgressBar {
