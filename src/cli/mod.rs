@@ -8,6 +8,7 @@ mod init;
 mod synth;
 mod transcribe;
 mod models;
+mod demo;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -43,6 +44,8 @@ pub enum Command {
     BenchStep(bench_step::BenchStepArgs),
     /// Transcribe audio files and folders into MIDI (and notes, pictures, rolls).
     Transcribe(transcribe::TranscribeArgs),
+    /// Render a short piece, transcribe it, score it and write the files (no data, no GPU).
+    Demo(demo::DemoArgs),
     /// Say which model transcription uses (bundled or a checkpoint) and its model card.
     Models(models::ModelsArgs),
 }
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchStep(args) => bench_step::run(args),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Models(args) => models::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -121,8 +121,6 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         }
         loaded
     };
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("cannot create the output folder {}", args.out_dir.display()))?;
     let cqt = transcribe::model_cqt();
     let files_bar = bar(args.quiet, jobs.len() as u64, "{prefix} [{bar:30}] {pos}/{len} files {msg}");
     let mut failures = Vec::new();
@@ -316,6 +314,7 @@ fn transcribe_one(
     chunk_bar.finish_and_clear();
     let transcription = transcription?;
     let notes = outputs::notes_in_seconds(&transcription.notes, args.velocity);
+    // Folders are made only once a file has something to write, so a failure leaves none.
     if let Some(parent) = job.midi.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the folder {}", parent.display()))?;
@@ -339,11 +338,14 @@ fn transcribe_one(
     if !args.quiet {
         files_bar.suspend(|| {
             eprintln!(
-                "{} → {} ({:.1} s, {} notes)",
+                "{} → {} ({:.1} s, {} notes; read + CQT {:.2} s, network {:.2} s, decoding {:.3} s)",
                 job.input.display(),
                 job.midi.display(),
                 transcription.samples as f64 / 16_000.0,
-                notes.len()
+                notes.len(),
+                transcription.reading_s,
+                transcription.network_s,
+                transcription.decoding_s,
             )
         });
     }

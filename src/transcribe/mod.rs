@@ -10,6 +10,7 @@
 
 pub mod bundled;
 pub mod chunked;
+pub mod demo;
 pub mod features;
 pub mod outputs;
 
@@ -68,6 +69,10 @@ pub struct Transcription {
     pub source: StreamSummary,
     /// Audio samples at 16 kHz that the network saw.
     pub samples: usize,
+    /// Seconds spent decoding, resampling and in the CQT; in the network; decoding the roll.
+    pub reading_s: f64,
+    pub network_s: f64,
+    pub decoding_s: f64,
 }
 
 /// Progress of one file, for a progress bar.
@@ -131,7 +136,9 @@ pub fn transcribe_file(
     options: &TranscribeOptions,
     on_stage: &mut dyn FnMut(Stage),
 ) -> Result<Transcription, TranscribeError> {
+    let started = std::time::Instant::now();
     let (input, source) = model_input_of_file(path, cqt, on_stage)?;
+    let reading_s = started.elapsed().as_secs_f64();
     let roll = frame_probabilities_chunked(
         model,
         &input.values,
@@ -143,8 +150,13 @@ pub fn transcribe_file(
         path: path.to_path_buf(),
         source,
     })?;
+    let network_s = started.elapsed().as_secs_f64() - reading_s;
     let notes = decode_frame_notes(&roll, &options.decode);
+    let decoding_s = started.elapsed().as_secs_f64() - reading_s - network_s;
     Ok(Transcription {
+        reading_s,
+        network_s,
+        decoding_s,
         frames: input.frames,
         roll,
         notes,
