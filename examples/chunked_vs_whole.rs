@@ -61,8 +61,13 @@ fn main() -> anyhow::Result<()> {
         let (input, _) = model_input_of_file(&audio, &cqt, &mut |_| {})?;
         let timed = |model: &mut mtosi::model::Transcriber, plan: &ChunkPlan| {
             let started = Instant::now();
-            let roll =
-                frame_probabilities_chunked(model, &input.values, input.frames, plan, &mut |_, _| {});
+            let roll = frame_probabilities_chunked(
+                model,
+                &input.values,
+                input.frames,
+                plan,
+                &mut |_, _| {},
+            );
             (roll, started.elapsed().as_secs_f64())
         };
         let (chunked, chunked_s) = timed(&mut loaded.model, &plan);

@@ -41,7 +41,11 @@ fn tone_of(x: &[f32], rate_hz: f64, freq_hz: f64) -> (f64, f64) {
 fn lossy_files_decode_to_their_tones_in_time_at_their_rate_and_length() {
     for name in CODECS {
         let audio = read_audio(&fixture(name)).unwrap();
-        assert_eq!((audio.sample_rate_hz, audio.channel_count), (44_100, 2), "{name}");
+        assert_eq!(
+            (audio.sample_rate_hz, audio.channel_count),
+            (44_100, 2),
+            "{name}"
+        );
         // MP3 (LAME header) and Vorbis: encoder delay and padding trimmed, the source's length
         // exactly. AAC in MP4: symphonia 0.5 does not read the edit list that marks the
         // encoder's 1024 priming samples, so they stay (23 ms late at 44.1 kHz; README,
@@ -54,7 +58,13 @@ fn lossy_files_decode_to_their_tones_in_time_at_their_rate_and_length() {
             66_150
         };
         assert_eq!(frames, expected, "{name}");
-        let left: Vec<f32> = audio.interleaved.iter().skip(2 * lead).step_by(2).copied().collect();
+        let left: Vec<f32> = audio
+            .interleaved
+            .iter()
+            .skip(2 * lead)
+            .step_by(2)
+            .copied()
+            .collect();
         let right: Vec<f32> = audio
             .interleaved
             .iter()
@@ -67,10 +77,16 @@ fn lossy_files_decode_to_their_tones_in_time_at_their_rate_and_length() {
             // 96 kbit/s codecs keep a pure tone within a few per cent; an untrimmed encoder
             // delay (1105 samples for LAME, 1024 or 2112 for AAC) would turn the phase by
             // radians, so a phase within 0.2 rad (0.05 ms at 660 Hz) shows it was trimmed.
-            assert!((amplitude - 0.5).abs() < 0.03, "{name} {freq} Hz: amplitude {amplitude}");
+            assert!(
+                (amplitude - 0.5).abs() < 0.03,
+                "{name} {freq} Hz: amplitude {amplitude}"
+            );
             assert!(phase.abs() < 0.2, "{name} {freq} Hz: phase {phase}");
             let (leak, _) = tone_of(channel, 44_100.0, other);
-            assert!(leak < 0.01, "{name}: {other} Hz leaks into the {freq} Hz channel: {leak}");
+            assert!(
+                leak < 0.01,
+                "{name}: {other} Hz leaks into the {freq} Hz channel: {leak}"
+            );
         }
     }
 }
@@ -86,7 +102,10 @@ fn cut_and_damaged_lossy_files_are_errors_that_name_the_file() {
         for (i, byte) in damaged[a..b].iter_mut().enumerate() {
             *byte = (i * 37 % 251) as u8;
         }
-        for (label, content) in [("cut", &bytes[..bytes.len() / 2]), ("damaged", &damaged[..])] {
+        for (label, content) in [
+            ("cut", &bytes[..bytes.len() / 2]),
+            ("damaged", &damaged[..]),
+        ] {
             let path = dir.path().join(format!("{label}-{name}"));
             std::fs::write(&path, content).unwrap();
             match load_mono(&path, 16_000) {
@@ -133,7 +152,11 @@ fn the_streaming_resampler_gives_exactly_the_whole_signal_resampler_output() {
         resampler
             .finish(&mut |out| streamed.extend_from_slice(out))
             .unwrap();
-        assert_eq!(streamed.len(), whole.len(), "{from} -> {to} Hz, {len} samples");
+        assert_eq!(
+            streamed.len(),
+            whole.len(),
+            "{from} -> {to} Hz, {len} samples"
+        );
         assert_eq!(streamed, whole, "{from} -> {to} Hz, {len} samples");
     }
 }

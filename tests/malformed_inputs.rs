@@ -15,7 +15,10 @@ fn corpus() -> PathBuf {
 const CASES: &[(&str, &str)] = &[
     ("truncated_data.wav", "truncated WAV"),
     ("truncated_header.wav", "truncated WAV"),
-    ("wrong_magic.wav", "not a WAV, FLAC, MP3, Ogg Vorbis or AAC/M4A file"),
+    (
+        "wrong_magic.wav",
+        "not a WAV, FLAC, MP3, Ogg Vorbis or AAC/M4A file",
+    ),
     ("mp3_in_wav.wav", "unsupported WAV encoding"),
     ("float64.wav", "unsupported WAV encoding"),
     ("zero_channels.wav", "malformed WAV"),

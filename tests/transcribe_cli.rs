@@ -113,9 +113,9 @@ fn one_file_gives_midi_notes_picture_and_roll_that_agree() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(listing(&out_dir), ["chord.mid", "chord.png", "chord.tsv"]);
-    // The roll: frames × 88 probabilities for 3 s (48 000 samples → 93 frames).
+    // The roll: frames × 88 probabilities for 3 s (48 000 samples → (L − 1) / 512 + 1 = 94).
     let array = mtosi::npy::read(&roll).unwrap();
-    assert_eq!(array.shape, vec![93, 88]);
+    assert_eq!(array.shape, vec![94, 88]);
     assert!(array.data.iter().all(|p| (0.0..=1.0).contains(p)));
     // The notes are the roll decoded at the threshold asked for, in the TSV and the MIDI file.
     let decoded = mtosi::decode::decode_frame_notes(
@@ -130,7 +130,10 @@ fn one_file_gives_midi_notes_picture_and_roll_that_agree() {
     let bytes = std::fs::read(out_dir.join("chord.mid")).unwrap();
     let midi = parse_midi(&bytes).unwrap();
     assert_eq!(midi.len(), decoded.len());
-    assert!(!decoded.is_empty(), "random weights at 0.3 still give notes");
+    assert!(
+        !decoded.is_empty(),
+        "random weights at 0.3 still give notes"
+    );
     for note in &midi {
         assert_eq!(note.velocity, 99);
     }
@@ -151,7 +154,7 @@ fn one_file_gives_midi_notes_picture_and_roll_that_agree() {
         std::fs::File::open(out_dir.join("chord.png")).unwrap(),
     ));
     let info = decoder.read_info().unwrap().info().clone();
-    assert_eq!((info.width, info.height), (93, 352));
+    assert_eq!((info.width, info.height), (94, 352));
 }
 
 #[test]
@@ -191,12 +194,20 @@ fn a_folder_of_formats_with_a_bad_file_transcribes_the_rest_and_fails() {
     let songs = dir.path().join("songs");
     std::fs::create_dir_all(songs.join("more")).unwrap();
     write_tone_wav(&songs.join("a.wav"), 1.0);
-    std::fs::copy(fixture("tone_44k1_stereo_24bit.flac"), songs.join("b.flac")).unwrap();
+    std::fs::copy(fixture("tone_44k1_stereo_16bit.flac"), songs.join("b.flac")).unwrap();
     std::fs::copy(fixture("tone_44k1_stereo.mp3"), songs.join("more/c.mp3")).unwrap();
     std::fs::copy(fixture("tone_44k1_stereo.ogg"), songs.join("d.ogg")).unwrap();
     std::fs::copy(fixture("tone_44k1_stereo.m4a"), songs.join("e.m4a")).unwrap();
-    std::fs::write(songs.join("broken.mp3"), b"this is a text file, not audio\n").unwrap();
-    std::fs::write(songs.join("notes.txt"), b"not picked up: no audio extension").unwrap();
+    std::fs::write(
+        songs.join("broken.mp3"),
+        b"this is a text file, not audio\n",
+    )
+    .unwrap();
+    std::fs::write(
+        songs.join("notes.txt"),
+        b"not picked up: no audio extension",
+    )
+    .unwrap();
     let before = listing(&songs);
     let out_dir = dir.path().join("midi");
     let args = [
@@ -209,7 +220,10 @@ fn a_folder_of_formats_with_a_bad_file_transcribes_the_rest_and_fails() {
     ];
     let out = run(&args);
     let log = text(&out);
-    assert!(!out.status.success(), "one file failed, so must the run: {log}");
+    assert!(
+        !out.status.success(),
+        "one file failed, so must the run: {log}"
+    );
     assert!(
         log.contains("broken.mp3") && log.contains("not a WAV, FLAC, MP3"),
         "{log}"
@@ -270,8 +284,15 @@ fn outputs_never_replace_an_input_and_clash_before_anything_runs() {
         model.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("would both be written"), "{}", text(&out));
-    assert!(!out_dir.exists(), "nothing written before the clash was found");
+    assert!(
+        text(&out).contains("would both be written"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !out_dir.exists(),
+        "nothing written before the clash was found"
+    );
 }
 
 #[test]
@@ -310,6 +331,7 @@ fn bad_inputs_are_errors_naming_the_file_and_leave_nothing_behind() {
     write_wav("zero_hz.wav", pcm16, &vec![0.1; 32_000]);
     let mut bytes = std::fs::read(bad.join("zero_hz.wav")).unwrap();
     bytes[24..28].copy_from_slice(&0u32.to_le_bytes());
+    bytes[28..32].copy_from_slice(&0u32.to_le_bytes());
     std::fs::write(bad.join("zero_hz.wav"), &bytes).unwrap();
     // A header claiming a 4 GiB data chunk of 8 channels at 192 kHz over 100 real samples.
     let mut huge = std::fs::read(bad.join("short.wav")).unwrap();
@@ -322,7 +344,7 @@ fn bad_inputs_are_errors_naming_the_file_and_leave_nothing_behind() {
     std::fs::write(bad.join("huge_header.wav"), &huge).unwrap();
     std::fs::write(bad.join("empty.flac"), b"").unwrap();
     std::fs::write(bad.join("text.wav"), b"hello, I am not a recording").unwrap();
-    let flac = std::fs::read(fixture("tone_44k1_stereo_24bit.flac")).unwrap();
+    let flac = std::fs::read(fixture("tone_44k1_stereo_16bit.flac")).unwrap();
     std::fs::write(bad.join("truncated.flac"), &flac[..flac.len() * 2 / 3]).unwrap();
     let cases = [
         ("silent.wav", "silent"),
@@ -358,7 +380,11 @@ fn bad_inputs_are_errors_naming_the_file_and_leave_nothing_behind() {
             .find(|l| l.contains(&path.display().to_string()) && l.starts_with("error"))
             .unwrap_or_else(|| panic!("{name}: no error line naming the file in {log}"));
         assert!(line.contains(problem), "{name}: {line}");
-        assert!(listing(&out_dir).is_empty(), "{name} left {:?}", listing(&out_dir));
+        assert!(
+            listing(&out_dir).is_empty(),
+            "{name} left {:?}",
+            listing(&out_dir)
+        );
     }
     assert_eq!(listing(&bad), before, "inputs untouched");
 }
@@ -411,7 +437,12 @@ fn without_a_bundled_model_or_checkpoint_the_error_says_what_to_pass() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("a.wav");
     write_tone_wav(&input, 1.0);
-    let out = run(&["transcribe", input.to_str().unwrap(), "-o", dir.path().to_str().unwrap()]);
+    let out = run(&[
+        "transcribe",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--checkpoint"), "{}", text(&out));
     let out = run(&["models"]);

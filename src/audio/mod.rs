@@ -293,7 +293,10 @@ mod tests {
         for (bytes, format) in cases {
             assert_eq!(sniff_format(bytes).unwrap(), format, "{bytes:?}");
         }
-        assert_eq!(sniff_format(b"\xff\xf1\x50\x80").unwrap(), AudioFormat::Adts);
+        assert_eq!(
+            sniff_format(b"\xff\xf1\x50\x80").unwrap(),
+            AudioFormat::Adts
+        );
     }
 
     #[test]

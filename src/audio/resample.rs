@@ -161,7 +161,11 @@ impl StreamingResampler {
 
 impl StreamingFft {
     /// One FFT block of `pending` (all of a whole block, or `partial` samples zero-padded).
-    fn process(&mut self, partial: Option<usize>, emit: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+    fn process(
+        &mut self,
+        partial: Option<usize>,
+        emit: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), String> {
         use rubato::audioadapter_buffers::direct::InterleavedSlice as Slice;
         use rubato::Indexing;
         let used = partial.unwrap_or(self.block);

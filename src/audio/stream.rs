@@ -134,7 +134,9 @@ pub fn stream_mono<E: From<AudioError>>(
         },
         &mut |block| {
             let mut state = state.borrow_mut();
-            let format = state.source.expect("the format comes before the first block");
+            let format = state
+                .source
+                .expect("the format comes before the first block");
             let channels = format.channel_count;
             if let Some(bad) = block.iter().position(|s| !s.is_finite()) {
                 let frame = state.source_frames + (bad / channels) as u64;

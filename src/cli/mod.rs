@@ -2,13 +2,13 @@
 
 mod bench_step;
 mod cqt;
+mod demo;
 mod devices;
 mod forward;
 mod init;
+mod models;
 mod synth;
 mod transcribe;
-mod models;
-mod demo;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;

@@ -122,7 +122,11 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         loaded
     };
     let cqt = transcribe::model_cqt();
-    let files_bar = bar(args.quiet, jobs.len() as u64, "{prefix} [{bar:30}] {pos}/{len} files {msg}");
+    let files_bar = bar(
+        args.quiet,
+        jobs.len() as u64,
+        "{prefix} [{bar:30}] {pos}/{len} files {msg}",
+    );
     let mut failures = Vec::new();
     let mut skipped = 0;
     for job in &jobs {
@@ -298,8 +302,8 @@ fn transcribe_one(
         0,
         "  {msg} [{bar:30}] {pos}/{len}",
     );
-    let transcription = transcribe::transcribe_file(&job.input, model, cqt, options, &mut |stage| {
-        match stage {
+    let transcription =
+        transcribe::transcribe_file(&job.input, model, cqt, options, &mut |stage| match stage {
             Stage::Reading { seconds } => {
                 chunk_bar.set_message(format!("reading, {seconds} s of audio"));
                 chunk_bar.tick();
@@ -309,8 +313,7 @@ fn transcribe_one(
                 chunk_bar.set_length(total as u64);
                 chunk_bar.set_position(done as u64);
             }
-        }
-    });
+        });
     chunk_bar.finish_and_clear();
     let transcription = transcription?;
     let notes = outputs::notes_in_seconds(&transcription.notes, args.velocity);

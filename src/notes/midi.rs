@@ -349,7 +349,9 @@ pub fn encode_midi_with(notes: &[Note], settings: &MidiSettings) -> Result<Vec<u
     let ticks = u15::try_from(ticks_per_beat)
         .filter(|t| t.as_int() > 0)
         .ok_or_else(|| {
-            FormatError::whole_file(format!("{ticks_per_beat} ticks per beat is outside 1..=32767"))
+            FormatError::whole_file(format!(
+                "{ticks_per_beat} ticks per beat is outside 1..=32767"
+            ))
         })?;
     let tempo = u24::try_from(microseconds_per_beat)
         .filter(|t| t.as_int() > 0)
@@ -423,10 +425,7 @@ pub fn encode_midi_with(notes: &[Note], settings: &MidiSettings) -> Result<Vec<u
         kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
     });
     let smf = Smf {
-        header: Header::new(
-            Format::SingleTrack,
-            Timing::Metrical(ticks),
-        ),
+        header: Header::new(Format::SingleTrack, Timing::Metrical(ticks)),
         tracks: vec![track],
     };
     let mut bytes = Vec::new();

@@ -89,7 +89,9 @@ pub fn load_model(checkpoint: Option<&Path>) -> Result<LoadedModel, ModelChoiceE
             ModelSource::File(path.to_path_buf()),
         ),
         None => (
-            bundled_model_bytes().ok_or(ModelChoiceError::NoModel)?.into(),
+            bundled_model_bytes()
+                .ok_or(ModelChoiceError::NoModel)?
+                .into(),
             ModelSource::Bundled,
         ),
     };

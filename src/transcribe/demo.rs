@@ -170,8 +170,8 @@ pub fn run_demo(
 ) -> Result<DemoReport, String> {
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let notes = random_piece(&demo_music(DEMO_PIECE_SEED, 20.0), 0);
-    let audio = render_notes(sound_font, &notes, &RenderSettings::default())
-        .map_err(|e| e.to_string())?;
+    let audio =
+        render_notes(sound_font, &notes, &RenderSettings::default()).map_err(|e| e.to_string())?;
     let wav = out_dir.join("demo.wav");
     write_wav16(&wav, &audio, 16_000).map_err(|e| e.to_string())?;
     let reference_midi = out_dir.join("demo-reference.mid");

@@ -173,7 +173,17 @@ mod tests {
         let mut rng = Rng::new(seed);
         // Lengths around the padding (a recording shorter than it reflects repeatedly), on and
         // off frame boundaries, and long ones spanning many spans.
-        for length in [2, 700, 1025, 2048, 2049, 64 * 77, 64 * 77 + 1, 20_000, 33_333] {
+        for length in [
+            2,
+            700,
+            1025,
+            2048,
+            2049,
+            64 * 77,
+            64 * 77 + 1,
+            20_000,
+            33_333,
+        ] {
             let audio: Vec<f32> = (0..length).map(|_| rng.uniform_f32() - 0.5).collect();
             let (frames, whole) = model_input(&cqt, &audio).unwrap();
             for span in [1, 7, 40] {

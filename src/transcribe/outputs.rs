@@ -134,7 +134,9 @@ pub fn write_roll_png(
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-        writer.write_image_data(&rgb).map_err(std::io::Error::other)?;
+        writer
+            .write_image_data(&rgb)
+            .map_err(std::io::Error::other)?;
         writer.finish().map_err(std::io::Error::other)
     })
     .map_err(|source| OutputError {

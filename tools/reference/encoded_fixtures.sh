@@ -13,3 +13,5 @@ ffmpeg -loglevel error -y -f lavfi -i "sine=frequency=440:sample_rate=44100:dura
 ffmpeg -loglevel error -y -i "$src" -c:a libmp3lame -b:a 96k "$out/tone_44k1_stereo.mp3"
 ffmpeg -loglevel error -y -i "$src" -c:a libvorbis -q:a 3 "$out/tone_44k1_stereo.ogg"
 ffmpeg -loglevel error -y -i "$src" -c:a aac -b:a 96k "$out/tone_44k1_stereo.m4a"
+# FLAC of the same tones, long enough for the network (the older FLAC fixtures are 50 ms).
+ffmpeg -loglevel error -y -i "$src" -c:a flac "$out/tone_44k1_stereo_16bit.flac"
