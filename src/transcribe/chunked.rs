@@ -22,13 +22,14 @@ pub struct ChunkPlan {
 }
 
 impl Default for ChunkPlan {
-    /// 2048-frame cores (65.5 s) with 128 frames (4.1 s) of context on each side, two windows
-    /// at a time.
+    /// 1024-frame cores (32.8 s) with 64 frames (2 s) of context on each side, one window at a
+    /// time: ~290 MiB peak for the whole process, and about as fast as larger windows or
+    /// batches (BENCHMARKS.md, "Transcription").
     fn default() -> Self {
         Self {
-            chunk_frames: 2048,
-            context_frames: 128,
-            batch: 2,
+            chunk_frames: 1024,
+            context_frames: 64,
+            batch: 1,
         }
     }
 }
