@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `mtosi transcribe` end to end (decode, resample, CQT, network, decoding, MIDI) on a 10-minute
-# recording, pinned to 2 CPU cores with 2 rayon threads: wall time, real-time factor, peak RSS.
+# recording, pinned to 2 CPU cores with 2 rayon threads: wall time, real-time factor, CPU time
+# (user + system; on a shared machine the wall time is inflated by the load, and CPU time / 2 is
+# the wall time two idle cores would give if both were busy throughout: an upper bound), peak RSS.
 # The recording: two MAPS pieces from ../shared/data joined and cut to 600 s, as the 16 kHz mono
 # FLAC MAPS ships and as a 44.1 kHz stereo MP3 (what users have; adds decoding and resampling).
 # Needs ffmpeg (Debian: apt-get install ffmpeg) and a release build. Usage:
@@ -27,7 +29,10 @@ for input in "$work/ten_minutes.flac" "$work/ten_minutes.mp3"; do
         wall=$(echo "$log" | sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' | awk -F: '{ if (NF == 3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
         rss=$(echo "$log" | sed -n 's/.*Maximum resident set size (kbytes): //p')
         cpu=$(echo "$log" | sed -n 's/.*Percent of CPU this job got: //p')
+        user=$(echo "$log" | sed -n 's/.*User time (seconds): //p')
+        sys=$(echo "$log" | sed -n 's/.*System time (seconds): //p')
+        cpu_s=$(awk "BEGIN { printf \"%.2f\", $user + $sys }")
         stages=$(echo "$log" | grep -o 'read + CQT.*decoding [0-9.]* s')
-        echo "$(basename "$input") run $run: ${wall} s wall, $(awk "BEGIN { printf \"%.0f\", 600 / $wall }")x real time, CPU $cpu, peak RSS $((rss / 1024)) MiB; $stages; load $(cut -d' ' -f1 /proc/loadavg)"
+        echo "$(basename "$input") run $run: ${wall} s wall, $(awk "BEGIN { printf \"%.0f\", 600 / $wall }")x real time; CPU $cpu = ${cpu_s} CPU-s, i.e. $(awk "BEGIN { printf \"%.0f\", 600 / ($cpu_s / 2) }")x on 2 cores that were fully ours; peak RSS $((rss / 1024)) MiB; $stages; load $(cut -d' ' -f1 /proc/loadavg)"
     done
 done
