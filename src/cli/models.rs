@@ -19,7 +19,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 println!("  {key}: {value}");
             }
             if loaded.source == ModelSource::Bundled {
-                println!("\nmodel card ({}):\n", "models/README.md");
+                println!("\nmodel card (models/README.md):\n");
                 println!("{}", bundled::MODEL_CARD.trim_end());
             }
         }
