@@ -17,3 +17,34 @@ fn clip_by_value_bound_is_the_protocol_one() {
     clamp_in_place(&mut grads, -CLIP_GRADIENT_VALUE, CLIP_GRADIENT_VALUE);
     assert_eq!(grads, [0.1, -0.1, 0.05]);
 }
+
+#[test]
+fn clamp_kernel_matches_cpu_reference_on_every_device() {
+    use mtosi::device::equivalence::{Equivalence, ODD_LENGTHS};
+    use mtosi::device::Device;
+    Equivalence::new("clamp_in_place")
+        // Comparisons and copies only: exact, NaN kept (the harness counts NaN = NaN as equal).
+        .tolerance(0.0)
+        .run(
+            &ODD_LENGTHS,
+            |&n, rng| {
+                let mut values = rng.vec_f32(n, -0.3, 0.3);
+                if n > 3 {
+                    values[n / 2] = f32::NAN;
+                }
+                values
+            },
+            |device, values| match device {
+                Device::Cpu => {
+                    let mut out = values.clone();
+                    clamp_in_place(&mut out, -CLIP_GRADIENT_VALUE, CLIP_GRADIENT_VALUE);
+                    Ok(out)
+                }
+                Device::Kernels(k) => {
+                    let mut out = k.upload(values)?;
+                    clamp_in_place_launch(k, &mut out, -CLIP_GRADIENT_VALUE, CLIP_GRADIENT_VALUE)?;
+                    k.download(&out)
+                }
+            },
+        );
+}
