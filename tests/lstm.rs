@@ -393,19 +393,15 @@ mod kernels {
         })
     }
 
-    /// The kernel forward: (workspace, parameters, input, out, gates, cells) on the device.
-    fn kernel_forward(
-        k: &KernelDevice,
-        x: &Inputs,
-    ) -> Result<
-        (
-            LstmWorkspace,
-            Uploaded,
-            DeviceBuffer<f32>,
-            [DeviceBuffer<f32>; 3],
-        ),
-        DeviceError,
-    > {
+    /// The kernel forward: (workspace, parameters, input, [out, gates, cells]) on the device.
+    type KernelForward = (
+        LstmWorkspace,
+        Uploaded,
+        DeviceBuffer<f32>,
+        [DeviceBuffer<f32>; 3],
+    );
+
+    fn kernel_forward(k: &KernelDevice, x: &Inputs) -> Result<KernelForward, DeviceError> {
         let s = x.shape;
         let rows = s.batch * s.frames;
         let mut ws = LstmWorkspace::new(k, s)?;

@@ -28,7 +28,10 @@ pub fn clamp_in_place_launch(
     min: f32,
     max: f32,
 ) -> Result<(), crate::device::DeviceError> {
-    if !(min <= max) {
+    if min
+        .partial_cmp(&max)
+        .is_none_or(|order| order == std::cmp::Ordering::Greater)
+    {
         return Err(crate::device::DeviceError::InvalidInput {
             op: "clamp_in_place",
             message: format!("min {min} is above max {max}"),

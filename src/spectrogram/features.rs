@@ -71,68 +71,6 @@ pub fn model_inputs(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spectrogram::CqtParams;
-
-    #[test]
-    fn log_of_zero_is_log_of_the_offset() {
-        let mut v = [0.0, 1.0];
-        log_compress(&mut v);
-        assert_eq!(v, [LOG_OFFSET.ln(), (1.0f32 + LOG_OFFSET).ln()]);
-    }
-
-    #[test]
-    fn normalisation_maps_min_to_0_and_max_to_1() {
-        let mut v = [2.0, 4.0, 3.0];
-        normalize_imagewise(&mut v);
-        assert_eq!(v, [0.0, 1.0, 0.5]);
-    }
-
-    #[test]
-    fn constant_or_nan_images_become_zeros() {
-        let mut constant = [3.0; 4];
-        normalize_imagewise(&mut constant);
-        assert_eq!(constant, [0.0; 4]);
-        let mut with_nan = [1.0, f32::NAN, 2.0];
-        normalize_imagewise(&mut with_nan);
-        assert_eq!(with_nan, [0.0; 3]);
-    }
-
-    #[test]
-    fn a_batch_gives_each_clips_own_input() {
-        let cqt = Cqt::new(CqtParams {
-            sample_rate_hz: 8000,
-            hop_length: 64,
-            fmin_hz: 200.0,
-            n_bins: 24,
-            bins_per_octave: 12,
-            filter_scale: 1.0,
-        })
-        .unwrap();
-        let a: Vec<f32> = (0..3001).map(|i| (i as f32 * 0.1).sin()).collect();
-        let b: Vec<f32> = (0..2000).map(|i| (i as f32 * 0.37).cos() * 0.1).collect();
-        let batch = model_inputs(&cqt, &[&a, &b]).unwrap();
-        assert_eq!(batch[0], model_input(&cqt, &a).unwrap());
-        assert_eq!(batch[1], model_input(&cqt, &b).unwrap());
-    }
-
-    #[test]
-    fn a_training_crop_gives_640_frames_of_176_bins_in_unit_range() {
-        let cqt = Cqt::new(CqtParams::default()).unwrap();
-        let audio: Vec<f32> = (0..327_680)
-            .map(|i| (i as f32 * 0.0371).sin() * 0.3)
-            .collect();
-        let (n_frames, values) = model_input(&cqt, &audio).unwrap();
-        assert_eq!(n_frames, 640);
-        assert_eq!(values.len(), 640 * 176);
-        let min = values.iter().cloned().fold(f32::INFINITY, f32::min);
-        let max = values.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        assert_eq!((min, max), (0.0, 1.0));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // On a kernel device (kernels/features.cu, with kernels/cqt.cu between padding and log): a
 // batch of raw crops becomes the network's input without leaving the device.
@@ -336,5 +274,67 @@ impl DeviceInputPath {
             self.n_bins,
             self.n_frames,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spectrogram::CqtParams;
+
+    #[test]
+    fn log_of_zero_is_log_of_the_offset() {
+        let mut v = [0.0, 1.0];
+        log_compress(&mut v);
+        assert_eq!(v, [LOG_OFFSET.ln(), (1.0f32 + LOG_OFFSET).ln()]);
+    }
+
+    #[test]
+    fn normalisation_maps_min_to_0_and_max_to_1() {
+        let mut v = [2.0, 4.0, 3.0];
+        normalize_imagewise(&mut v);
+        assert_eq!(v, [0.0, 1.0, 0.5]);
+    }
+
+    #[test]
+    fn constant_or_nan_images_become_zeros() {
+        let mut constant = [3.0; 4];
+        normalize_imagewise(&mut constant);
+        assert_eq!(constant, [0.0; 4]);
+        let mut with_nan = [1.0, f32::NAN, 2.0];
+        normalize_imagewise(&mut with_nan);
+        assert_eq!(with_nan, [0.0; 3]);
+    }
+
+    #[test]
+    fn a_batch_gives_each_clips_own_input() {
+        let cqt = Cqt::new(CqtParams {
+            sample_rate_hz: 8000,
+            hop_length: 64,
+            fmin_hz: 200.0,
+            n_bins: 24,
+            bins_per_octave: 12,
+            filter_scale: 1.0,
+        })
+        .unwrap();
+        let a: Vec<f32> = (0..3001).map(|i| (i as f32 * 0.1).sin()).collect();
+        let b: Vec<f32> = (0..2000).map(|i| (i as f32 * 0.37).cos() * 0.1).collect();
+        let batch = model_inputs(&cqt, &[&a, &b]).unwrap();
+        assert_eq!(batch[0], model_input(&cqt, &a).unwrap());
+        assert_eq!(batch[1], model_input(&cqt, &b).unwrap());
+    }
+
+    #[test]
+    fn a_training_crop_gives_640_frames_of_176_bins_in_unit_range() {
+        let cqt = Cqt::new(CqtParams::default()).unwrap();
+        let audio: Vec<f32> = (0..327_680)
+            .map(|i| (i as f32 * 0.0371).sin() * 0.3)
+            .collect();
+        let (n_frames, values) = model_input(&cqt, &audio).unwrap();
+        assert_eq!(n_frames, 640);
+        assert_eq!(values.len(), 640 * 176);
+        let min = values.iter().cloned().fold(f32::INFINITY, f32::min);
+        let max = values.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!((min, max), (0.0, 1.0));
     }
 }
