@@ -208,6 +208,7 @@ mod kernels {
                             *rows,
                             *i,
                             *o,
+                            &mut k.alloc(linear_backward_scratch_len(*rows, *i, *o))?,
                         )?;
                         Ok([k.download(&d_in)?, k.download(&d_w)?, k.download(&d_b)?].concat())
                     }

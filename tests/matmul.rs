@@ -47,3 +47,36 @@ fn matmul_matches_cpu_reference_on_every_device() {
             |device, (s, a, b, dst)| matmul_batched(device, s, a, b, dst),
         );
 }
+
+#[test]
+fn matmul_sum_matches_cpu_reference_on_every_device() {
+    use mtosi::ops::matmul::{matmul_sum, matmul_sum_plan};
+    // Long k with small outputs (the weight gradients' shape) to exercise several k slices.
+    let shapes = [
+        shape(1, 1, 1, 1, false, false, false),
+        shape(3, 7, 9, 1000, false, true, false),
+        shape(4, 16, 20, 777, false, true, true),
+        shape(2, 70, 33, 600, true, false, false),
+        shape(1, 5, 3, 0, false, false, false),
+    ];
+    assert!(
+        matmul_sum_plan(7, 9, 1000, 3).0 > 1,
+        "the test must split k"
+    );
+    Equivalence::new("matmul_sum")
+        // fp32 sums of up to 4·1000 products in another order and grouping: 1e-4 of the largest.
+        .floor_fraction(1.0)
+        .tolerance(1e-4)
+        .run(
+            &shapes,
+            |s, rng| {
+                (
+                    *s,
+                    rng.vec_f32(s.batch * s.m * s.k, -1.0, 1.0),
+                    rng.vec_f32(s.batch * s.k * s.n, -1.0, 1.0),
+                    rng.vec_f32(s.m * s.n, -1.0, 1.0),
+                )
+            },
+            |device, (s, a, b, dst)| matmul_sum(device, s, a, b, dst),
+        );
+}

@@ -550,7 +550,9 @@ fn recur_backward(
 // one persistent launch per pass covering every time step of both directions.
 
 use super::conv2d::channel_sums_launch;
-use super::matmul::{matmul_launch, DeviceMatMut, DeviceMatRef};
+use super::matmul::{
+    matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
+};
 use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
 
 /// Threads per block of the recurrence kernels (a multiple of 32).
@@ -584,21 +586,28 @@ pub struct LstmShape {
 }
 
 /// Scratch of one LSTM layer on a kernel device, allocated once per shape: W_hh transposed for
-/// the forward recurrence and each direction's pre-activation gate gradients.
+/// the forward recurrence, each direction's pre-activation gate gradients and the split-k
+/// scratch of the weight gradients.
 pub struct LstmWorkspace {
     shape: LstmShape,
     w_hh_t: DeviceBuffer<f32>,
     d_gates: [DeviceBuffer<f32>; 2],
+    partials: DeviceBuffer<f32>,
 }
 
 impl LstmWorkspace {
     pub fn new(device: &KernelDevice, shape: LstmShape) -> Result<LstmWorkspace, DeviceError> {
         let hid = shape.hidden_size;
         let per_direction = shape.batch * shape.frames * 4 * hid;
+        let rows = shape.batch * shape.frames;
+        let partials = matmul_sum_scratch_len(4 * hid, shape.input_size, rows, 1).max(
+            matmul_sum_scratch_len(4 * hid, hid, shape.frames.saturating_sub(1), shape.batch),
+        );
         Ok(LstmWorkspace {
             shape,
             w_hh_t: device.alloc(2 * 4 * hid * hid)?,
             d_gates: [device.alloc(per_direction)?, device.alloc(per_direction)?],
+            partials: device.alloc(partials.max(1))?,
         })
     }
 }
@@ -789,46 +798,46 @@ pub fn lstm_backward_launch(
     for (d, g) in grads.into_iter().enumerate() {
         let d_gates = &ws.d_gates[d];
         let d_pre = DeviceMatRef::row_major(d_gates, rows, 4 * hid);
-        // d_W_ih += d_preᵀ · x over every frame.
-        matmul_launch(
+        // d_W_ih += d_preᵀ · x over every frame (one split-k sum).
+        matmul_sum_launch(
             device,
             DeviceMatMut::row_major(g.w_ih, 4 * hid, s.input_size),
             d_pre.t(),
             DeviceMatRef::row_major(inp, rows, s.input_size),
             1,
             true,
+            &mut ws.partials,
         )?;
-        // d_W_hh += d_pre(t)ᵀ · h(t − 1 in processing order), per sequence, in order.
+        // d_W_hh += Σ_b d_pre_b(t)ᵀ · h_b(t − 1 in processing order): sequences are items.
         if s.frames > 1 {
             let (first_grad_frame, first_h_frame) = if d == 0 { (1, 0) } else { (0, 1) };
-            for b in 0..s.batch {
-                let d_pre_b = DeviceMatRef {
-                    buffer: d_gates,
-                    offset: (b * s.frames + first_grad_frame) * 4 * hid,
-                    rows: s.frames - 1,
-                    cols: 4 * hid,
-                    row_stride: 4 * hid,
-                    col_stride: 1,
-                    batch_stride: 0,
-                };
-                let h_prev = DeviceMatRef {
-                    buffer: out,
-                    offset: (b * s.frames + first_h_frame) * 2 * hid + d * hid,
-                    rows: s.frames - 1,
-                    cols: hid,
-                    row_stride: 2 * hid,
-                    col_stride: 1,
-                    batch_stride: 0,
-                };
-                matmul_launch(
-                    device,
-                    DeviceMatMut::row_major(&mut *g.w_hh, 4 * hid, hid),
-                    d_pre_b.t(),
-                    h_prev,
-                    1,
-                    true,
-                )?;
-            }
+            let d_pre_b = DeviceMatRef {
+                buffer: d_gates,
+                offset: first_grad_frame * 4 * hid,
+                rows: s.frames - 1,
+                cols: 4 * hid,
+                row_stride: 4 * hid,
+                col_stride: 1,
+                batch_stride: s.frames * 4 * hid,
+            };
+            let h_prev = DeviceMatRef {
+                buffer: out,
+                offset: first_h_frame * 2 * hid + d * hid,
+                rows: s.frames - 1,
+                cols: hid,
+                row_stride: 2 * hid,
+                col_stride: 1,
+                batch_stride: s.frames * 2 * hid,
+            };
+            matmul_sum_launch(
+                device,
+                DeviceMatMut::row_major(&mut *g.w_hh, 4 * hid, hid),
+                d_pre_b.t(),
+                h_prev,
+                s.batch,
+                true,
+                &mut ws.partials,
+            )?;
         }
         // Both biases receive the same column sums of d_pre.
         channel_sums_launch(device, g.b_ih, d_gates, rows, 4 * hid, 1)?;

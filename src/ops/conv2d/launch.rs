@@ -3,7 +3,9 @@
 //! `backward_weight_into`), which ConvTranspose2d reuses as the adjoint.
 
 use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
-use crate::ops::matmul::{matmul_launch, DeviceMatMut, DeviceMatRef};
+use crate::ops::matmul::{
+    matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
+};
 use crate::ops::ELEMENTWISE_THREADS;
 
 /// kernels/conv2d.cu's CONV_SUM_THREADS.
@@ -74,6 +76,11 @@ impl DeviceConvGeometry {
         }
     }
 
+    /// Elements of the split-k scratch of the weight gradient.
+    fn weight_grad_scratch_len(&self) -> usize {
+        matmul_sum_scratch_len(self.c_out, self.taps(), self.plane_out(), self.n)
+    }
+
     fn input_len(&self) -> usize {
         self.n * self.c_in * self.h * self.w
     }
@@ -123,16 +130,18 @@ fn check(name: &str, len: usize, expected: usize) -> Result<(), DeviceError> {
     }
 }
 
-/// The column buffer of one convolution layer, allocated once per shape and reused by its
-/// forward and backward passes.
+/// The column buffer of one convolution layer and the split-k scratch of its weight gradient,
+/// allocated once per shape and reused by its forward and backward passes.
 pub struct ConvWorkspace {
     pub(crate) col: DeviceBuffer<f32>,
+    partials: DeviceBuffer<f32>,
 }
 
 impl ConvWorkspace {
     pub fn new(device: &KernelDevice, geometry: &DeviceConvGeometry) -> Result<Self, DeviceError> {
         Ok(ConvWorkspace {
             col: device.alloc(geometry.col_len())?,
+            partials: device.alloc(geometry.weight_grad_scratch_len().max(1))?,
         })
     }
 }
@@ -269,8 +278,9 @@ pub fn backward_data_into_launch(
     )
 }
 
-/// `d_weight (c_out, c_in, k, k) += Σ_b d_out_b · im2col(inp)_bᵀ`, one accumulating GEMM per
-/// image in order (deterministic; no atomics).
+/// `d_weight (c_out, c_in, k, k) += Σ_b d_out_b · im2col(inp)_bᵀ`: one split-k sum of
+/// products over the images and their pixels, summed in a fixed order (deterministic; no
+/// atomics).
 pub fn backward_weight_into_launch(
     device: &KernelDevice,
     ws: &mut ConvWorkspace,
@@ -287,19 +297,15 @@ pub fn backward_weight_into_launch(
         im2col(device, g, inp, &mut ws.col)?;
     }
     let cols: &DeviceBuffer<f32> = if g.pointwise() { inp } else { &ws.col };
-    for b in 0..g.n {
-        matmul_launch(
-            device,
-            DeviceMatMut::row_major(d_weight, g.c_out, taps),
-            DeviceMatRef::row_major(d_out, g.c_out, plane).at(b * g.c_out * plane),
-            DeviceMatRef::row_major(cols, taps, plane)
-                .at(b * taps * plane)
-                .t(),
-            1,
-            true,
-        )?;
-    }
-    Ok(())
+    matmul_sum_launch(
+        device,
+        DeviceMatMut::row_major(d_weight, g.c_out, taps),
+        DeviceMatRef::row_major(d_out, g.c_out, plane),
+        DeviceMatRef::row_major(cols, taps, plane).t(),
+        g.n,
+        true,
+        &mut ws.partials,
+    )
 }
 
 /// `out[b][ch][i] = bias[ch]` over (n, c, plane).
