@@ -25,6 +25,7 @@ pub mod concat;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod cqt;
+pub mod elementwise;
 mod fast_math;
 pub mod linear;
 pub mod loss;
@@ -124,4 +125,23 @@ pub(crate) mod sums {
             lanes.iter().sum::<f32>() + tail
         })
     }
+}
+
+/// Threads per block of the one-thread-per-element kernels.
+pub(crate) const ELEMENTWISE_THREADS: u32 = 256;
+
+/// For the launchers of elementwise kernels: every buffer of `lens` (name, length) holds `len`
+/// elements, and `len` fits the kernels' `int n`.
+pub(crate) fn elementwise_len(
+    op: &'static str,
+    len: usize,
+    lens: &[(&str, usize)],
+) -> Result<i32, crate::device::DeviceError> {
+    let invalid = |message| crate::device::DeviceError::InvalidInput { op, message };
+    for &(name, l) in lens {
+        if l != len {
+            return Err(invalid(format!("{name} has {l} elements, expected {len}")));
+        }
+    }
+    i32::try_from(len).map_err(|_| invalid(format!("{len} elements exceed i32")))
 }
