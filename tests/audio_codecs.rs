@@ -181,3 +181,46 @@ fn streamed_mono_pieces_join_to_the_mixed_and_resampled_whole_file() {
         assert!(pieces > 1, "{name} came in one piece");
     }
 }
+
+#[test]
+fn headers_with_hostile_fields_are_errors_or_audio_never_a_panic_or_a_huge_allocation() {
+    // Fields set to 0xFFFFFFFF, 0x7FFFFFFF or random in the first 2 KB (sizes, counts, rates of
+    // every container's header; anywhere in the small M4A, whose index is at the end). A field
+    // that sized an allocation would ask for gigabytes; the decoders read block by block, so
+    // what comes back is at most the file's own audio.
+    let dir = tempfile::tempdir().unwrap();
+    let seed = mtosi::device::equivalence::seed_from_env();
+    println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+    let mut rng = mtosi::rng::Rng::new(seed);
+    for name in CODECS.iter().chain(&["tone_44k1_stereo_16bit.flac"]) {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let span = if name.ends_with(".m4a") {
+            bytes.len() - 4
+        } else {
+            2044
+        };
+        for k in 0..20 {
+            let mut mutated = bytes.clone();
+            for _ in 0..3 {
+                let at = rng.range_usize(0, span - 1);
+                let value = match rng.range_usize(0, 2) {
+                    0 => u32::MAX,
+                    1 => i32::MAX as u32,
+                    _ => rng.next_u64() as u32,
+                };
+                mutated[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            }
+            let path = dir.path().join(format!("{k}-{name}"));
+            std::fs::write(&path, &mutated).unwrap();
+            if let Ok(samples) = load_mono(&path, 16_000) {
+                // 1.5 s at 16 kHz, stretched at most 4× by a rate field turned down to the
+                // lowest rate accepted (4 kHz for 44.1 kHz frames ~ 11×): well under a minute.
+                assert!(
+                    samples.len() < 16_000 * 60,
+                    "{name} #{k}: {}",
+                    samples.len()
+                );
+            }
+        }
+    }
+}

@@ -333,6 +333,11 @@ fn bad_inputs_are_errors_naming_the_file_and_leave_nothing_behind() {
     bytes[24..28].copy_from_slice(&0u32.to_le_bytes());
     bytes[28..32].copy_from_slice(&0u32.to_le_bytes());
     std::fs::write(bad.join("zero_hz.wav"), &bytes).unwrap();
+    // 2 Hz: 32 000 samples would resample to 256 million.
+    let mut slow = bytes.clone();
+    slow[24..28].copy_from_slice(&2u32.to_le_bytes());
+    slow[28..32].copy_from_slice(&4u32.to_le_bytes());
+    std::fs::write(bad.join("two_hz.wav"), &slow).unwrap();
     // A header claiming a 4 GiB data chunk of 8 channels at 192 kHz over 100 real samples.
     let mut huge = std::fs::read(bad.join("short.wav")).unwrap();
     huge[22..24].copy_from_slice(&8u16.to_le_bytes());
@@ -352,6 +357,7 @@ fn bad_inputs_are_errors_naming_the_file_and_leave_nothing_behind() {
         ("short.wav", "too short"),
         ("zero_length.wav", "too short"),
         ("zero_hz.wav", "0 Hz"),
+        ("two_hz.wav", "sample rate 2 Hz"),
         ("huge_header.wav", "truncated WAV"),
         ("empty.flac", "empty"),
         ("text.wav", "not a WAV, FLAC"),

@@ -26,6 +26,9 @@ const BLOCK_FRAMES: usize = 8192;
 /// `fmt ` chunk, see [`widen_valid_bits_to_container`]).
 const PREFIX_BYTES: usize = 64 * 1024;
 
+/// Sample rates [`stream_mono`] accepts: telephone audio to studio masters.
+pub const SAMPLE_RATES_HZ: std::ops::RangeInclusive<u32> = 4_000..=768_000;
+
 /// What a decoder announces before its first block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamFormat {
@@ -122,6 +125,19 @@ pub fn stream_mono<E: From<AudioError>>(
     let result = stream_file(
         path,
         &mut |format| {
+            // A rate field set to a few Hz would make the resampled output thousands of times
+            // longer than the file: refuse rates no recording uses.
+            if !SAMPLE_RATES_HZ.contains(&format.sample_rate_hz) {
+                return Err(DecodeError::Unsupported {
+                    format: format.format.name(),
+                    detail: format!(
+                        "sample rate {} Hz (mtosi reads {} to {} Hz)",
+                        format.sample_rate_hz,
+                        SAMPLE_RATES_HZ.start(),
+                        SAMPLE_RATES_HZ.end()
+                    ),
+                });
+            }
             let resampler = StreamingResampler::new(format.sample_rate_hz, target_rate_hz)
                 .map_err(|detail| DecodeError::Unsupported {
                     format: format.format.name(),
