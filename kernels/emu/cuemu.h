@@ -4,7 +4,8 @@
 //
 // Model: one OS thread runs one block at a time; every CUDA thread of the block is a fiber on
 // that OS thread, so `__shared__` (= thread_local) is private to the block and the fibers of a
-// block see the same copy. `__syncthreads()` and the warp collectives switch fibers.
+// block see the same copy; it starts as NaN bytes in every block (MTOSI_EMU_SHARED_FRESH).
+// `__syncthreads()` and the warp collectives switch fibers.
 #pragma once
 
 // System headers first: the macros below (`__noinline__`, `__device__` …) break libstdc++.
@@ -76,7 +77,13 @@ int mtosi_emu_syncthreads_reduce(int op, int predicate, const char* file, int li
 uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int arg, int width,
                                    const char* file, int line);
 [[noreturn]] void mtosi_emu_assert_fail(const char* expr, const char* file, int line);
+void mtosi_emu_shared_fresh(void* variable, size_t bytes);
 }
+
+// build.rs puts this after every static `__shared__` declaration of the emu copy of a source:
+// the first thread of a block to pass it fills the variable with NaN bytes, as uninitialised
+// shared memory on a GPU (a thread_local would keep the previous block's values).
+#define MTOSI_EMU_SHARED_FRESH(v) mtosi_emu_shared_fresh((void*)&(v), sizeof(v))
 
 enum {
     MTOSI_EMU_SHFL_IDX,

@@ -57,6 +57,7 @@ pub enum KernelArg<'a> {
     U32(u32),
     I64(i64),
     U64(u64),
+    U8(u8),
     F32(f32),
     F64(f64),
     Buffer(BufferArg<'a>),
@@ -82,6 +83,7 @@ scalar_arg!(i32, I32);
 scalar_arg!(u32, U32);
 scalar_arg!(i64, I64);
 scalar_arg!(u64, U64);
+scalar_arg!(u8, U8);
 scalar_arg!(f32, F32);
 scalar_arg!(f64, F64);
 
@@ -114,6 +116,7 @@ impl KernelArg<'_> {
             KernelArg::U32(_) => "unsigned".into(),
             KernelArg::I64(_) => "long long".into(),
             KernelArg::U64(_) => "unsigned long long".into(),
+            KernelArg::U8(_) => "unsigned char".into(),
             KernelArg::F32(_) => "float".into(),
             KernelArg::F64(_) => "double".into(),
             KernelArg::Buffer(b) => {
@@ -135,6 +138,7 @@ impl KernelArg<'_> {
             KernelArg::U32(v) => bytes[..4].copy_from_slice(&v.to_ne_bytes()),
             KernelArg::I64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
             KernelArg::U64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
+            KernelArg::U8(v) => bytes[0] = v,
             KernelArg::F32(v) => bytes[..4].copy_from_slice(&v.to_ne_bytes()),
             KernelArg::F64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
             KernelArg::Buffer(_) => return None,
@@ -167,6 +171,7 @@ pub(crate) fn check_launch(
             | (ParamKind::Scalar(Scalar::U32), KernelArg::U32(_))
             | (ParamKind::Scalar(Scalar::I64), KernelArg::I64(_))
             | (ParamKind::Scalar(Scalar::U64), KernelArg::U64(_))
+            | (ParamKind::Scalar(Scalar::U8), KernelArg::U8(_))
             | (ParamKind::Scalar(Scalar::F32), KernelArg::F32(_))
             | (ParamKind::Scalar(Scalar::F64), KernelArg::F64(_)) => true,
             (ParamKind::Pointer { element, writes }, KernelArg::Buffer(b)) => {
