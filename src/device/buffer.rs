@@ -210,7 +210,7 @@ impl Drop for GuardedAlloc {
     }
 }
 
-pub(crate) enum Storage {
+pub(crate) enum DeviceMemory {
     Emu(GuardedAlloc),
     Cuda(cudarc::driver::CudaSlice<u8>),
 }
@@ -220,7 +220,7 @@ pub(crate) enum Storage {
 /// [`KernelDevice::alloc`](super::KernelDevice::alloc); read back with
 /// [`KernelDevice::download`](super::KernelDevice::download).
 pub struct DeviceBuffer<T: Element> {
-    pub(crate) storage: Storage,
+    pub(crate) storage: DeviceMemory,
     pub(crate) len: usize,
     pub(crate) _element: PhantomData<T>,
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
-use super::buffer::Storage;
+use super::buffer::DeviceMemory;
 use super::kernels::Kernel;
 use super::launch::{KernelArg, LaunchConfig, ThreadOrder};
 use super::DeviceError;
@@ -129,12 +129,12 @@ pub(crate) fn launch(
         });
         let bytes = match arg {
             KernelArg::Buffer(b) => match b.storage {
-                Storage::Emu(alloc) => {
+                DeviceMemory::Emu(alloc) => {
                     buffers[index].data = alloc.data_ptr();
                     buffers[index].bytes = alloc.data().len();
                     (alloc.data_ptr() as usize).to_ne_bytes()
                 }
-                Storage::Cuda(_) => {
+                DeviceMemory::Cuda(_) => {
                     return Err(DeviceError::Arguments {
                         kernel: kernel.name,
                         source_file: kernel.source,
@@ -186,7 +186,7 @@ pub(crate) fn launch(
     let mut damage = Vec::new();
     for (index, arg) in args.iter().enumerate() {
         if let KernelArg::Buffer(b) = arg {
-            if let Storage::Emu(alloc) = b.storage {
+            if let DeviceMemory::Emu(alloc) = b.storage {
                 if let Some(d) = alloc.check_guards() {
                     let mut where_ = Vec::new();
                     if let Some(n) = d.nearest_after {

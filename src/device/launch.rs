@@ -1,6 +1,6 @@
 //! What a launch takes: a grid, and arguments checked against the kernel's parameter list.
 
-use super::buffer::{DeviceBuffer, Element, Storage};
+use super::buffer::{DeviceBuffer, DeviceMemory, Element};
 use super::kernels::{Kernel, ParamKind, Scalar};
 use super::DeviceError;
 
@@ -67,7 +67,7 @@ pub struct BufferArg<'a> {
     pub(crate) element: Scalar,
     pub(crate) writable: bool,
     pub(crate) len: usize,
-    pub(crate) storage: &'a Storage,
+    pub(crate) storage: &'a DeviceMemory,
 }
 
 macro_rules! scalar_arg {

@@ -27,7 +27,7 @@ pub use kernels::{
 };
 pub use launch::{BufferArg, KernelArg, LaunchConfig, ThreadOrder};
 
-use buffer::{GuardedAlloc, GuardedSide, Storage};
+use buffer::{DeviceMemory, GuardedAlloc, GuardedSide};
 
 /// Forward thread order guards the ends of emu buffers, reverse order their starts: the
 /// harness runs both, so a read off either side of a buffer is caught.
@@ -241,8 +241,10 @@ impl KernelDevice {
                 message: format!("{len} elements overflow the address space"),
             })?;
         let storage = match &self.backend {
-            Backend::Emu(options) => Storage::Emu(GuardedAlloc::new(bytes, guarded_side(options))),
-            Backend::Cuda(c) => Storage::Cuda(c.alloc(bytes)?),
+            Backend::Emu(options) => {
+                DeviceMemory::Emu(GuardedAlloc::new(bytes, guarded_side(options)))
+            }
+            Backend::Cuda(c) => DeviceMemory::Cuda(c.alloc(bytes)?),
         };
         Ok(DeviceBuffer {
             storage,
@@ -257,9 +259,9 @@ impl KernelDevice {
             Backend::Emu(options) => {
                 let mut alloc = GuardedAlloc::new(bytes.len(), guarded_side(options));
                 alloc.data_mut().copy_from_slice(bytes);
-                Storage::Emu(alloc)
+                DeviceMemory::Emu(alloc)
             }
-            Backend::Cuda(c) => Storage::Cuda(c.upload(bytes)?),
+            Backend::Cuda(c) => DeviceMemory::Cuda(c.upload(bytes)?),
         };
         Ok(DeviceBuffer {
             storage,
@@ -272,8 +274,8 @@ impl KernelDevice {
     pub fn download<T: Element>(&self, buffer: &DeviceBuffer<T>) -> Result<Vec<T>, DeviceError> {
         let bytes = buffer.len * size_of::<T>();
         let raw = match (&self.backend, &buffer.storage) {
-            (Backend::Emu(_), Storage::Emu(alloc)) => alloc.data().to_vec(),
-            (Backend::Cuda(c), Storage::Cuda(slice)) => c.download(slice, bytes)?,
+            (Backend::Emu(_), DeviceMemory::Emu(alloc)) => alloc.data().to_vec(),
+            (Backend::Cuda(c), DeviceMemory::Cuda(slice)) => c.download(slice, bytes)?,
             _ => {
                 return Err(DeviceError::InvalidInput {
                     op: "download",

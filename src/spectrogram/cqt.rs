@@ -30,7 +30,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::CqtKernels;
+use super::cqt_kernels::CqtKernels;
 use super::simd::{self, Isa, Loops, SIGNAL_SLACK, TAP_ALIGN};
 use super::{CqtParams, SpectrogramError};
 
@@ -340,7 +340,7 @@ impl Cqt {
 
 fn plan_blocked(
     params: &CqtParams,
-    k: &super::kernels::BinKernel,
+    k: &super::cqt_kernels::BinKernel,
     full_blocks: usize,
 ) -> BlockedBin {
     use std::f64::consts::PI;
