@@ -2,8 +2,8 @@
 //! declaration, a call `MTOSI_EMU_SHARED_FRESH(name);` that fills the variable with NaN bytes the
 //! first time a thread of a new block passes it (kernels/emu/cuemu.h). On emu a `__shared__`
 //! variable is a `thread_local` that would otherwise keep the previous block's values, hiding a
-//! read before the first write or a missing barrier. Offsets and line numbers are unchanged
-//! (the calls go at the end of the declaration's line), so errors point at the `.cu` file.
+//! read before the first write or a missing barrier. Line numbers are unchanged (the calls go
+//! right after the declaration's `;`), so errors point at the right line of the `.cu` file.
 //!
 //! Depends only on `signature` (the comment stripper), so that tests/build_signature.rs tests it.
 
@@ -44,19 +44,12 @@ pub fn poison_static_shared(rel_path: &str, text: &str) -> Result<String, String
             .ok_or_else(|| format!("{here}: __shared__ declaration without a `;`"))?;
         let names =
             declarator_names(&code[from..end]).map_err(|problem| format!("{here}: {problem}"))?;
-        // At the end of the line that holds the `;`, so that later columns do not move either.
-        let line_end = code[end..].find('\n').map_or(code.len(), |p| end + p);
         let calls: String = names
             .iter()
             .map(|n| format!(" MTOSI_EMU_SHARED_FRESH({n});"))
             .collect();
-        // Code after the `;` on that line would run before the calls: only allow blanks.
-        if !code[end + 1..line_end].trim().is_empty() {
-            return Err(format!(
-                "{here}: put nothing after a __shared__ declaration on its line (emu adds code there)"
-            ));
-        }
-        insertions.push((line_end, calls));
+        // Right after the `;`: before any later statement, on the same line.
+        insertions.push((end + 1, calls));
     }
     let mut out = String::with_capacity(text.len() + insertions.len() * 40);
     let mut copied = 0;
