@@ -1,6 +1,6 @@
 // cuemu.h: CUDA's execution model on the CPU, so that g++ compiles the same kernels/*.cu that
-// NVRTC compiles (the `emu` device). build.rs includes this header first in a wrapper file per
-// kernel source; NVRTC never sees it. The runtime behind it is cuemu.cpp.
+// NVRTC compiles (the `emu` device). The build script (build/emu.rs) includes this header first
+// in a wrapper file per kernel source; NVRTC never sees it. The runtime behind it is cuemu.cpp.
 //
 // Model: one OS thread runs one block at a time; every CUDA thread of the block is a fiber on
 // that OS thread, so `__shared__` (= thread_local) is private to the block and the fibers of a
@@ -80,7 +80,7 @@ uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int ar
 void mtosi_emu_shared_fresh(void* variable, size_t bytes);
 }
 
-// build.rs puts this after every static `__shared__` declaration of the emu copy of a source:
+// build/shared_memory.rs puts this after every static `__shared__` declaration of the emu copy of a source:
 // the first thread of a block to pass it fills the variable with NaN bytes, as uninitialised
 // shared memory on a GPU (a thread_local would keep the previous block's values).
 #define MTOSI_EMU_SHARED_FRESH(v) mtosi_emu_shared_fresh((void*)&(v), sizeof(v))
@@ -136,7 +136,7 @@ struct SyncwarpAt {
 };
 
 // Calls a kernel with arguments given as CUDA's `void** kernelParams`: args[i] points at the
-// value of parameter i. build.rs generates one such entry per `extern "C" __global__` kernel.
+// value of parameter i. build/emu.rs generates one such entry per `extern "C" __global__` kernel.
 template <typename... P, size_t... I>
 inline void invoke_indexed(void (*kernel)(P...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<std::decay_t<P>*>(args[I])...);
