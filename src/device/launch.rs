@@ -43,6 +43,8 @@ impl LaunchConfig {
 
 /// The order in which the emu device runs the threads of a block (and the blocks of a grid).
 /// A kernel that misses a `__syncthreads()` gives a wrong result in at least one of the two.
+/// It also picks which side of each emu buffer lies against an inaccessible page: the end in
+/// forward order, the start in reverse, so that the two runs catch reads off either side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadOrder {
     Forward,
