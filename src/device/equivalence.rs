@@ -18,15 +18,19 @@
 //! For each shape it draws fresh random inputs (seed printed; `MTOSI_TEST_SEED` replays it), runs
 //! the op on `cpu` (the reference), on `emu` in forward and in reverse thread order, and on
 //! `cuda` when one is present (else prints why it skipped; with `MTOSI_REQUIRE_CUDA` set it
-//! fails instead, as in the GPU check). Every buffer a kernel device
-//! allocates starts as NaN, so an output element that is never written fails. It prints the
-//! worst relative error per device and panics when one exceeds the tolerance or an op fails.
+//! fails instead, as in the GPU check). Every buffer a kernel device allocates starts as NaN,
+//! and a NaN or infinity in any result or in the reference fails naming the element, so an
+//! output element that is never written fails. So do an empty output and an op that launched no
+//! kernel on a kernel device. It prints the worst relative error per device and the kernels
+//! launched (the report line CI checks: `; kernels: <names>`), and panics when an error exceeds
+//! the tolerance or an op fails; [`Equivalence::check`] returns the failure instead.
 //!
 //! An op with several outputs (a backward pass) returns them concatenated into one `Vec<f32>`.
 //!
-//! Relative error of an element: |got − want| / max(|want|, floor), where floor is
-//! `floor_fraction` (default 1e-3) times the largest |want| of the output, so that elements near
-//! zero are judged against the output's scale rather than blowing up.
+//! Relative error of an element ([`crate::compare`], [`ErrorScale::relative`]):
+//! |got − want| / max(|want|, floor), where floor is `floor_fraction` (default 1e-3) times the
+//! largest |want| of the output, so that elements near zero are judged against the output's
+//! scale rather than blowing up.
 
 use std::fmt::Debug;
 use std::io::Write;
@@ -36,7 +40,8 @@ use crate::compare::{worst_error, ErrorScale};
 
 /// The environment variable that replays a run: `MTOSI_TEST_SEED=<seed printed by the failure>`.
 pub const SEED_VAR: &str = "MTOSI_TEST_SEED";
-/// When set, every harness run appends its summary line to this file (CI prints it).
+/// When set, every harness run appends its summary line to this file (CI prints it and checks
+/// that every kernel of `kernels/*.cu` appears in it: `.ci/check-equivalence-report`).
 pub const REPORT_VAR: &str = "MTOSI_EQUIVALENCE_REPORT";
 /// When set (the GPU check sets it), a missing cuda device fails the test instead of skipping.
 pub const REQUIRE_CUDA_VAR: &str = "MTOSI_REQUIRE_CUDA";
