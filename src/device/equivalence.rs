@@ -154,7 +154,8 @@ impl Equivalence {
                 .append(true)
                 .open(path)
             {
-                let _ = writeln!(file, "{report}");
+                // One write of whole lines, so that concurrent tests' lines do not interleave.
+                let _ = file.write_all(format!("{report}\n").as_bytes());
             }
         }
     }
