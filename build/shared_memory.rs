@@ -1,6 +1,8 @@
 //! Static `__shared__` memory on emu: the source g++ compiles gets, after every `__shared__`
-//! declaration, a call `MTOSI_EMU_SHARED_FRESH(name);` that fills the variable with NaN bytes the
-//! first time a thread of a new block passes it (kernels/emu/cuemu.h). On emu a `__shared__`
+//! declaration in a function, a call `MTOSI_EMU_SHARED_FRESH(name);` that fills the variable
+//! with NaN bytes the first time a thread of a new block passes it, and after one at file scope a
+//! registration `MTOSI_EMU_FILE_SHARED(name)` whose variable the runtime fills at the start of
+//! every block (kernels/emu/cuemu.h). On emu a `__shared__`
 //! variable is a `thread_local` that would otherwise keep the previous block's values, hiding a
 //! read before the first write or a missing barrier. Line numbers are unchanged (the calls go
 //! right after the declaration's `;`), so errors point at the right line of the `.cu` file.
@@ -10,8 +12,8 @@
 use crate::signature::{blank_literals, strip_comments};
 
 /// The emu source of `text`: every static `__shared__` declaration followed by its poisoning
-/// call. `extern __shared__` (the one dynamic array, `common.cuh`) is left alone. A static
-/// `__shared__` outside a function is refused: there is no statement there to poison it from.
+/// call (in a function) or registration (at file scope). `extern __shared__` (the one dynamic
+/// array, `common.cuh`) is left alone.
 pub fn poison_static_shared(rel_path: &str, text: &str) -> Result<String, String> {
     let code = blank_literals(&strip_comments(text));
     let bytes = code.as_bytes();
@@ -33,21 +35,18 @@ pub fn poison_static_shared(rel_path: &str, text: &str) -> Result<String, String
         {
             continue;
         }
-        if !inside_function(&code[..at]) {
-            return Err(format!(
-                "{here}: declare static __shared__ variables inside the kernel or __device__ function that uses them (emu fills them with NaN per block from there)"
-            ));
-        }
+        let poison = if inside_function(&code[..at]) {
+            "MTOSI_EMU_SHARED_FRESH"
+        } else {
+            "MTOSI_EMU_FILE_SHARED"
+        };
         let end = code[at..]
             .find(';')
             .map(|p| at + p)
             .ok_or_else(|| format!("{here}: __shared__ declaration without a `;`"))?;
         let names =
             declarator_names(&code[from..end]).map_err(|problem| format!("{here}: {problem}"))?;
-        let calls: String = names
-            .iter()
-            .map(|n| format!(" MTOSI_EMU_SHARED_FRESH({n});"))
-            .collect();
+        let calls: String = names.iter().map(|n| format!(" {poison}({n});")).collect();
         // Right after the `;`: before any later statement, on the same line.
         insertions.push((end + 1, calls));
     }

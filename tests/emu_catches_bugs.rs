@@ -200,13 +200,17 @@ fn dynamic_shared_memory_warp_collectives_and_atomics_work_across_blocks() {
 fn static_shared_memory_starts_as_nan_in_every_block() {
     // One worker runs the blocks one after the other on one OS thread, where a thread_local
     // `__shared__` would keep the previous block's 1.0s.
-    for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
+    for (name, order) in [
+        ("bug_shared_read_before_write", ThreadOrder::Forward),
+        ("bug_shared_read_before_write", ThreadOrder::Reverse),
+        ("bug_file_shared_read_before_write", ThreadOrder::Forward),
+    ] {
         let device = emu(order);
         let (blocks, threads) = (3u32, 64u32);
         let mut out = device.alloc::<f32>((blocks * threads) as usize).unwrap();
         device
             .launch_kernel(
-                kernel("bug_shared_read_before_write"),
+                kernel(name),
                 LaunchConfig::blocks(blocks, threads),
                 &[(&mut out).into()],
             )

@@ -183,6 +183,17 @@ struct Worker {
 };
 
 thread_local Worker worker;
+// File-scope static __shared__ variables (MTOSI_EMU_FILE_SHARED), registered while the program
+// starts; `address` gives the calling OS thread's copy.
+struct FileSharedVariable {
+    void* (*address)();
+    size_t bytes;
+};
+std::vector<FileSharedVariable>& file_shared() {
+    static std::vector<FileSharedVariable>* variables = new std::vector<FileSharedVariable>();
+    return *variables;
+}
+
 // The worker running a launch on this OS thread, for the fault handler: a trivially constructed
 // thread-local, so that reading it in a signal handler never runs a constructor.
 __thread Worker* active_worker = nullptr;
@@ -516,7 +527,9 @@ bool run_block(Launch& launch, unsigned long long linear_block) {
     for (auto& groups : worker.pending) groups.clear();
     memset(worker.exited, 0, sizeof worker.exited);
     // Shared memory is uninitialised on a GPU: fill it with NaN bytes so that reading it shows.
+    // (Static __shared__ inside functions is filled where it is declared: MTOSI_EMU_SHARED_FRESH.)
     memset(mtosi_dynamic_shared, 0xff, launch.shared_bytes);
+    for (const FileSharedVariable& v : file_shared()) memset(v.address(), 0xff, v.bytes);
 
     unsigned bx = launch.block[0], by = launch.block[1];
     for (unsigned i = 0; i < worker.threads; ++i) {
@@ -715,6 +728,10 @@ uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int ar
     f->state = FiberState::AtWarp;
     yield_to_scheduler();
     return f->result;
+}
+
+void mtosi_emu_register_file_shared(void* (*address)(), size_t bytes) {
+    file_shared().push_back({address, bytes});
 }
 
 void mtosi_emu_shared_fresh(void* variable, size_t bytes) {

@@ -78,12 +78,22 @@ uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int ar
                                    const char* file, int line);
 [[noreturn]] void mtosi_emu_assert_fail(const char* expr, const char* file, int line);
 void mtosi_emu_shared_fresh(void* variable, size_t bytes);
+void mtosi_emu_register_file_shared(void* (*address)(), size_t bytes);
 }
 
 // build/shared_memory.rs puts this after every static `__shared__` declaration of the emu copy of a source:
 // the first thread of a block to pass it fills the variable with NaN bytes, as uninitialised
 // shared memory on a GPU (a thread_local would keep the previous block's values).
 #define MTOSI_EMU_SHARED_FRESH(v) mtosi_emu_shared_fresh((void*)&(v), sizeof(v))
+// The same for a `__shared__` variable at file scope, where no statement can run: a static
+// registration, and the runtime fills every registered variable at the start of each block.
+namespace mtosi_emu {
+struct FileShared {
+    FileShared(void* (*address)(), size_t bytes) { mtosi_emu_register_file_shared(address, bytes); }
+};
+}  // namespace mtosi_emu
+#define MTOSI_EMU_FILE_SHARED(v) \
+    static mtosi_emu::FileShared mtosi_emu_file_shared_##v([]() -> void* { return (void*)&(v); }, sizeof(v));
 
 enum {
     MTOSI_EMU_SHFL_IDX,

@@ -50,6 +50,13 @@ extern "C" __global__ void bug_shared_read_before_write(float* out) {
     shared[threadIdx.x] = 1.0f;
 }
 
+// The same with a file-scope static __shared__ array.
+__shared__ float file_scope_shared[1024];
+extern "C" __global__ void bug_file_shared_read_before_write(float* out) {
+    out[blockIdx.x * blockDim.x + threadIdx.x] = file_scope_shared[threadIdx.x];
+    file_scope_shared[threadIdx.x] = 1.0f;
+}
+
 // Reads one element past the end of `in` (the bound should be i + 1 < n).
 extern "C" __global__ void bug_out_of_bounds_read(int n, const float* in, float* out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
