@@ -156,8 +156,9 @@ fn kernel_with_the_barrier_is_right_in_both_orders() {
 
 #[test]
 fn dynamic_shared_memory_warp_collectives_and_atomics_work_across_blocks() {
-    // 16 384 threads: the smallest launch that gets several workers (emu::PARALLEL_THREADS).
-    let (blocks, threads) = (128u32, 128u32);
+    // Launches from 16 384 threads get several workers; 4x that keeps every worker busy long
+    // enough to take blocks even on a loaded machine (sums stay exact in f32: below 2^24).
+    let (blocks, threads) = (512u32, 128u32);
     for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
         // Several workers, so that atomics from blocks on different OS threads meet.
         let device = KernelDevice::emu(EmuOptions { order, workers: 4 });
