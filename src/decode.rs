@@ -149,19 +149,24 @@ pub fn label_frame_notes(label: &LabelRoll) -> Vec<FrameNote> {
 /// frames, as the original code's `notes_to_frames`: one time per frame (`frame × FRAME_S`)
 /// and the frequencies (Hz) of the keys some note covers in that frame, lowest first.
 pub fn frame_lists(notes: &[FrameNote], frames: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let mut on = vec![false; frames * KEY_COUNT];
+    // The keys each frame's notes cover, then sorted with repeats (overlapping notes of one
+    // key) removed: work in proportion to the notes, not to frames × 88.
+    let mut keys: Vec<Vec<usize>> = vec![Vec::new(); frames];
     for note in notes {
         for frame in note.start..note.end.min(frames) {
-            on[frame * KEY_COUNT + note.key] = true;
+            keys[frame].push(note.key);
         }
     }
+    let key_hz: Vec<f64> = (0..KEY_COUNT)
+        .map(|k| midi_to_hz(f64::from(LOWEST_KEY) + k as f64))
+        .collect();
     let times = (0..frames).map(|f| f as f64 * FRAME_S).collect();
-    let freqs = (0..frames)
-        .map(|f| {
-            (0..KEY_COUNT)
-                .filter(|&k| on[f * KEY_COUNT + k])
-                .map(|k| midi_to_hz(f64::from(LOWEST_KEY) + k as f64))
-                .collect()
+    let freqs = keys
+        .into_iter()
+        .map(|mut frame_keys| {
+            frame_keys.sort_unstable();
+            frame_keys.dedup();
+            frame_keys.into_iter().map(|k| key_hz[k]).collect()
         })
         .collect();
     (times, freqs)
