@@ -153,8 +153,9 @@ pub fn frame_lists(notes: &[FrameNote], frames: usize) -> (Vec<f64>, Vec<Vec<f64
     // key) removed: work in proportion to the notes, not to frames × 88.
     let mut keys: Vec<Vec<usize>> = vec![Vec::new(); frames];
     for note in notes {
-        for frame in note.start..note.end.min(frames) {
-            keys[frame].push(note.key);
+        let end = note.end.min(frames);
+        for frame_keys in keys.iter_mut().take(end).skip(note.start) {
+            frame_keys.push(note.key);
         }
     }
     let key_hz: Vec<f64> = (0..KEY_COUNT)
