@@ -278,6 +278,68 @@ fn folders_pair_by_name_with_mean_and_std_rows() {
         .collect();
     assert_eq!(values, vec![1.0, 0.5, 0.75, 0.25]);
     std::fs::remove_file(&csv_path).unwrap();
+
+    let out = mtosi(&[
+        "score",
+        "--json",
+        "--ref",
+        path_str(refs.path()),
+        "--est",
+        path_str(ests.path()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["pairs"]["a"]["Recall"], 1.0);
+    assert_eq!(report["pairs"]["b"]["Recall"], 0.5);
+    assert_eq!(
+        (
+            report["mean"]["Recall"].as_f64(),
+            report["std"]["Recall"].as_f64()
+        ),
+        (Some(0.75), Some(0.25))
+    );
+    assert_eq!(report["reference_only"], serde_json::json!(["c.txt"]));
+    assert_eq!(report["estimate_only"], serde_json::json!(["d.txt"]));
+    // mir_eval's key order inside each dictionary.
+    assert!(text.contains("\"mean\":{\"Precision\":"), "{text}");
+}
+
+#[test]
+fn frame_folders_pair_by_name() {
+    let (refs, ests) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [refs.path(), ests.path()] {
+        std::fs::write(dir.join("x.txt"), "0.0 440\n0.01 440 220\n").unwrap();
+        std::fs::write(dir.join("y.f0"), "0.0\n0.01 110\n").unwrap();
+    }
+    let out = mtosi(&[
+        "score",
+        "--frames",
+        "--ref",
+        path_str(refs.path()),
+        "--est",
+        path_str(ests.path()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(
+        rows[0].starts_with("name,Precision,Recall,Accuracy,Substitution Error"),
+        "{text}"
+    );
+    assert!(
+        rows[1].starts_with("x,1.0,1.0,1.0,0.0") && rows[2].starts_with("y,1.0,1.0,1.0,0.0"),
+        "{text}"
+    );
 }
 
 #[test]
