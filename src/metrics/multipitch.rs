@@ -247,10 +247,9 @@ pub fn evaluate(
     window: f64,
 ) -> Result<Scores, MetricsError> {
     if !(window.is_finite() && window >= 0.0) {
-        return Err(MetricsError::invalid_whole(
-            Side::Estimate,
-            format!("window {window} semitones must be finite and non-negative"),
-        ));
+        return Err(MetricsError::Options(format!(
+            "window {window} semitones must be finite and non-negative"
+        )));
     }
     let mut scores = Scores::default();
     validate(ref_times, ref_freqs, est_times, est_freqs)?

@@ -12,7 +12,7 @@ use crate::decode::{
     decode_frame_notes, frame_lists, label_frame_notes, midi_to_hz, DecodeOptions, FrameNote,
 };
 use crate::notes::roll::{frame_count, LabelRoll, HIGHEST_KEY, HOP_LENGTH, KEY_COUNT, LOWEST_KEY};
-use crate::notes::Note;
+use crate::notes::{Note, DEFAULT_VELOCITY};
 
 /// The sample rate the roll's frames are counted at.
 const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -135,11 +135,11 @@ pub fn score_recording(
     let (ref_intervals, ref_pitches) = match reference {
         ReferenceKind::Annotation => intervals_and_pitches(ref_notes.iter().copied()),
         ReferenceKind::LabelRoll => {
-            intervals_and_pitches(ref_frame_notes.iter().map(|n| n.to_note(64)))
+            intervals_and_pitches(ref_frame_notes.iter().map(|n| n.to_note(DEFAULT_VELOCITY)))
         }
     };
     let (est_intervals, est_pitches) =
-        intervals_and_pitches(est_frame_notes.iter().map(|n| n.to_note(64)));
+        intervals_and_pitches(est_frame_notes.iter().map(|n| n.to_note(DEFAULT_VELOCITY)));
 
     let (precision, recall, f1, _) = precision_recall_f1_overlap(
         &ref_intervals,
