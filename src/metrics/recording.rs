@@ -38,6 +38,21 @@ impl fmt::Display for ReferenceKind {
     }
 }
 
+/// Parses `annotation` or `label-roll` (also `label_roll`, `label roll`), for command lines.
+impl std::str::FromStr for ReferenceKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "annotation" => Ok(ReferenceKind::Annotation),
+            "label-roll" | "label_roll" | "label roll" => Ok(ReferenceKind::LabelRoll),
+            _ => Err(format!(
+                "{text:?} is not a reference kind: annotation or label-roll"
+            )),
+        }
+    }
+}
+
 /// Precision, recall and F1 of one kind of score.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Prf {
@@ -394,5 +409,8 @@ mod tests {
         assert_eq!(ReferenceKind::default(), ReferenceKind::Annotation);
         assert_eq!(ReferenceKind::Annotation.to_string(), "annotation");
         assert_eq!(ReferenceKind::LabelRoll.to_string(), "label roll");
+        assert_eq!("label-roll".parse(), Ok(ReferenceKind::LabelRoll));
+        assert_eq!("Annotation".parse(), Ok(ReferenceKind::Annotation));
+        assert!("labels".parse::<ReferenceKind>().is_err());
     }
 }
