@@ -5,6 +5,7 @@ mod cqt;
 mod devices;
 mod forward;
 mod init;
+mod score;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Time one training step or the evaluation forward pass on the CPU.
     BenchStep(bench_step::BenchStepArgs),
+    /// Score an estimate against a reference as mir_eval does (notes, or frames with --frames).
+    Score(score::ScoreArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +52,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
         Command::BenchStep(args) => bench_step::run(args),
+        Command::Score(args) => score::run(args),
     }
 }
