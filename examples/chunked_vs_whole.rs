@@ -73,7 +73,6 @@ fn main() -> anyhow::Result<()> {
         let (chunked, chunked_s) = timed(&mut loaded.model, &plan);
         let (whole, whole_s) = timed(&mut loaded.model, &whole_plan);
         let (chunked, whole) = (chunked?, whole?);
-        mtosi::model::storage::release_pool();
         let max_dp = chunked
             .iter()
             .zip(&whole)

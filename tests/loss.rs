@@ -4,7 +4,7 @@
 mod op_check;
 
 use mtosi::ops::loss::*;
-use op_check::{check_gradient, seed, Rng};
+use op_check::{check_gradient, seed, try_check_gradient, Rng};
 
 #[test]
 fn bce_gradient_matches_finite_differences() {
@@ -143,4 +143,34 @@ mod kernels {
         assert!(first.is_finite(), "{first}");
         assert_eq!(first.to_bits(), run().to_bits());
     }
+}
+
+/// The shared checks of tests/op_check fail on a planted NaN (a max-fold would skip it).
+#[test]
+fn op_checks_fail_on_a_planted_nan() {
+    let x = [0.2f32, 0.4, 0.6];
+    let loss = |p: &[f32]| p.iter().map(|&v| (v * v) as f64).sum::<f64>();
+    let analytic = [0.4f32, 0.8, 1.2];
+    try_check_gradient("control", &x, &analytic, 1e-3, 1e-3, loss).unwrap();
+    let mut nan_analytic = analytic;
+    nan_analytic[1] = f32::NAN;
+    let e = try_check_gradient("planted", &x, &nan_analytic, 1e-3, 1e-3, loss).unwrap_err();
+    assert!(e.contains("element 1 is not finite in the result"), "{e}");
+    // A loss that is NaN at one probe: the numeric gradient (the reference) is NaN there.
+    let e = try_check_gradient("nan loss", &x, &analytic, 1e-3, 1e-3, |p: &[f32]| {
+        if p[2] != 0.6 {
+            f64::NAN
+        } else {
+            loss(p)
+        }
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("element 2 is not finite in the reference"),
+        "{e}"
+    );
+    let all_nan = std::panic::catch_unwind(|| {
+        op_check::assert_close("all NaN", &[f32::NAN; 3], &[f32::NAN; 3], 1.0)
+    });
+    assert!(all_nan.is_err(), "assert_close passed an all-NaN output");
 }

@@ -7,6 +7,7 @@ mod devices;
 mod forward;
 mod init;
 mod models;
+mod score;
 mod synth;
 mod transcribe;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Say which model transcription uses (bundled or a checkpoint) and its model card.
     Models(models::ModelsArgs),
+    /// Score an estimate against a reference as mir_eval does (notes, or frames with --frames).
+    Score(score::ScoreArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,5 +64,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Models(args) => models::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Score(args) => score::run(args),
     }
 }

@@ -42,11 +42,6 @@ fn give_back(v: Vec<f32>) {
     }
 }
 
-/// Releases every pooled buffer to the allocator.
-pub fn release_pool() {
-    *POOL.lock().unwrap() = None;
-}
-
 /// A float32 buffer that returns to the pool when dropped.
 #[derive(Debug, Default)]
 pub struct Storage(Vec<f32>);
