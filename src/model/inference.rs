@@ -1,6 +1,9 @@
 //! The network in evaluation mode on one spectrogram: what `mtosi forward` and transcription
 //! run.
 
+use crate::device::Device;
+
+use super::device_forward::DeviceTranscriber;
 use super::tensor::{Mode, Tensor};
 use super::transcriber::{Transcriber, MIN_FRAMES, N_BINS};
 use super::ModelError;
@@ -37,4 +40,22 @@ pub fn frame_probabilities(
     model.set_mode(Mode::Eval);
     let spec = Tensor::new(vec![1, frames, N_BINS], spectrogram.to_vec());
     Ok(model.forward(&spec)?.into_vec())
+}
+
+/// [`frame_probabilities`] on `device`: the CPU layers on [`Device::Cpu`], on a kernel device
+/// the same network over its kernels, with `model`'s parameters uploaded once for this call.
+pub fn frame_probabilities_on(
+    device: &Device,
+    model: &mut Transcriber,
+    spectrogram: &[f32],
+    frames: usize,
+) -> Result<Vec<f32>, ModelError> {
+    match device {
+        Device::Cpu => frame_probabilities(model, spectrogram, frames),
+        Device::Kernels(kernels) => {
+            model.set_mode(Mode::Eval);
+            let network = DeviceTranscriber::upload(kernels, model)?;
+            network.forward_eval(spectrogram, &[1, frames, N_BINS])
+        }
+    }
 }
