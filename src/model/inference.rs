@@ -42,20 +42,31 @@ pub fn frame_probabilities(
     Ok(model.forward(&spec)?.into_vec())
 }
 
-/// [`frame_probabilities`] on `device`: the CPU layers on [`Device::Cpu`], on a kernel device
-/// the same network over its kernels, with `model`'s parameters uploaded once for this call.
+/// The evaluation-mode forward pass of `model` on `device`: spec (batch, frames, 176) → piano
+/// roll probabilities (batch, frames, 88). The one place that routes the network: the CPU
+/// layers on [`Device::Cpu`], on a kernel device the same network over its kernels
+/// ([`DeviceTranscriber`]), with `model`'s parameters uploaded once for this call.
+pub fn forward_eval_on(
+    device: &Device,
+    model: &mut Transcriber,
+    spec: &Tensor,
+) -> Result<Vec<f32>, ModelError> {
+    model.set_mode(Mode::Eval);
+    match device {
+        Device::Cpu => Ok(model.forward(spec)?.into_vec()),
+        Device::Kernels(kernels) => {
+            DeviceTranscriber::upload(kernels, model)?.forward_eval(spec.data(), spec.shape())
+        }
+    }
+}
+
+/// [`frame_probabilities`] on `device` (see [`forward_eval_on`]).
 pub fn frame_probabilities_on(
     device: &Device,
     model: &mut Transcriber,
     spectrogram: &[f32],
     frames: usize,
 ) -> Result<Vec<f32>, ModelError> {
-    match device {
-        Device::Cpu => frame_probabilities(model, spectrogram, frames),
-        Device::Kernels(kernels) => {
-            model.set_mode(Mode::Eval);
-            let network = DeviceTranscriber::upload(kernels, model)?;
-            network.forward_eval(spectrogram, &[1, frames, N_BINS])
-        }
-    }
+    let spec = Tensor::new(vec![1, frames, N_BINS], spectrogram.to_vec());
+    forward_eval_on(device, model, &spec)
 }
