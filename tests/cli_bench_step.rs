@@ -35,3 +35,40 @@ fn the_library_refuses_them_too() {
     assert!(time_train_step(1, 8, 1, false).is_err());
     assert!(time_eval_forward(15, 1, false).is_err());
 }
+
+/// `--device emu --eval` times the network's kernels; a training step or `--breakdown` on a
+/// kernel device is refused with the reason, and an unknown device names the option.
+#[test]
+fn bench_step_takes_the_device_argument() {
+    let out = bench_step(&[
+        "--device",
+        "emu",
+        "--eval",
+        "--frames",
+        "16",
+        "--repeats",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("eval forward on emu"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (args, names) in [
+        (&["--device", "emu", "--frames", "16"][..], "training step"),
+        (
+            &["--device", "emu", "--eval", "--frames", "16", "--breakdown"][..],
+            "--breakdown",
+        ),
+        (
+            &["--device", "cuda:7", "--eval", "--frames", "16"][..],
+            "--device cuda:7",
+        ),
+    ] {
+        let out = bench_step(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mtosi::device::{Device, DeviceRequest};
 use mtosi::model::bench;
 use mtosi::model::profile::Record;
 
@@ -25,6 +26,10 @@ pub struct BenchStepArgs {
     /// Print where the time goes, per op kind and per layer (one extra, accounted run).
     #[arg(long)]
     pub breakdown: bool,
+    /// cpu, emu, cuda, cuda:N or auto (cuda when present, else the cpu). On emu and cuda only
+    /// the evaluation forward (`--eval`) runs on the kernels so far, without `--breakdown`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceRequest,
 }
 
 pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
@@ -39,8 +44,36 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
         args.frames,
         mtosi::model::MIN_FRAMES
     );
+    let selection = args
+        .device
+        .open()
+        .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
     let threads = rayon::current_num_threads();
-    let (what, (timings, records)) = if args.eval {
+    let (what, (timings, records)) = if let Device::Kernels(kernels) = &selection.device {
+        anyhow::ensure!(
+            args.eval,
+            "--device {}: the training step runs on the cpu only so far; `--eval` times the \
+             evaluation forward on {}",
+            args.device,
+            kernels.describe()
+        );
+        anyhow::ensure!(
+            !args.breakdown,
+            "--breakdown accounts the cpu layers; leave it out with --device {}",
+            args.device
+        );
+        (
+            format!(
+                "eval forward on {}, 1 x {} frames",
+                kernels.describe(),
+                args.frames
+            ),
+            (
+                bench::time_eval_forward_on(kernels, args.frames, args.repeats)?,
+                Vec::new(),
+            ),
+        )
+    } else if args.eval {
         (
             format!("eval forward, 1 x {} frames", args.frames),
             bench::time_eval_forward(args.frames, args.repeats, args.breakdown)?,

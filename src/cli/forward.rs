@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use mtosi::device::DeviceRequest;
 use mtosi::model::{checkpoint, inference, Transcriber};
@@ -20,27 +20,26 @@ pub struct ForwardArgs {
     /// Where to write the (frames, 88) float32 frame probabilities.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// auto, cpu, emu, cuda or cuda:N. The network has no kernels yet: `auto` runs it on the
-    /// cpu, `emu` and `cuda` are refused.
+    /// auto, cpu, emu, cuda or cuda:N (`auto`: cuda when a GPU and compiled kernels are
+    /// present, else the cpu).
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
 }
 
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
-    match args.device {
-        DeviceRequest::Auto | DeviceRequest::Cpu => {}
-        DeviceRequest::Emu | DeviceRequest::Cuda(_) => bail!(
-            "--device {}: the network runs on the cpu device only until its kernels land",
-            args.device
-        ),
-    }
     let spectrogram = npy::read(&args.spectrogram)?;
     let frames = inference::spectrogram_frames(&spectrogram.shape, &spectrogram.data)
         .with_context(|| format!("{}", args.spectrogram.display()))?;
     let mut model = Transcriber::new(0);
     checkpoint::load_model(&args.checkpoint, &mut model)?;
-    let roll = inference::frame_probabilities(&mut model, &spectrogram.data, frames)
-        .with_context(|| format!("{}", args.spectrogram.display()))?;
+    let selection = args
+        .device
+        .open()
+        .with_context(|| format!("--device {}", args.device))?;
+    eprintln!("{}", selection.reason);
+    let roll =
+        inference::frame_probabilities_on(&selection.device, &mut model, &spectrogram.data, frames)
+            .with_context(|| format!("{}", args.spectrogram.display()))?;
     npy::write(&args.output, &[frames, mtosi::model::N_KEYS], &roll)?;
     Ok(())
 }

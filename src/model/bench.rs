@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::device::KernelDevice;
+
+use super::device_forward::DeviceTranscriber;
 use super::init::uniform_unit;
 use super::profile::{self, Record};
 use super::tensor::{Mode, Tensor};
@@ -136,4 +139,26 @@ pub fn time_eval_forward(
         Vec::new()
     };
     Ok((timings, records))
+}
+
+/// [`time_eval_forward`] on a kernel device: the parameters are uploaded once, before the
+/// warm-up; each timed run uploads the spectrogram, runs the network's kernels and downloads
+/// the piano roll (which waits for the device).
+pub fn time_eval_forward_on(
+    device: &KernelDevice,
+    frames: usize,
+    repeats: usize,
+) -> Result<Timings, ModelError> {
+    check_input_shape(&[1, frames, N_BINS])?;
+    let mut model = Transcriber::new(33);
+    model.set_mode(Mode::Eval);
+    let network = DeviceTranscriber::upload(device, &mut model)?;
+    let (spec, _) = random_batch(2, 1, frames);
+    let mut forward = || {
+        let start = Instant::now();
+        network.forward_eval(spec.data(), spec.shape())?;
+        Ok(start.elapsed())
+    };
+    forward()?;
+    repeat(repeats, &mut forward)
 }

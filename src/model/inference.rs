@@ -1,6 +1,9 @@
 //! The network in evaluation mode on one spectrogram: what `mtosi forward` and transcription
 //! run.
 
+use crate::device::Device;
+
+use super::device_forward::DeviceTranscriber;
 use super::tensor::{Mode, Tensor};
 use super::transcriber::{Transcriber, MIN_FRAMES, N_BINS};
 use super::ModelError;
@@ -37,4 +40,33 @@ pub fn frame_probabilities(
     model.set_mode(Mode::Eval);
     let spec = Tensor::new(vec![1, frames, N_BINS], spectrogram.to_vec());
     Ok(model.forward(&spec)?.into_vec())
+}
+
+/// The evaluation-mode forward pass of `model` on `device`: spec (batch, frames, 176) → piano
+/// roll probabilities (batch, frames, 88). The one place that routes the network: the CPU
+/// layers on [`Device::Cpu`], on a kernel device the same network over its kernels
+/// ([`DeviceTranscriber`]), with `model`'s parameters uploaded once for this call.
+pub fn forward_eval_on(
+    device: &Device,
+    model: &mut Transcriber,
+    spec: &Tensor,
+) -> Result<Vec<f32>, ModelError> {
+    model.set_mode(Mode::Eval);
+    match device {
+        Device::Cpu => Ok(model.forward(spec)?.into_vec()),
+        Device::Kernels(kernels) => {
+            DeviceTranscriber::upload(kernels, model)?.forward_eval(spec.data(), spec.shape())
+        }
+    }
+}
+
+/// [`frame_probabilities`] on `device` (see [`forward_eval_on`]).
+pub fn frame_probabilities_on(
+    device: &Device,
+    model: &mut Transcriber,
+    spectrogram: &[f32],
+    frames: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let spec = Tensor::new(vec![1, frames, N_BINS], spectrogram.to_vec());
+    forward_eval_on(device, model, &spec)
 }

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod decoder;
+pub mod device_forward;
 pub mod encoder;
 pub mod inference;
 pub mod init;
@@ -39,6 +40,8 @@ pub enum ModelError {
         bin: usize,
         value: f32,
     },
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     #[error("the frame roll has shape {got:?}, the piano roll {expected:?}")]
     TargetShape {
         got: Vec<usize>,
