@@ -6,6 +6,7 @@ mod devices;
 mod forward;
 mod init;
 mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -39,6 +40,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Time one training step or the evaluation forward pass on the CPU.
     BenchStep(bench_step::BenchStepArgs),
+    /// Train the transcriber (from scratch, by transfer with --init, or --resume a run).
+    Train(Box<train::TrainArgs>),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +52,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
         Command::BenchStep(args) => bench_step::run(args),
+        Command::Train(args) => train::run(*args),
     }
 }
