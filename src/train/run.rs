@@ -315,6 +315,13 @@ struct Position {
 }
 
 impl Position {
+    const START: Position = Position {
+        epoch: 1,
+        next_batch: 0,
+        loss_sum: 0.0,
+        loss_count: 0,
+    };
+
     fn to_metadata(self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("epoch".to_string(), self.epoch.to_string()),
@@ -552,23 +559,14 @@ struct Trainer<'a> {
     last_save: Instant,
 }
 
-/// Starts a new run in `run_dir` (which must not hold one already).
-pub fn start_run(
-    settings: TrainSettings,
-    run_dir: &Path,
+/// The network and optimizer a run starts from: the seeded initialisation, then `--init`'s
+/// tensors (and Adam state), then the output-bias prior. A pure function of the settings and
+/// the data, so a run killed before its first checkpoint restarts from the same state.
+fn initial_state(
+    settings: &TrainSettings,
+    data: &RunData,
     reporter: &mut dyn Reporter,
-) -> Result<RunSummary, TrainError> {
-    settings.check()?;
-    let paths = RunPaths::new(run_dir);
-    if paths.config().exists() {
-        return Err(TrainError::RunDir {
-            path: paths.config(),
-            problem:
-                "a run already exists here: continue it with --resume, or choose another --out"
-                    .into(),
-        });
-    }
-    let data = load_data(&settings, reporter)?;
+) -> Result<(Transcriber, Optimizer, Option<transfer::TransferReport>), TrainError> {
     let mut model = Transcriber::new(settings.seed);
     let adam = AdamConfig {
         lr: settings.lr,
@@ -591,6 +589,27 @@ pub fn start_run(
             "linear.bias set to the logit of each key's frame-on rate in the training labels",
         );
     }
+    Ok((model, optimizer, transfer_report))
+}
+
+/// Starts a new run in `run_dir` (which must not hold one already).
+pub fn start_run(
+    settings: TrainSettings,
+    run_dir: &Path,
+    reporter: &mut dyn Reporter,
+) -> Result<RunSummary, TrainError> {
+    settings.check()?;
+    let paths = RunPaths::new(run_dir);
+    if paths.config().exists() {
+        return Err(TrainError::RunDir {
+            path: paths.config(),
+            problem:
+                "a run already exists here: continue it with --resume, or choose another --out"
+                    .into(),
+        });
+    }
+    let data = load_data(&settings, reporter)?;
+    let (mut model, optimizer, transfer_report) = initial_state(&settings, &data, reporter)?;
     for dir in [paths.root.clone(), paths.checkpoints(), paths.plots()] {
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     }
@@ -606,14 +625,8 @@ pub fn start_run(
     fsutil::write_bytes_atomic(&paths.metrics(), b"").map_err(io_error(&paths.metrics()))?;
     let frozen = transfer::frozen_mask(&mut model, &settings.freeze);
     let mut trainer = Trainer::new(settings, paths, data, model, optimizer, frozen, reporter)?;
-    let start = Position {
-        epoch: 1,
-        next_batch: 0,
-        loss_sum: 0.0,
-        loss_count: 0,
-    };
-    trainer.save_last(start)?;
-    trainer.run(start)
+    trainer.save_last(Position::START)?;
+    trainer.run(Position::START)
 }
 
 /// Continues the run in `run_dir` from its last checkpoint; `epochs` may extend (or shorten)
@@ -671,11 +684,17 @@ pub fn resume_run(
             problem: "the training or validation recordings differ from those the run started with (files added, removed or changed): resuming would not continue the same run".into(),
         });
     }
-    recover_checkpoint(&paths)?;
-    let mut model = Transcriber::new(settings.seed);
     let last = paths.last();
-    let (optimizer, extra) = checkpoint::load_training_state(&last, &mut model)?;
-    let position = Position::from_metadata(&last, &extra)?;
+    let (mut model, optimizer, position) = if recover_checkpoint(&paths)? {
+        let mut model = Transcriber::new(settings.seed);
+        let (optimizer, extra) = checkpoint::load_training_state(&last, &mut model)?;
+        let position = Position::from_metadata(&last, &extra)?;
+        (model, optimizer, position)
+    } else {
+        reporter.message("the run stopped before its first checkpoint: starting it again");
+        let (model, optimizer, _) = initial_state(&settings, &data, reporter)?;
+        (model, optimizer, Position::START)
+    };
     let frozen = transfer::frozen_mask(&mut model, &settings.freeze);
     truncate_metrics(&paths, position.epoch)?;
     reporter.message(&format!(
@@ -686,8 +705,9 @@ pub fn resume_run(
     trainer.run(position)
 }
 
-/// Finishes or discards a checkpoint write that a kill interrupted (see [`Trainer::save_last`]).
-fn recover_checkpoint(paths: &RunPaths) -> Result<(), TrainError> {
+/// Finishes or discards a checkpoint write that a kill interrupted (see [`Trainer::save_last`]);
+/// says whether there is a checkpoint to resume from.
+fn recover_checkpoint(paths: &RunPaths) -> Result<bool, TrainError> {
     let pending = paths.pending();
     let pending_optim = optimizer_path(&pending);
     let last = paths.last();
@@ -710,13 +730,7 @@ fn recover_checkpoint(paths: &RunPaths) -> Result<(), TrainError> {
             }
         }
     }
-    if !last.exists() {
-        return Err(TrainError::RunDir {
-            path: last,
-            problem: "the run has no checkpoint to resume from".into(),
-        });
-    }
-    Ok(())
+    Ok(last.exists())
 }
 
 /// Keeps the metrics lines of epochs before `epoch` (later ones are recomputed).
@@ -911,8 +925,9 @@ impl<'a> Trainer<'a> {
             });
             let epoch_started = Instant::now();
             let (mut step_s, mut wait_s, mut prepare_s, mut steps_here) = (0.0, 0.0, 0.0, 0u64);
+            let first_batch = position.next_batch;
             for (offset, crops) in todo.iter().enumerate() {
-                let batch_index = position.next_batch + offset;
+                let batch_index = first_batch + offset;
                 let wait_started = Instant::now();
                 let batch = match prefetcher.as_mut() {
                     Some(p) => p.next()?.0,
