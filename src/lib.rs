@@ -1,8 +1,8 @@
 //! mtosi: automatic music transcription trained on synthesized instruments.
 //!
 //! Data flows one way, one module per arrow:
-//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → [`decode`] → notes → MIDI / metrics (the
-//! transcription and evaluation modules come with the training work).
+//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → [`decode`] → notes → MIDI / [`metrics`]
+//! (the transcription module comes with the training work).
 //! [`synth`] renders notes into audio (the Synthesized Instruments set), [`data`] pairs audio with
 //! labels into datasets, [`train`] fits the network. Compute runs through [`device`]: the plain-Rust
 //! CPU reference, the CUDA kernels of `kernels/` on a GPU, or the same kernels emulated on the CPU.
@@ -12,6 +12,7 @@ pub mod data;
 pub mod decode;
 pub mod device;
 pub mod fsutil;
+pub mod metrics;
 pub mod model;
 pub mod notes;
 pub mod npy;

@@ -4,6 +4,7 @@
 //! paths, then the project's own generated one of [`builtin`]); [`render_notes`] renders notes
 //! with one GM program through rustysynth.
 
+pub mod augment;
 pub mod builtin;
 pub mod effects;
 pub mod random;
