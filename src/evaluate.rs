@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::data::Item;
 use crate::decode::DecodeOptions;
-use crate::metrics::{mean_std, score_recording, MetricsError, Prf, RecordingScores, ReferenceKind};
+use crate::metrics::{
+    mean_std, score_recording, MetricsError, Prf, RecordingScores, ReferenceKind,
+};
 use crate::model::{inference, Transcriber};
 use crate::spectrogram::{features, Cqt};
 use crate::train::examples::SAMPLE_RATE_HZ;
@@ -68,12 +70,11 @@ pub fn recording_roll(
     cqt: &Cqt,
     audio: &[f32],
 ) -> Result<Vec<f32>, EvalError> {
-    let (frames, spec) = features::model_input(cqt, audio).map_err(|source| {
-        EvalError::Spectrogram {
+    let (frames, spec) =
+        features::model_input(cqt, audio).map_err(|source| EvalError::Spectrogram {
             name: String::new(),
             source,
-        }
-    })?;
+        })?;
     inference::frame_probabilities(model, &spec, frames).map_err(|source| EvalError::Model {
         name: String::new(),
         source,
@@ -95,17 +96,32 @@ pub fn evaluate_items(
         let name = || item.name.clone();
         let audio = item
             .load_audio(SAMPLE_RATE_HZ)
-            .map_err(|source| EvalError::Audio { name: name(), source })?;
-        let notes = item
-            .load_notes()
-            .map_err(|source| EvalError::Notes { name: name(), source })?;
+            .map_err(|source| EvalError::Audio {
+                name: name(),
+                source,
+            })?;
+        let notes = item.load_notes().map_err(|source| EvalError::Notes {
+            name: name(),
+            source,
+        })?;
         let roll = recording_roll(model, cqt, &audio).map_err(|e| match e {
-            EvalError::Spectrogram { source, .. } => EvalError::Spectrogram { name: name(), source },
-            EvalError::Model { source, .. } => EvalError::Model { name: name(), source },
+            EvalError::Spectrogram { source, .. } => EvalError::Spectrogram {
+                name: name(),
+                source,
+            },
+            EvalError::Model { source, .. } => EvalError::Model {
+                name: name(),
+                source,
+            },
             other => other,
         })?;
-        let scores = score_recording(&roll, &notes, audio.len(), reference, decode)
-            .map_err(|source| EvalError::Metrics { name: name(), source })?;
+        let scores =
+            score_recording(&roll, &notes, audio.len(), reference, decode).map_err(|source| {
+                EvalError::Metrics {
+                    name: name(),
+                    source,
+                }
+            })?;
         results.push(RecordingResult {
             name: item.name.clone(),
             frames: roll.len() / crate::model::N_KEYS,

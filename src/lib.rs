@@ -11,6 +11,7 @@ pub mod audio;
 pub mod data;
 pub mod decode;
 pub mod device;
+pub mod evaluate;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

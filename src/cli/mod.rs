@@ -3,6 +3,7 @@
 mod bench_step;
 mod cqt;
 mod devices;
+mod eval;
 mod forward;
 mod init;
 mod synth;
@@ -42,6 +43,8 @@ pub enum Command {
     BenchStep(bench_step::BenchStepArgs),
     /// Train the transcriber (from scratch, by transfer with --init, or --resume a run).
     Train(Box<train::TrainArgs>),
+    /// Score a checkpoint on every recording of a dataset split, whole (frame, note, note with offset).
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(args),
         Command::BenchStep(args) => bench_step::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
     }
 }

@@ -25,7 +25,9 @@ use serde_json::json;
 
 use crate::data::source::DataSource;
 use crate::data::{Item, Split};
+use crate::decode::DecodeOptions;
 use crate::fsutil;
+use crate::metrics::{mean_std, score_recording, RecordingScores, ReferenceKind};
 use crate::model::checkpoint::{self, optimizer_path, CheckpointError};
 use crate::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
 use crate::model::{Mode, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
@@ -758,11 +760,17 @@ fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
     fsutil::write_bytes_atomic(path, text.as_bytes()).map_err(io_error(path))
 }
 
+/// The reference validation scores against: the notes read back from the label roll, as the
+/// paper's code validated.
+pub const VALIDATION_REFERENCE: ReferenceKind = ReferenceKind::LabelRoll;
+
 /// Validation figures of one pass.
 #[derive(Debug, Clone)]
 pub struct Validation {
     /// Mean over recordings of the whole-recording BCE loss.
     pub loss: f64,
+    /// Mean over recordings of the paper's scores (against [`VALIDATION_REFERENCE`]).
+    pub scores: RecordingScores,
     /// The first recording's name, frame roll and estimated roll (for the plot).
     pub example: Option<(String, Vec<f32>, Vec<f32>)>,
 }
@@ -774,6 +782,7 @@ pub fn validate(
     recordings: &[Recording],
 ) -> Result<Validation, TrainError> {
     let mut losses = Vec::with_capacity(recordings.len());
+    let mut scores = Vec::with_capacity(recordings.len());
     let mut example = None;
     for rec in recordings {
         let audio = rec.audio()?;
@@ -785,6 +794,16 @@ pub fn validate(
             .forward(&Tensor::new(vec![1, frames, N_BINS], spec))?
             .into_vec();
         losses.push(f64::from(bce_forward(&roll, &reference)));
+        scores.push(
+            score_recording(
+                &roll,
+                &rec.notes,
+                rec.samples,
+                VALIDATION_REFERENCE,
+                &DecodeOptions::default(),
+            )
+            .map_err(|e| TrainError::Settings(format!("validation of {}: {e}", rec.name)))?,
+        );
         if example.is_none() {
             example = Some((rec.name.clone(), reference, roll));
         }
@@ -794,7 +813,11 @@ pub fn validate(
     } else {
         losses.iter().sum::<f64>() / losses.len() as f64
     };
-    Ok(Validation { loss, example })
+    Ok(Validation {
+        loss,
+        scores: mean_std(&scores).0,
+        example,
+    })
 }
 
 impl<'a> Trainer<'a> {
@@ -999,6 +1022,10 @@ impl<'a> Trainer<'a> {
             if epoch % settings.validate_every == 0 && !self.data.val.is_empty() {
                 let validation = validate(&mut self.model, &self.cqt, &self.data.val)?;
                 line["val_loss"] = json!(validation.loss);
+                for (name, value) in crate::evaluate::figures(&validation.scores) {
+                    line[format!("val_{name}")] = json!(value);
+                }
+                line["val_reference"] = json!("roll");
                 if let Some((name, reference, estimate)) = &validation.example {
                     plots::write_roll_plot(
                         &self.paths.plots().join("val-roll.png"),
@@ -1010,8 +1037,11 @@ impl<'a> Trainer<'a> {
                     .map_err(io_error(&self.paths.plots()))?;
                 }
                 self.reporter.message(&format!(
-                    "epoch {epoch}: loss {loss:.5}, validation loss {:.5}",
-                    validation.loss
+                    "epoch {epoch}: loss {loss:.5}, validation loss {:.5}, F1 frame {:.3} note {:.3} note-with-offset {:.3}",
+                    validation.loss,
+                    validation.scores.frame.f1,
+                    validation.scores.note.f1,
+                    validation.scores.note_with_offset.f1
                 ));
             }
             append_line(&self.paths.metrics(), &line.to_string())?;
