@@ -88,9 +88,26 @@ pub fn evaluate_items(
     items: &[Item],
     reference: ReferenceKind,
     decode: &DecodeOptions,
-    mut progress: impl FnMut(usize, &str),
+    progress: impl FnMut(usize, &str),
 ) -> Result<Vec<RecordingResult>, EvalError> {
-    let mut results = Vec::with_capacity(items.len());
+    Ok(
+        evaluate_items_against(model, cqt, items, &[reference], decode, progress)?
+            .pop()
+            .expect("one reference in, one list out"),
+    )
+}
+
+/// [`evaluate_items`] against several references at once (the network runs once per
+/// recording): one result list per reference, in the order given.
+pub fn evaluate_items_against(
+    model: &mut Transcriber,
+    cqt: &Cqt,
+    items: &[Item],
+    references: &[ReferenceKind],
+    decode: &DecodeOptions,
+    mut progress: impl FnMut(usize, &str),
+) -> Result<Vec<Vec<RecordingResult>>, EvalError> {
+    let mut results = vec![Vec::with_capacity(items.len()); references.len()];
     for (i, item) in items.iter().enumerate() {
         progress(i, &item.name);
         let name = || item.name.clone();
@@ -115,19 +132,20 @@ pub fn evaluate_items(
             },
             other => other,
         })?;
-        let scores =
-            score_recording(&roll, &notes, audio.len(), reference, decode).map_err(|source| {
-                EvalError::Metrics {
+        for (out, &reference) in results.iter_mut().zip(references) {
+            let scores = score_recording(&roll, &notes, audio.len(), reference, decode).map_err(
+                |source| EvalError::Metrics {
                     name: name(),
                     source,
-                }
-            })?;
-        results.push(RecordingResult {
-            name: item.name.clone(),
-            frames: roll.len() / crate::model::N_KEYS,
-            seconds: audio.len() as f64 / f64::from(SAMPLE_RATE_HZ),
-            scores,
-        });
+                },
+            )?;
+            out.push(RecordingResult {
+                name: item.name.clone(),
+                frames: roll.len() / crate::model::N_KEYS,
+                seconds: audio.len() as f64 / f64::from(SAMPLE_RATE_HZ),
+                scores,
+            });
+        }
     }
     Ok(results)
 }

@@ -12,6 +12,7 @@ pub mod data;
 pub mod decode;
 pub mod device;
 pub mod evaluate;
+pub mod experiment;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

@@ -4,6 +4,7 @@ mod bench_step;
 mod cqt;
 mod devices;
 mod eval;
+mod experiment;
 mod forward;
 mod init;
 mod synth;
@@ -45,6 +46,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Score a checkpoint on every recording of a dataset split, whole (frame, note, note with offset).
     Eval(eval::EvalArgs),
+    /// The paper's protocol: seven trainings, their evaluations, Tables 1-3 and the convergence plot.
+    Experiment(experiment::ExperimentArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchStep(args) => bench_step::run(args),
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Experiment(args) => experiment::run(args),
     }
 }
