@@ -37,7 +37,7 @@ pub struct Scale {
     pub validate_every: u64,
     pub checkpoint_every: u64,
     /// Scores of each label source and split rendered into the Synthesized set (train, val,
-    /// test); `None`: all of them.
+    /// test), the shortest first; `None`: all of them.
     pub synth_pieces: Option<(usize, usize, usize)>,
 }
 
@@ -291,7 +291,18 @@ fn render_synth(
                     Split::Validation => val,
                     Split::Test => test,
                 };
-                labels.truncate(limit);
+                // The shortest scores, so that a small scale renders little audio.
+                let end_s = |path: &Path| {
+                    crate::notes::read_notes(path)
+                        .map(|notes| notes.iter().map(|n| n.offset_s).fold(0.0, f64::max))
+                        .unwrap_or(f64::INFINITY)
+                };
+                let mut by_length: Vec<(f64, _)> = labels
+                    .into_iter()
+                    .map(|l| (end_s(&l.label_path), l))
+                    .collect();
+                by_length.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+                labels = by_length.into_iter().take(limit).map(|(_, l)| l).collect();
             }
             scores.extend(labels.into_iter().map(|l| Score {
                 name: l.name,
