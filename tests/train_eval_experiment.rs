@@ -25,8 +25,9 @@ fn recording(dir: &Path, name: &str, seconds: f64, pitch0: u8) {
             velocity: 80,
         });
         let hz = 440.0 * 2f64.powf((f64::from(pitch) - 69.0) / 12.0);
-        for n in (t * 16_000.0) as usize..((t + 0.25) * 16_000.0) as usize {
-            audio[n] += 0.3 * (2.0 * std::f64::consts::PI * hz * n as f64 / 16_000.0).sin() as f32;
+        let (from, to) = ((t * 16_000.0) as usize, ((t + 0.25) * 16_000.0) as usize);
+        for (n, sample) in audio.iter_mut().enumerate().take(to).skip(from) {
+            *sample += 0.3 * (2.0 * std::f64::consts::PI * hz * n as f64 / 16_000.0).sin() as f32;
         }
         t += 0.3;
         k += 1;

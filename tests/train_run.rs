@@ -36,8 +36,13 @@ fn tiny_set(dir: &Path, count: usize, seed: u64) {
                 velocity: 80,
             });
             let hz = 440.0 * 2f64.powf((f64::from(pitch) - 69.0) / 12.0);
-            for n in (t * 16_000.0) as usize..(end * 16_000.0) as usize {
-                audio[n] +=
+            for (n, sample) in audio
+                .iter_mut()
+                .enumerate()
+                .take((end * 16_000.0) as usize)
+                .skip((t * 16_000.0) as usize)
+            {
+                *sample +=
                     0.2 * (2.0 * std::f64::consts::PI * hz * n as f64 / 16_000.0).sin() as f32;
             }
             t += rng.range_f32(0.1, 0.4) as f64;

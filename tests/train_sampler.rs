@@ -90,7 +90,7 @@ fn batches_are_the_same_bits_under_any_thread_count_and_loader() {
         1,
     );
     let loaded: Vec<_> = (0..plan.len())
-        .map(|_| bits(&loader.next().unwrap().0))
+        .map(|_| bits(&loader.next_batch().unwrap().0))
         .collect();
     assert_eq!(one, loaded);
     // Shapes: (2, 32, 176) inputs in [0, 1], (2, 32, 88) rolls of 0/1.

@@ -274,7 +274,7 @@ impl Prefetcher {
     }
 
     /// The next batch and how long the caller waited for it.
-    pub fn next(&mut self) -> Result<(Batch, Duration), ExampleError> {
+    pub fn next_batch(&mut self) -> Result<(Batch, Duration), ExampleError> {
         let started = Instant::now();
         let batch = self
             .receiver

@@ -19,7 +19,7 @@ const COLOURS: [&str; 8] = [
 ];
 
 fn nice_ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
-    if !(high > low) {
+    if high.is_nan() || low.is_nan() || high <= low {
         return vec![low];
     }
     let raw = (high - low) / count as f64;

@@ -152,7 +152,7 @@ impl TrainSettings {
         if self.validate_every == 0 || self.checkpoint_every == 0 {
             return bad("--validate-every and --checkpoint-every must be at least 1".into());
         }
-        if !(self.checkpoint_minutes >= 0.0) {
+        if self.checkpoint_minutes.is_nan() || self.checkpoint_minutes < 0.0 {
             return bad("--checkpoint-minutes must be 0 or more".into());
         }
         if self.epochs == 0 {
@@ -953,7 +953,7 @@ impl<'a> Trainer<'a> {
                 let batch_index = first_batch + offset;
                 let wait_started = Instant::now();
                 let batch = match prefetcher.as_mut() {
-                    Some(p) => p.next()?.0,
+                    Some(p) => p.next_batch()?.0,
                     None => make_batch(&self.data.train, &self.cqt, crops, settings.crop_frames)?,
                 };
                 wait_s += wait_started.elapsed().as_secs_f64();
@@ -1019,7 +1019,7 @@ impl<'a> Trainer<'a> {
                 "prefetch": settings.prefetch,
                 "epoch_s": epoch_started.elapsed().as_secs_f64(),
             });
-            if epoch % settings.validate_every == 0 && !self.data.val.is_empty() {
+            if epoch.is_multiple_of(settings.validate_every) && !self.data.val.is_empty() {
                 let validation = validate(&mut self.model, &self.cqt, &self.data.val)?;
                 line["val_loss"] = json!(validation.loss);
                 for (name, value) in crate::evaluate::figures(&validation.scores) {
@@ -1053,7 +1053,7 @@ impl<'a> Trainer<'a> {
                 loss_sum: 0.0,
                 loss_count: 0,
             };
-            if epoch % settings.checkpoint_every == 0 || epoch == settings.epochs {
+            if epoch.is_multiple_of(settings.checkpoint_every) || epoch == settings.epochs {
                 let path = self.paths.epoch_checkpoint(epoch);
                 checkpoint::save_training_state(
                     &path,
