@@ -132,6 +132,9 @@ pub fn evaluate_items_against(
             },
             other => other,
         })?;
+        // Each recording's activations have their own sizes: give them back to the allocator
+        // rather than keep them pooled.
+        crate::model::storage::release_pool();
         for (out, &reference) in results.iter_mut().zip(references) {
             let scores = score_recording(&roll, &notes, audio.len(), reference, decode).map_err(
                 |source| EvalError::Metrics {

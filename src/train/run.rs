@@ -221,7 +221,8 @@ pub struct StepProgress {
     pub epochs: u64,
     pub batch: usize,
     pub batches: usize,
-    /// Optimizer steps taken, and the total the run will take.
+    /// Steps this run has taken (counted from its start, not from a transferred Adam state),
+    /// and the total it will take.
     pub step: u64,
     pub total_steps: u64,
     /// Mean loss of the epoch so far.
@@ -237,7 +238,7 @@ pub trait Reporter {
     fn finish(&mut self) {}
 }
 
-/// Prints messages to stderr and nothing else (tests, library callers).
+/// Reports nothing (tests, library callers that print their own).
 pub struct QuietReporter;
 
 impl Reporter for QuietReporter {
@@ -558,6 +559,9 @@ struct Trainer<'a> {
     reporter: &'a mut dyn Reporter,
     /// Step of the newest checkpoint on disk.
     good_step: u64,
+    /// The optimizer's step count when this run started (non-zero after a transfer that took
+    /// the source's Adam state): warm-up and progress count from it.
+    step_base: u64,
     last_save: Instant,
 }
 
@@ -793,6 +797,8 @@ pub fn validate(
         let roll = model
             .forward(&Tensor::new(vec![1, frames, N_BINS], spec))?
             .into_vec();
+        // Whole recordings come in sizes no training step reuses: give their buffers back.
+        crate::model::storage::release_pool();
         losses.push(f64::from(bce_forward(&roll, &reference)));
         scores.push(
             score_recording(
@@ -843,6 +849,7 @@ impl<'a> Trainer<'a> {
             config: TrainingConfig::default(),
             reporter,
             good_step,
+            step_base: 0,
             last_save: Instant::now(),
         })
     }
@@ -903,8 +910,9 @@ impl<'a> Trainer<'a> {
 
     fn lr_factor(&self) -> f64 {
         let w = self.settings.warmup_steps;
-        if w > 0 && self.optimizer.step < w {
-            (self.optimizer.step + 1) as f64 / w as f64
+        let step = self.optimizer.step - self.step_base;
+        if w > 0 && step < w {
+            (step + 1) as f64 / w as f64
         } else {
             1.0
         }
@@ -921,6 +929,8 @@ impl<'a> Trainer<'a> {
         let lengths = self.lengths();
         let batches = batches_per_epoch(lengths.len(), settings.batch);
         let total_steps = settings.epochs * batches as u64;
+        let done_in_run = (position.epoch - 1) * batches as u64 + position.next_batch as u64;
+        self.step_base = self.optimizer.step.saturating_sub(done_in_run);
         let mut last_loss = None;
         let started = Instant::now();
         let steps_at_start = self.optimizer.step;
@@ -993,7 +1003,7 @@ impl<'a> Trainer<'a> {
                     epochs: settings.epochs,
                     batch: batch_index + 1,
                     batches,
-                    step: self.optimizer.step,
+                    step: self.optimizer.step - self.step_base,
                     total_steps,
                     loss: position.loss_sum / position.loss_count as f64,
                     steps_per_s: (self.optimizer.step - steps_at_start) as f64 / elapsed.max(1e-9),
