@@ -89,5 +89,84 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Small layers for emu (same kinds: 3×3 pad 1, 1×1 skip, 2×2 stride 2).
+const SMALL_LAYERS: [Layer; 3] = [
+    ("small conv 8-8 24x20", 8, 24, 20, 8, 3, 1, 1),
+    ("small skip 4-8 1x1 24x20", 4, 24, 20, 8, 1, 1, 0),
+    ("small ds 8-8 2x2s2 24x20", 8, 24, 20, 8, 2, 2, 0),
+];
+
+/// im2col + the tiled SGEMM on emu (small layers) and cuda (the network's layers).
+fn bench_kernels(c: &mut Criterion) {
+    use mtosi::ops::conv2d::{
+        conv2d_backward_launch, conv2d_forward_launch, ConvWorkspace, DeviceConvGeometry,
+    };
+    let mut group = c.benchmark_group("conv2d");
+    configure(&mut group);
+    for kb in common::kernel_devices("conv2d") {
+        let layers: &[Layer] = if kb.full_size { &LAYERS } else { &SMALL_LAYERS };
+        let d = &kb.device;
+        for &(name, c_in, h, w, c_out, k, stride, pad) in layers {
+            let g = DeviceConvGeometry::conv2d(BATCH, c_in, h, w, c_out, k, stride, pad);
+            let mut ws = ConvWorkspace::new(d, &g).unwrap();
+            let inp = d.upload(&values(BATCH * c_in * h * w)).unwrap();
+            let weight = d.upload(&values(c_out * c_in * k * k)).unwrap();
+            let bias = d.upload(&values(c_out)).unwrap();
+            let out_len = BATCH * c_out * g.h_out * g.w_out;
+            let mut out = d.alloc::<f32>(out_len).unwrap();
+            let macs = (out_len * c_in * k * k) as f64;
+            let col_bytes = 4.0 * 2.0 * g.col_len() as f64;
+            let io_bytes = 4.0 * (inp.len() + out_len + weight.len()) as f64;
+            common::print_roofline(
+                &kb,
+                &format!("{name} forward"),
+                2.0 * macs,
+                io_bytes + col_bytes,
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{} forward", kb.name), name),
+                |b| {
+                    b.iter(|| {
+                        conv2d_forward_launch(d, &mut ws, &mut out, &inp, &weight, Some(&bias), &g)
+                            .unwrap();
+                        d.synchronize().unwrap();
+                    })
+                },
+            );
+            let d_out = d.upload(&values(out_len)).unwrap();
+            let mut d_inp = d.alloc::<f32>(inp.len()).unwrap();
+            let mut d_weight = d.alloc::<f32>(weight.len()).unwrap();
+            let mut d_bias = d.alloc::<f32>(c_out).unwrap();
+            common::print_roofline(
+                &kb,
+                &format!("{name} backward"),
+                4.0 * macs,
+                2.0 * io_bytes + 2.0 * col_bytes,
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{} backward", kb.name), name),
+                |b| {
+                    b.iter(|| {
+                        conv2d_backward_launch(
+                            d,
+                            &mut ws,
+                            Some(&mut d_inp),
+                            &mut d_weight,
+                            Some(&mut d_bias),
+                            &d_out,
+                            &inp,
+                            &weight,
+                            &g,
+                        )
+                        .unwrap();
+                        d.synchronize().unwrap();
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_kernels);
 criterion_main!(benches);

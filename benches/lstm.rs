@@ -111,5 +111,129 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The kernels on emu (a small LSTM) and cuda (the network's): the recurrences are one launch
+/// each; on cuda the time divided by 640 frames is the per-step latency.
+fn bench_kernels(c: &mut Criterion) {
+    use mtosi::ops::lstm::{
+        lstm_backward_launch, lstm_forward_launch, DeviceLstmGradients, DeviceLstmWeights,
+        LstmShape, LstmWorkspace,
+    };
+    let mut group = c.benchmark_group("lstm");
+    configure(&mut group);
+    for kb in common::kernel_devices("lstm") {
+        let d = &kb.device;
+        let (frames, features) = if kb.full_size {
+            (FRAMES, FEATURES)
+        } else {
+            (16, 24)
+        };
+        let s = LstmShape {
+            batch: BATCH,
+            frames,
+            input_size: features,
+            hidden_size: features,
+        };
+        let hid = features;
+        let upload = |len: usize| {
+            d.upload(&values(len).iter().map(|v| v * 0.15).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let params: Vec<[mtosi::device::DeviceBuffer<f32>; 4]> = (0..2)
+            .map(|_| {
+                [
+                    upload(4 * hid * hid),
+                    upload(4 * hid * hid),
+                    upload(4 * hid),
+                    upload(4 * hid),
+                ]
+            })
+            .collect();
+        let weights = || {
+            [0, 1].map(|i| DeviceLstmWeights {
+                w_ih: &params[i][0],
+                w_hh: &params[i][1],
+                b_ih: &params[i][2],
+                b_hh: &params[i][3],
+            })
+        };
+        let rows = BATCH * frames;
+        let mut ws = LstmWorkspace::new(d, s).unwrap();
+        let inp = d.upload(&values(rows * features)).unwrap();
+        let mut out = d.alloc::<f32>(rows * 2 * hid).unwrap();
+        let mut gates = d.alloc::<f32>(2 * rows * 4 * hid).unwrap();
+        let mut cells = d.alloc::<f32>(2 * rows * hid).unwrap();
+        let name = format!("{BATCH}x{frames} {features}-{hid} bidirectional");
+        let flops = 2.0 * 2.0 * rows as f64 * 4.0 * hid as f64 * (features + hid) as f64;
+        common::print_roofline(
+            &kb,
+            &format!("lstm forward {name}"),
+            flops,
+            4.0 * 2.0 * 8.0 * (hid * hid) as f64,
+        );
+        group.bench_function(
+            BenchmarkId::new(format!("{} forward", kb.name), &name),
+            |b| {
+                b.iter(|| {
+                    lstm_forward_launch(
+                        d,
+                        &mut ws,
+                        &mut out,
+                        &mut gates,
+                        &mut cells,
+                        &inp,
+                        weights(),
+                    )
+                    .unwrap();
+                    d.synchronize().unwrap();
+                })
+            },
+        );
+        let d_out = d.upload(&values(out.len())).unwrap();
+        let mut d_inp = d.alloc::<f32>(inp.len()).unwrap();
+        let mut grads: Vec<[mtosi::device::DeviceBuffer<f32>; 4]> = (0..2)
+            .map(|_| {
+                [
+                    upload(4 * hid * hid),
+                    upload(4 * hid * hid),
+                    upload(4 * hid),
+                    upload(4 * hid),
+                ]
+            })
+            .collect();
+        group.bench_function(
+            BenchmarkId::new(format!("{} backward", kb.name), &name),
+            |b| {
+                b.iter(|| {
+                    let (g0, g1) = grads.split_at_mut(1);
+                    let grads = [&mut g0[0], &mut g1[0]].map(|g| {
+                        let [w_ih, w_hh, b_ih, b_hh] = g;
+                        DeviceLstmGradients {
+                            w_ih,
+                            w_hh,
+                            b_ih,
+                            b_hh,
+                        }
+                    });
+                    lstm_backward_launch(
+                        d,
+                        &mut ws,
+                        Some(&mut d_inp),
+                        grads,
+                        &d_out,
+                        &inp,
+                        &out,
+                        &gates,
+                        &cells,
+                        weights(),
+                    )
+                    .unwrap();
+                    d.synchronize().unwrap();
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_kernels);
 criterion_main!(benches);

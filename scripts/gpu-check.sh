@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: every kernel test on a real GPU (and under compute-sanitizer), and the benchmarks.
+# The GPU check: every kernel test on a real GPU (and under compute-sanitizer), the benchmarks,
+# and PyTorch's training step of the same network on the same GPU (tools/bench/torch_step_gpu.py).
 #
 #   bash scripts/gpu-check.sh build   # here (needs cargo + NVRTC, see README): release test and
 #                                     # bench binaries, stripped, into target/gpu-bundle (< 64 MiB)
@@ -139,12 +140,34 @@ run() {
     for bench in "$BUNDLE"/benches/*; do
         name=$(basename "$bench")
         if "$bench" --bench >"$work/$name.bench.log" 2>&1; then
-            grep -E '^[a-z_]+/[a-z]+/|time:|thrpt:' "$work/$name.bench.log" >>"$report" || true
+            grep -E '^[a-z_0-9]+/|time:|thrpt:|: roofline ' "$work/$name.bench.log" >>"$report" || true
         else
             echo "$name: FAILED" >>"$report"
             failures=$((failures + 1))
         fi
     done
+    echo '```' >>"$report"
+    # PyTorch's training step of the same network on the same GPU (eager with cuDNN, and
+    # torch.compile), the peer of mtosi's step on cuda.
+    {
+        echo
+        echo "## Training step on this GPU: PyTorch (eager + cuDNN, torch.compile)"
+        echo
+        echo "mtosi's step does not run on cuda yet (issue 11, item 1: the model over device buffers);"
+        echo "its per-kernel times are the benchmarks above, its analytic counts BENCHMARKS.md."
+        echo
+        echo '```'
+    } >>"$report"
+    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        for batch in 4 32; do
+            if ! python3 tools/bench/torch_step_gpu.py --batch "$batch" --frames 640 >>"$report" 2>"$work/torch-step-$batch.log"; then
+                echo "torch-step batch $batch: FAILED (see torch-step-$batch.log)" >>"$report"
+                failures=$((failures + 1))
+            fi
+        done
+    else
+        echo "(PyTorch with CUDA not available: skipped)" >>"$report"
+    fi
     echo '```' >>"$report"
     if [ "$failures" -gt 0 ]; then
         {

@@ -8,6 +8,7 @@
 //! CPU reference, the CUDA kernels of `kernels/` on a GPU, or the same kernels emulated on the CPU.
 
 pub mod audio;
+pub mod compare;
 pub mod data;
 pub mod decode;
 pub mod device;

@@ -97,3 +97,111 @@ fn sigmoid_saturates_without_nan() {
     sigmoid_forward(&mut out, &inp);
     assert_eq!(out, [0.0, 0.5, 1.0]);
 }
+
+mod kernels {
+    //! kernels/activation.cu against the CPU ops, NaN-poisoned forward outputs, backward added
+    //! into a random prior gradient.
+    use mtosi::device::equivalence::{Equivalence, ODD_LENGTHS};
+    use mtosi::device::Device;
+    use mtosi::ops::activation::*;
+
+    #[test]
+    fn leaky_relu_matches_cpu_reference_on_every_device() {
+        Equivalence::new("leaky_relu_forward")
+            // One multiply per element: exact.
+            .tolerance(0.0)
+            .run(
+                &ODD_LENGTHS,
+                |&n, rng| rng.vec_f32(n, -4.0, 4.0),
+                |device, inp| match device {
+                    Device::Cpu => {
+                        let mut out = vec![0.0; inp.len()];
+                        leaky_relu_forward(&mut out, inp, LEAKY_RELU_SLOPE);
+                        Ok(out)
+                    }
+                    Device::Kernels(k) => {
+                        let inp = k.upload(inp)?;
+                        let mut out = k.alloc(inp.len())?;
+                        leaky_relu_forward_launch(k, &mut out, &inp, LEAKY_RELU_SLOPE)?;
+                        k.download(&out)
+                    }
+                },
+            );
+        Equivalence::new("leaky_relu_backward")
+            // One multiply and one add per element; a GPU may fuse them: ≤ 1 ulp.
+            .tolerance(2.5e-7)
+            .run(
+                &ODD_LENGTHS,
+                |&n, rng| {
+                    (
+                        rng.vec_f32(n, -1.0, 1.0),
+                        rng.vec_f32(n, -4.0, 4.0),
+                        rng.vec_f32(n, -1.0, 1.0),
+                    )
+                },
+                |device, (d_out, inp, prior)| match device {
+                    Device::Cpu => {
+                        let mut d_inp = prior.clone();
+                        leaky_relu_backward(&mut d_inp, d_out, inp, LEAKY_RELU_SLOPE);
+                        Ok(d_inp)
+                    }
+                    Device::Kernels(k) => {
+                        let (d_out, inp) = (k.upload(d_out)?, k.upload(inp)?);
+                        let mut d_inp = k.upload(prior)?;
+                        leaky_relu_backward_launch(k, &mut d_inp, &d_out, &inp, LEAKY_RELU_SLOPE)?;
+                        k.download(&d_inp)
+                    }
+                },
+            );
+    }
+
+    #[test]
+    fn sigmoid_matches_cpu_reference_on_every_device() {
+        Equivalence::new("sigmoid_forward")
+            // expf differs by ≤ 2 ulp between libm and CUDA; one add and one division after it.
+            .tolerance(1e-6)
+            .run(
+                &ODD_LENGTHS,
+                |&n, rng| rng.vec_f32(n, -12.0, 12.0),
+                |device, inp| match device {
+                    Device::Cpu => {
+                        let mut out = vec![0.0; inp.len()];
+                        sigmoid_forward(&mut out, inp);
+                        Ok(out)
+                    }
+                    Device::Kernels(k) => {
+                        let inp = k.upload(inp)?;
+                        let mut out = k.alloc(inp.len())?;
+                        sigmoid_forward_launch(k, &mut out, &inp)?;
+                        k.download(&out)
+                    }
+                },
+            );
+        Equivalence::new("sigmoid_backward")
+            // Two multiplies and an add, possibly fused on a GPU: a few ulp.
+            .tolerance(1e-6)
+            .run(
+                &ODD_LENGTHS,
+                |&n, rng| {
+                    (
+                        rng.vec_f32(n, -1.0, 1.0),
+                        rng.vec_f32(n, 0.0, 1.0),
+                        rng.vec_f32(n, -1.0, 1.0),
+                    )
+                },
+                |device, (d_out, out, prior)| match device {
+                    Device::Cpu => {
+                        let mut d_inp = prior.clone();
+                        sigmoid_backward(&mut d_inp, d_out, out);
+                        Ok(d_inp)
+                    }
+                    Device::Kernels(k) => {
+                        let (d_out, out) = (k.upload(d_out)?, k.upload(out)?);
+                        let mut d_inp = k.upload(prior)?;
+                        sigmoid_backward_launch(k, &mut d_inp, &d_out, &out)?;
+                        k.download(&d_inp)
+                    }
+                },
+            );
+    }
+}

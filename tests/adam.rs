@@ -84,3 +84,56 @@ fn step_lr_decays_by_gamma_every_step_size_steps() {
     assert_eq!(scheduler.lr(), 0.01 * 0.98 * 0.98 * 0.98);
     assert_eq!(scheduler.last_epoch, 30_000);
 }
+
+#[test]
+fn adam_kernel_matches_cpu_over_three_steps_of_an_arena() {
+    use mtosi::device::equivalence::Equivalence;
+    use mtosi::device::Device;
+    use mtosi::train::adam::adam_update_launch;
+    let config = AdamConfig::default();
+    // StepLR halving after two steps, as the fixture test.
+    let lrs = [0.01, 0.01, 0.005];
+    Equivalence::new("adam_update")
+        // The CPU's float32 operations, fused where it fuses, IEEE sqrt and division: exact.
+        .tolerance(0.0)
+        .run(
+            &[1usize, 33, 257, 4099, 20_011],
+            |&n, rng| {
+                let params = rng.vec_f32(n, -1.0, 1.0);
+                let grads: Vec<Vec<f32>> = (0..3).map(|_| rng.vec_f32(n, -0.1, 0.1)).collect();
+                (params, grads)
+            },
+            |device, (params, grads)| {
+                let n = params.len();
+                match device {
+                    Device::Cpu => {
+                        let mut p = params.clone();
+                        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+                        for (step, (g, &lr)) in grads.iter().zip(&lrs).enumerate() {
+                            adam_update(&mut p, g, &mut m, &mut v, step as u64 + 1, lr, &config);
+                        }
+                        Ok([p, m, v].concat())
+                    }
+                    Device::Kernels(k) => {
+                        let mut p = k.upload(params)?;
+                        let zeros = vec![0.0f32; n];
+                        let (mut m, mut v) = (k.upload(&zeros)?, k.upload(&zeros)?);
+                        for (step, (g, &lr)) in grads.iter().zip(&lrs).enumerate() {
+                            let g = k.upload(g)?;
+                            adam_update_launch(
+                                k,
+                                &mut p,
+                                &g,
+                                &mut m,
+                                &mut v,
+                                step as u64 + 1,
+                                lr,
+                                &config,
+                            )?;
+                        }
+                        Ok([k.download(&p)?, k.download(&m)?, k.download(&v)?].concat())
+                    }
+                }
+            },
+        );
+}

@@ -255,3 +255,279 @@ fn batchnorm_eval_normalises_with_running_statistics() {
     );
     assert_eq!(out, [0.0, 1.0, -5.0, 7.0]);
 }
+
+mod kernels {
+    //! kernels/batchnorm.cu against the CPU ops: training forward (statistics, running
+    //! statistics, output), evaluation forward and the backward, each plain and fused with the
+    //! leaky ReLU that follows it, on odd shapes (one and several reduction slices per channel).
+    use mtosi::device::equivalence::{Equivalence, Rng};
+    use mtosi::device::Device;
+    use mtosi::ops::activation::{leaky_relu_backward, leaky_relu_forward, LEAKY_RELU_SLOPE};
+    use mtosi::ops::batchnorm::*;
+
+    /// (n, c, hw)
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 2),
+        (2, 3, 7),
+        (3, 5, 33),
+        (4, 2, 1000),
+        (2, 17, 129),
+        (2, 3, 9000),
+    ];
+
+    struct Inputs {
+        shape: (usize, usize, usize),
+        inp: Vec<f32>,
+        d_out: Vec<f32>,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        running_mean: Vec<f32>,
+        running_var: Vec<f32>,
+        prior_d_inp: Vec<f32>,
+        prior_d_weight: Vec<f32>,
+        prior_d_bias: Vec<f32>,
+    }
+
+    fn inputs(&(n, c, hw): &(usize, usize, usize), rng: &mut Rng) -> Inputs {
+        let len = n * c * hw;
+        Inputs {
+            shape: (n, c, hw),
+            // Off-centre activations: the mean matters.
+            inp: rng.vec_f32(len, -1.0, 3.0),
+            d_out: rng.vec_f32(len, -1.0, 1.0),
+            weight: rng.vec_f32(c, 0.5, 1.5),
+            bias: rng.vec_f32(c, -0.5, 0.5),
+            running_mean: rng.vec_f32(c, -0.5, 0.5),
+            running_var: rng.vec_f32(c, 0.5, 2.0),
+            prior_d_inp: rng.vec_f32(len, -0.1, 0.1),
+            prior_d_weight: rng.vec_f32(c, -0.1, 0.1),
+            prior_d_bias: rng.vec_f32(c, -0.1, 0.1),
+        }
+    }
+
+    /// The CPU training forward, then leaky ReLU when fused: (out, pre-activation, save_mean,
+    /// save_rstd, running_mean, running_var).
+    fn cpu_train(x: &Inputs, leaky: FusedLeakyRelu) -> [Vec<f32>; 6] {
+        let (n, c, hw) = x.shape;
+        let mut pre = vec![0.0; x.inp.len()];
+        let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+        let (mut rm, mut rv) = (x.running_mean.clone(), x.running_var.clone());
+        batchnorm_forward_train(
+            &mut pre,
+            &mut mean,
+            &mut rstd,
+            &mut rm,
+            &mut rv,
+            &x.inp,
+            &x.weight,
+            &x.bias,
+            n,
+            c,
+            hw,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+        );
+        let out = match leaky {
+            Some(slope) => {
+                let mut out = vec![0.0; pre.len()];
+                leaky_relu_forward(&mut out, &pre, slope);
+                out
+            }
+            None => pre.clone(),
+        };
+        [out, pre, mean, rstd, rm, rv]
+    }
+
+    /// The kernel training forward: (workspace, out, save_mean, save_rstd, running_mean,
+    /// running_var) with the running statistics on the device.
+    type KernelTrain = (
+        BatchNormWorkspace,
+        mtosi::device::DeviceBuffer<f32>,
+        [mtosi::device::DeviceBuffer<f32>; 4],
+    );
+
+    fn kernel_train(
+        k: &mtosi::device::KernelDevice,
+        x: &Inputs,
+        leaky: FusedLeakyRelu,
+    ) -> Result<KernelTrain, mtosi::device::DeviceError> {
+        let (n, c, hw) = x.shape;
+        let mut ws = BatchNormWorkspace::new(k, n, c, hw)?;
+        let (inp, weight, bias) = (k.upload(&x.inp)?, k.upload(&x.weight)?, k.upload(&x.bias)?);
+        let mut out = k.alloc(inp.len())?;
+        let (mut mean, mut rstd) = (k.alloc(c)?, k.alloc(c)?);
+        let (mut rm, mut rv) = (k.upload(&x.running_mean)?, k.upload(&x.running_var)?);
+        batchnorm_forward_train_launch(
+            k,
+            &mut ws,
+            &mut out,
+            &mut mean,
+            &mut rstd,
+            &mut rm,
+            &mut rv,
+            &inp,
+            &weight,
+            &bias,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+            leaky,
+        )?;
+        Ok((ws, out, [mean, rstd, rm, rv]))
+    }
+
+    #[test]
+    fn batchnorm_train_forward_matches_cpu_reference_on_every_device() {
+        for (name, leaky) in [
+            ("batchnorm_forward_train", None),
+            ("batchnorm_leaky_relu_forward_train", Some(LEAKY_RELU_SLOPE)),
+        ] {
+            Equivalence::new(name)
+                // f64 statistics on both sides (one pass here, two on the CPU); the output is
+                // x·scale + shift in float32, fused on the kernel side: a few ulp of the largest.
+                .floor_fraction(1.0)
+                .tolerance(1e-5)
+                .run(&SHAPES, inputs, |device, x| match device {
+                    Device::Cpu => {
+                        let [out, _, mean, rstd, rm, rv] = cpu_train(x, leaky);
+                        Ok([out, mean, rstd, rm, rv].concat())
+                    }
+                    Device::Kernels(k) => {
+                        let (_, out, stats) = kernel_train(k, x, leaky)?;
+                        let mut all = k.download(&out)?;
+                        for s in &stats {
+                            all.extend(k.download(s)?);
+                        }
+                        Ok(all)
+                    }
+                });
+        }
+    }
+
+    #[test]
+    fn batchnorm_eval_forward_matches_cpu_reference_on_every_device() {
+        for (name, leaky) in [
+            ("batchnorm_forward_eval", None),
+            ("batchnorm_leaky_relu_forward_eval", Some(LEAKY_RELU_SLOPE)),
+        ] {
+            Equivalence::new(name)
+                // The same f64 (scale, shift), then one float32 multiply-add (fused here).
+                .floor_fraction(1.0)
+                .tolerance(1e-6)
+                .run(&SHAPES, inputs, |device, x| {
+                    let (n, c, hw) = x.shape;
+                    match device {
+                        Device::Cpu => {
+                            let mut out = vec![0.0; x.inp.len()];
+                            batchnorm_forward_eval(
+                                &mut out,
+                                &x.inp,
+                                &x.weight,
+                                &x.bias,
+                                &x.running_mean,
+                                &x.running_var,
+                                n,
+                                c,
+                                hw,
+                                BATCHNORM_EPS,
+                            );
+                            if let Some(slope) = leaky {
+                                let pre = out.clone();
+                                leaky_relu_forward(&mut out, &pre, slope);
+                            }
+                            Ok(out)
+                        }
+                        Device::Kernels(k) => {
+                            let mut ws = BatchNormWorkspace::new(k, n, c, hw)?;
+                            let inp = k.upload(&x.inp)?;
+                            let mut out = k.alloc(inp.len())?;
+                            batchnorm_forward_eval_launch(
+                                k,
+                                &mut ws,
+                                &mut out,
+                                &inp,
+                                &k.upload(&x.weight)?,
+                                &k.upload(&x.bias)?,
+                                &k.upload(&x.running_mean)?,
+                                &k.upload(&x.running_var)?,
+                                BATCHNORM_EPS,
+                                leaky,
+                            )?;
+                            k.download(&out)
+                        }
+                    }
+                });
+        }
+    }
+
+    #[test]
+    fn batchnorm_backward_matches_cpu_reference_on_every_device() {
+        for (name, leaky) in [
+            ("batchnorm_backward", None),
+            ("batchnorm_leaky_relu_backward", Some(LEAKY_RELU_SLOPE)),
+        ] {
+            Equivalence::new(name)
+                // d_x = a·d_y + b·x + k cancels to a fraction of its terms; f64 sums on both
+                // sides, float32 coefficients: the bound, 1e-4 of the largest.
+                .floor_fraction(1.0)
+                .tolerance(1e-4)
+                .run(&SHAPES, inputs, |device, x| {
+                    let (n, c, hw) = x.shape;
+                    match device {
+                        Device::Cpu => {
+                            let [_, pre, mean, rstd, _, _] = cpu_train(x, leaky);
+                            let d_y = match leaky {
+                                Some(slope) => {
+                                    let mut d_y = vec![0.0; pre.len()];
+                                    leaky_relu_backward(&mut d_y, &x.d_out, &pre, slope);
+                                    d_y
+                                }
+                                None => x.d_out.clone(),
+                            };
+                            let mut d_inp = x.prior_d_inp.clone();
+                            let mut d_weight = x.prior_d_weight.clone();
+                            let mut d_bias = x.prior_d_bias.clone();
+                            batchnorm_backward(
+                                Some(&mut d_inp),
+                                &mut d_weight,
+                                &mut d_bias,
+                                &d_y,
+                                &x.inp,
+                                &x.weight,
+                                &mean,
+                                &rstd,
+                                n,
+                                c,
+                                hw,
+                            );
+                            Ok([d_inp, d_weight, d_bias].concat())
+                        }
+                        Device::Kernels(k) => {
+                            let (mut ws, _, [mean, rstd, _, _]) = kernel_train(k, x, leaky)?;
+                            let mut d_inp = k.upload(&x.prior_d_inp)?;
+                            let mut d_weight = k.upload(&x.prior_d_weight)?;
+                            let mut d_bias = k.upload(&x.prior_d_bias)?;
+                            batchnorm_backward_launch(
+                                k,
+                                &mut ws,
+                                Some(&mut d_inp),
+                                &mut d_weight,
+                                &mut d_bias,
+                                &k.upload(&x.d_out)?,
+                                &k.upload(&x.inp)?,
+                                &k.upload(&x.weight)?,
+                                &mean,
+                                &rstd,
+                                leaky,
+                            )?;
+                            Ok([
+                                k.download(&d_inp)?,
+                                k.download(&d_weight)?,
+                                k.download(&d_bias)?,
+                            ]
+                            .concat())
+                        }
+                    }
+                });
+        }
+    }
+}

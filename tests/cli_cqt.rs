@@ -1,5 +1,6 @@
 //! `mtosi cqt` end to end: a WAV in, the spectrogram `.npy` and its picture out, clear errors.
 
+use mtosi::compare::{check_close, ErrorScale};
 use std::path::Path;
 use std::process::Command;
 
@@ -145,14 +146,31 @@ fn the_emulated_kernel_writes_the_cpu_spectrogram() {
         outputs.push(mtosi::npy::read(&npy).unwrap());
     }
     assert_eq!(outputs[0].shape, outputs[1].shape);
-    let peak = outputs[0].data.iter().cloned().fold(0f32, f32::max);
-    let worst = outputs[0]
-        .data
-        .iter()
-        .zip(&outputs[1].data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    println!("emu vs cpu: max abs difference {worst:.2e} of peak {peak:.3}");
-    // f32 sums in another order: ~1e-7 of the peak (the kernels' own test is tests/cqt.rs).
-    assert!(worst <= 1e-5 * peak, "{worst} vs peak {peak}");
+    check_emu_against_cpu(&outputs[1].data, &outputs[0].data).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// emu's spectrogram against the CPU's: f32 sums in another order, ~1e-7 of the peak (the
+/// kernels' own test is tests/cqt.rs), so 1e-5 of the peak; a NaN on either side fails.
+fn check_emu_against_cpu(emu: &[f32], cpu: &[f32]) -> Result<(), String> {
+    let worst = check_close(
+        "emu vs cpu spectrogram",
+        emu,
+        cpu,
+        ErrorScale::of_peak(),
+        1e-5,
+    )?;
+    println!(
+        "emu vs cpu: max abs difference {:.2e} of peak {:.3}",
+        worst.error, worst.peak
+    );
+    Ok(())
+}
+
+#[test]
+fn the_emu_against_cpu_check_fails_on_a_planted_nan() {
+    let cpu = [0.5f32, 1.0, 0.25];
+    check_emu_against_cpu(&cpu, &cpu).unwrap();
+    let e = check_emu_against_cpu(&[0.5, f32::NAN, 0.25], &cpu).unwrap_err();
+    assert!(e.contains("element 1 is not finite in the result"), "{e}");
+    assert!(check_emu_against_cpu(&[f32::NAN; 3], &[f32::NAN; 3]).is_err());
 }

@@ -87,3 +87,97 @@ fn concat_puts_the_first_tensor_first_in_each_sample() {
     let out = forward(&[1.0, 2.0], &[10.0, 20.0], 2, 1, 1, 1);
     assert_eq!(out, [1.0, 10.0, 2.0, 20.0]);
 }
+
+mod kernels {
+    //! kernels/concat.cu against the CPU op: NaN-poisoned forward output, backward added into
+    //! random prior gradients.
+    use mtosi::device::equivalence::Equivalence;
+    use mtosi::device::Device;
+    use mtosi::ops::concat::*;
+
+    /// (n, c_a, c_b, hw)
+    const CASES: [(usize, usize, usize, usize); 5] = [
+        (1, 1, 1, 1),
+        (2, 3, 5, 7),
+        (3, 16, 1, 33),
+        (1, 64, 64, 45),
+        (2, 1, 17, 257),
+    ];
+
+    #[test]
+    fn concat_matches_cpu_reference_on_every_device() {
+        let inputs = |&(n, c_a, c_b, hw): &(usize, usize, usize, usize),
+                      rng: &mut mtosi::device::equivalence::Rng| {
+            (
+                (n, c_a, c_b, hw),
+                rng.vec_f32(n * c_a * hw, -1.0, 1.0),
+                rng.vec_f32(n * c_b * hw, -1.0, 1.0),
+                rng.vec_f32(n * (c_a + c_b) * hw, -1.0, 1.0),
+            )
+        };
+        Equivalence::new("concat_channels_forward")
+            // Copies: exact.
+            .tolerance(0.0)
+            .run(
+                &CASES,
+                inputs,
+                |device, ((n, c_a, c_b, hw), a, b, _)| match device {
+                    Device::Cpu => {
+                        let mut out = vec![0.0; n * (c_a + c_b) * hw];
+                        concat_channels_forward(&mut out, a, b, *n, *c_a, *c_b, *hw);
+                        Ok(out)
+                    }
+                    Device::Kernels(k) => {
+                        let mut out = k.alloc(n * (c_a + c_b) * hw)?;
+                        concat_channels_forward_launch(
+                            k,
+                            &mut out,
+                            &k.upload(a)?,
+                            &k.upload(b)?,
+                            *n,
+                            *c_a,
+                            *c_b,
+                            *hw,
+                        )?;
+                        k.download(&out)
+                    }
+                },
+            );
+        Equivalence::new("concat_channels_backward")
+            // One add per element: exact.
+            .tolerance(0.0)
+            .run(
+                &CASES,
+                inputs,
+                |device, ((n, c_a, c_b, hw), a, b, d_out)| match device {
+                    Device::Cpu => {
+                        let (mut d_a, mut d_b) = (a.clone(), b.clone());
+                        concat_channels_backward(
+                            Some(&mut d_a),
+                            Some(&mut d_b),
+                            d_out,
+                            *n,
+                            *c_a,
+                            *c_b,
+                            *hw,
+                        );
+                        Ok([d_a, d_b].concat())
+                    }
+                    Device::Kernels(k) => {
+                        let (mut d_a, mut d_b) = (k.upload(a)?, k.upload(b)?);
+                        concat_channels_backward_launch(
+                            k,
+                            Some(&mut d_a),
+                            Some(&mut d_b),
+                            &k.upload(d_out)?,
+                            *n,
+                            *c_a,
+                            *c_b,
+                            *hw,
+                        )?;
+                        Ok([k.download(&d_a)?, k.download(&d_b)?].concat())
+                    }
+                },
+            );
+    }
+}

@@ -336,3 +336,168 @@ fn conv_transpose2d_output_padding_follows_pytorch_output_size_rule() {
     assert!(conv_transpose2d_output_padding(7, 8, 3, 1, 1).is_err());
     assert!(conv_transpose2d_output_padding(320, 639, 2, 2, 0).is_err());
 }
+
+mod kernels {
+    //! ConvTranspose2d on the kernel devices, as the adjoint of the device Conv2d, against the
+    //! CPU op: the decoder's 2×2 stride-2 upsampling with each output padding, and odd cases.
+    use mtosi::device::equivalence::{Equivalence, Rng};
+    use mtosi::device::Device;
+    use mtosi::ops::conv2d::{ConvWorkspace, DeviceConvGeometry};
+    use mtosi::ops::conv_transpose2d::*;
+
+    /// (n, c_in, h, w, c_out, k, stride, pad, output_padding_h, output_padding_w)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    );
+    const CASES: [Case; 6] = [
+        (1, 1, 1, 1, 1, 1, 1, 0, 0, 0),
+        (2, 4, 5, 3, 3, 2, 2, 0, 0, 0),
+        (2, 3, 4, 6, 5, 2, 2, 0, 1, 0),
+        (1, 5, 3, 4, 2, 3, 2, 1, 1, 1),
+        (2, 3, 6, 5, 4, 3, 1, 1, 0, 0),
+        (3, 17, 4, 7, 9, 2, 2, 0, 1, 1),
+    ];
+
+    struct Inputs {
+        case: Case,
+        g: DeviceConvGeometry,
+        inp: Vec<f32>,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        d_out: Vec<f32>,
+        priors: [Vec<f32>; 3],
+    }
+
+    fn inputs(case: &Case, rng: &mut Rng) -> Inputs {
+        let &(n, c_in, h, w, c_out, k, stride, pad, oph, opw) = case;
+        let g = conv_transpose2d_adjoint_geometry(n, c_in, h, w, c_out, k, stride, pad, oph, opw);
+        let (in_len, w_len, out_len) = (
+            n * c_in * h * w,
+            c_in * c_out * k * k,
+            n * c_out * g.h * g.w,
+        );
+        Inputs {
+            case: *case,
+            g,
+            inp: rng.vec_f32(in_len, -1.0, 1.0),
+            weight: rng.vec_f32(w_len, -0.5, 0.5),
+            bias: rng.vec_f32(c_out, -0.5, 0.5),
+            d_out: rng.vec_f32(out_len, -1.0, 1.0),
+            priors: [
+                rng.vec_f32(in_len, -0.1, 0.1),
+                rng.vec_f32(w_len, -0.1, 0.1),
+                rng.vec_f32(c_out, -0.1, 0.1),
+            ],
+        }
+    }
+
+    #[test]
+    fn conv_transpose2d_matches_cpu_reference_on_every_device() {
+        Equivalence::new("conv_transpose2d_forward")
+            // fp32 sums of up to 153 products in another order: 1e-4 of the largest.
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(&CASES, inputs, |device, x| {
+                let (n, c_in, h, w, c_out, k, stride, pad, oph, opw) = x.case;
+                match device {
+                    Device::Cpu => {
+                        let mut out = vec![0.0; x.d_out.len()];
+                        conv_transpose2d_forward(
+                            &mut out,
+                            &x.inp,
+                            &x.weight,
+                            Some(&x.bias),
+                            n,
+                            c_in,
+                            h,
+                            w,
+                            c_out,
+                            k,
+                            stride,
+                            pad,
+                            oph,
+                            opw,
+                        );
+                        Ok(out)
+                    }
+                    Device::Kernels(kd) => {
+                        let mut ws = ConvWorkspace::new(kd, &x.g)?;
+                        let mut out = kd.alloc(x.d_out.len())?;
+                        conv_transpose2d_forward_launch(
+                            kd,
+                            &mut ws,
+                            &mut out,
+                            &kd.upload(&x.inp)?,
+                            &kd.upload(&x.weight)?,
+                            Some(&kd.upload(&x.bias)?),
+                            &x.g,
+                        )?;
+                        kd.download(&out)
+                    }
+                }
+            });
+        Equivalence::new("conv_transpose2d_backward")
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(&CASES, inputs, |device, x| {
+                let (n, c_in, h, w, c_out, k, stride, pad, oph, opw) = x.case;
+                let [d_inp, d_weight, d_bias] = &x.priors;
+                match device {
+                    Device::Cpu => {
+                        let (mut d_inp, mut d_weight, mut d_bias) =
+                            (d_inp.clone(), d_weight.clone(), d_bias.clone());
+                        conv_transpose2d_backward(
+                            Some(&mut d_inp),
+                            &mut d_weight,
+                            Some(&mut d_bias),
+                            &x.d_out,
+                            &x.inp,
+                            &x.weight,
+                            n,
+                            c_in,
+                            h,
+                            w,
+                            c_out,
+                            k,
+                            stride,
+                            pad,
+                            oph,
+                            opw,
+                        );
+                        Ok([d_inp, d_weight, d_bias].concat())
+                    }
+                    Device::Kernels(kd) => {
+                        let mut ws = ConvWorkspace::new(kd, &x.g)?;
+                        let (mut d_inp, mut d_weight, mut d_bias) =
+                            (kd.upload(d_inp)?, kd.upload(d_weight)?, kd.upload(d_bias)?);
+                        conv_transpose2d_backward_launch(
+                            kd,
+                            &mut ws,
+                            Some(&mut d_inp),
+                            &mut d_weight,
+                            Some(&mut d_bias),
+                            &kd.upload(&x.d_out)?,
+                            &kd.upload(&x.inp)?,
+                            &kd.upload(&x.weight)?,
+                            &x.g,
+                        )?;
+                        Ok([
+                            kd.download(&d_inp)?,
+                            kd.download(&d_weight)?,
+                            kd.download(&d_bias)?,
+                        ]
+                        .concat())
+                    }
+                }
+            });
+    }
+}

@@ -156,18 +156,21 @@ fn kernel_with_the_barrier_is_right_in_both_orders() {
 
 #[test]
 fn dynamic_shared_memory_warp_collectives_and_atomics_work_across_blocks() {
-    let (blocks, threads) = (7u32, 96u32);
+    // Launches from 16 384 threads get several workers; 4x that keeps every worker busy long
+    // enough to take blocks even on a loaded machine (sums stay exact in f32: below 2^24).
+    let (blocks, threads) = (512u32, 128u32);
     for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
         // Several workers, so that atomics from blocks on different OS threads meet.
-        let device = KernelDevice::emu(EmuOptions { order, workers: 2 });
+        let device = KernelDevice::emu(EmuOptions { order, workers: 4 });
         let mut sum = device.upload(&[0.0f32]).unwrap();
         let mut counts = device.upload(&[0u32, 0]).unwrap();
+        let mut homes = device.alloc::<u64>(blocks as usize).unwrap();
         let config = LaunchConfig::blocks(blocks, threads).with_shared_mem_bytes(threads * 4);
         device
             .launch_kernel(
                 kernel("collectives_control"),
                 config,
-                &[(&mut sum).into(), (&mut counts).into()],
+                &[(&mut sum).into(), (&mut counts).into(), (&mut homes).into()],
             )
             .unwrap();
         let per_block: u32 = (0..threads).sum();
@@ -176,13 +179,136 @@ fn dynamic_shared_memory_warp_collectives_and_atomics_work_across_blocks() {
             (per_block * blocks) as f32,
             "{order:?}"
         );
-        // 16 odd lanes per warp, 3 warps per block; 10 threads below 10 per block.
+        // 16 odd lanes per warp, 4 warps per block; 10 threads below 10 per block.
         assert_eq!(
             device.download(&counts).unwrap(),
-            vec![16 * 3 * blocks, 10 * blocks],
+            vec![16 * 4 * blocks, 10 * blocks],
             "{order:?}"
         );
+        // Each OS thread has its own copy of a static __shared__ variable: several addresses
+        // mean the blocks really ran on several workers.
+        let mut addresses = device.download(&homes).unwrap();
+        addresses.sort();
+        addresses.dedup();
+        assert!(
+            addresses.len() >= 2,
+            "{order:?}: every block ran on one OS thread ({addresses:x?})"
+        );
     }
+}
+
+#[test]
+fn static_shared_memory_starts_as_nan_in_every_block() {
+    // One worker runs the blocks one after the other on one OS thread, where a thread_local
+    // `__shared__` would keep the previous block's 1.0s.
+    for (name, order) in [
+        ("bug_shared_read_before_write", ThreadOrder::Forward),
+        ("bug_shared_read_before_write", ThreadOrder::Reverse),
+        ("bug_file_shared_read_before_write", ThreadOrder::Forward),
+    ] {
+        let device = emu(order);
+        let (blocks, threads) = (3u32, 64u32);
+        let mut out = device.alloc::<f32>((blocks * threads) as usize).unwrap();
+        device
+            .launch_kernel(
+                kernel(name),
+                LaunchConfig::blocks(blocks, threads),
+                &[(&mut out).into()],
+            )
+            .unwrap();
+        let out = device.download(&out).unwrap();
+        let stale = out.iter().filter(|v| !v.is_nan()).count();
+        assert_eq!(
+            stale, 0,
+            "{order:?}: {stale} reads saw an earlier block's values"
+        );
+    }
+}
+
+#[test]
+fn missing_barrier_is_exposed_in_every_block_not_only_the_first() {
+    let device = emu(ThreadOrder::Forward);
+    let (blocks, threads) = (2u32, 64u32);
+    let mut out = device.alloc::<f32>((blocks * threads) as usize).unwrap();
+    device
+        .launch_kernel(
+            kernel("bug_missing_barrier"),
+            LaunchConfig::blocks(blocks, threads),
+            &[(&mut out).into()],
+        )
+        .unwrap();
+    // bug_missing_barrier writes out[threadIdx.x]: the last block's values remain. Its reads
+    // must be as wrong as the first block's, not the first block's leftovers (which are right).
+    let out = device.download(&out).unwrap();
+    assert_eq!(
+        wrong_neighbour_reads(&out[..threads as usize]),
+        threads as usize - 1
+    );
+}
+
+/// The out-of-bounds error of launching `name(n, in, out)` with `n` elements in `order`.
+fn read_error(name: &str, order: ThreadOrder) -> Result<(), DeviceError> {
+    let device = emu(order);
+    let n = 100;
+    let input = device.upload(&vec![1.0f32; n]).unwrap();
+    let mut out = device.alloc::<f32>(n).unwrap();
+    device.launch_kernel(
+        kernel(name),
+        LaunchConfig::for_elements(n, 64),
+        &[(n as i32).into(), (&input).into(), (&mut out).into()],
+    )
+}
+
+#[test]
+fn out_of_bounds_reads_are_reported_with_the_parameter() {
+    // Forward order puts each buffer's end against an inaccessible page, reverse its start.
+    for (name, order, side, thread) in [
+        (
+            "bug_out_of_bounds_read",
+            ThreadOrder::Forward,
+            "read after its end (at byte 0 past the end)",
+            "thread (35,0,0) of block (1,0,0)",
+        ),
+        (
+            "bug_read_before_start",
+            ThreadOrder::Reverse,
+            "read before its start (4 bytes before)",
+            "thread (0,0,0) of block (0,0,0)",
+        ),
+    ] {
+        match read_error(name, order) {
+            Err(DeviceError::OutOfBounds { message, .. }) => assert!(
+                message.contains("`in`") && message.contains(side) && message.contains(thread),
+                "{name}: {message}"
+            ),
+            other => panic!("{name}: expected an out-of-bounds report, got {other:?}"),
+        }
+    }
+    // The device stays usable after a fault: a correct launch on the same kind of device works.
+    let device = emu(ThreadOrder::Forward);
+    let mut out = device.alloc::<f32>(64).unwrap();
+    device
+        .launch_kernel(
+            kernel("fixed_missing_barrier"),
+            LaunchConfig::blocks(1, 64),
+            &[(&mut out).into()],
+        )
+        .unwrap();
+}
+
+#[test]
+fn unsigned_char_parameters_can_be_launched() {
+    let device = emu(ThreadOrder::Forward);
+    let input = device.upload(&[1u8, 2, 250]).unwrap();
+    let mut out = device.alloc::<u8>(3).unwrap();
+    device
+        .launch_kernel(
+            kernel("bytes_add"),
+            LaunchConfig::blocks(1, 32),
+            &[7u8.into(), 3i32.into(), (&input).into(), (&mut out).into()],
+        )
+        .unwrap();
+    assert_eq!(device.download(&out).unwrap(), [8, 9, 1]);
 }
 
 #[test]

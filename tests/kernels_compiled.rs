@@ -1,5 +1,5 @@
-//! Every kernels/*.cu is in the compiled kernel table, for emu always and, when build.rs found
-//! NVRTC, as CUBINs for every targeted architecture plus PTX.
+//! Every kernels/*.cu is in the compiled kernel table, for emu always and, when the build script
+//! found NVRTC, as CUBINs for every targeted architecture plus PTX.
 
 use mtosi::device::{NvrtcReport, KERNELS, NVRTC};
 

@@ -104,3 +104,115 @@ fn linear_fast_matches_reference_on_random_shapes() {
         assert_close(&format!("{name} d_bias"), &fast.2, &reference.2, tol);
     }
 }
+
+mod kernels {
+    //! Linear on the kernel devices (the tiled SGEMM, bias fill and f64 column sums) against
+    //! the CPU op, with and without bias, NaN-poisoned forward output.
+    use mtosi::device::equivalence::Equivalence;
+    use mtosi::device::Device;
+    use mtosi::ops::linear::*;
+
+    /// (rows, in_features, out_features, bias)
+    const CASES: [(usize, usize, usize, bool); 5] = [
+        (1, 1, 1, true),
+        (7, 33, 5, true),
+        (70, 65, 88, true),
+        (129, 16, 3, false),
+        (33, 100, 64, true),
+    ];
+
+    #[test]
+    fn linear_matches_cpu_reference_on_every_device() {
+        let inputs = |&(rows, i, o, bias): &(usize, usize, usize, bool),
+                      rng: &mut mtosi::device::equivalence::Rng| {
+            (
+                (rows, i, o, bias),
+                rng.vec_f32(rows * i, -1.0, 1.0),
+                rng.vec_f32(o * i, -0.5, 0.5),
+                rng.vec_f32(o, -0.5, 0.5),
+                rng.vec_f32(rows * o, -1.0, 1.0),
+                [
+                    rng.vec_f32(rows * i, -0.1, 0.1),
+                    rng.vec_f32(o * i, -0.1, 0.1),
+                    rng.vec_f32(o, -0.1, 0.1),
+                ],
+            )
+        };
+        Equivalence::new("linear_forward")
+            // fp32 sums of up to 100 products in another order: 1e-4 of the largest.
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(
+                &CASES,
+                inputs,
+                |device, ((rows, i, o, has_bias), x, w, b, _, _)| {
+                    let bias = has_bias.then_some(b);
+                    match device {
+                        Device::Cpu => {
+                            let mut out = vec![0.0; rows * o];
+                            linear_forward(&mut out, x, w, bias.map(|b| &b[..]), *rows, *i, *o);
+                            Ok(out)
+                        }
+                        Device::Kernels(k) => {
+                            let mut out = k.alloc(rows * o)?;
+                            let bias = bias.map(|b| k.upload(b)).transpose()?;
+                            linear_forward_launch(
+                                k,
+                                &mut out,
+                                &k.upload(x)?,
+                                &k.upload(w)?,
+                                bias.as_ref(),
+                                *rows,
+                                *i,
+                                *o,
+                            )?;
+                            k.download(&out)
+                        }
+                    }
+                },
+            );
+        Equivalence::new("linear_backward")
+            // fp32 sums of up to 129 products in another order: 1e-4 of the largest.
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(
+                &CASES,
+                inputs,
+                |device, ((rows, i, o, _), x, w, _, d_out, [p_in, p_w, p_b])| match device {
+                    Device::Cpu => {
+                        let (mut d_in, mut d_w, mut d_b) = (p_in.clone(), p_w.clone(), p_b.clone());
+                        linear_backward(
+                            Some(&mut d_in),
+                            &mut d_w,
+                            Some(&mut d_b),
+                            d_out,
+                            x,
+                            w,
+                            *rows,
+                            *i,
+                            *o,
+                        );
+                        Ok([d_in, d_w, d_b].concat())
+                    }
+                    Device::Kernels(k) => {
+                        let (mut d_in, mut d_w, mut d_b) =
+                            (k.upload(p_in)?, k.upload(p_w)?, k.upload(p_b)?);
+                        linear_backward_launch(
+                            k,
+                            Some(&mut d_in),
+                            &mut d_w,
+                            Some(&mut d_b),
+                            &k.upload(d_out)?,
+                            &k.upload(x)?,
+                            &k.upload(w)?,
+                            *rows,
+                            *i,
+                            *o,
+                            &mut k.alloc(linear_backward_scratch_len(*rows, *i, *o))?,
+                        )?;
+                        Ok([k.download(&d_in)?, k.download(&d_w)?, k.download(&d_b)?].concat())
+                    }
+                },
+            );
+    }
+}

@@ -286,3 +286,243 @@ fn lstm_first_step_starts_from_zero_state_with_gate_order_ifgo() {
     );
     assert!((cells[0] - c).abs() < 1e-6);
 }
+
+mod kernels {
+    //! The bidirectional LSTM on the kernel devices (input projections and weight gradients as
+    //! GEMMs, each recurrence one persistent launch for both directions) against the CPU op:
+    //! forward (out, gates, cells) and backward (d_inp and all eight parameter gradients).
+    use mtosi::device::equivalence::{Equivalence, Rng};
+    use mtosi::device::{Device, DeviceBuffer, DeviceError, KernelDevice};
+    use mtosi::ops::lstm::*;
+
+    /// (batch, frames, input_size, hidden_size)
+    const CASES: [(usize, usize, usize, usize); 6] = [
+        (1, 1, 1, 1),
+        (2, 5, 3, 4),
+        (1, 9, 7, 5),
+        (3, 4, 2, 33),
+        (2, 12, 6, 70),
+        (1, 3, 4, 65),
+    ];
+
+    struct Inputs {
+        shape: LstmShape,
+        inp: Vec<f32>,
+        d_out: Vec<f32>,
+        /// per direction: w_ih, w_hh, b_ih, b_hh
+        params: [[Vec<f32>; 4]; 2],
+        /// prior gradients: d_inp, then per direction as `params`
+        prior_d_inp: Vec<f32>,
+        prior_grads: [[Vec<f32>; 4]; 2],
+    }
+
+    fn inputs(
+        &(batch, frames, input_size, hid): &(usize, usize, usize, usize),
+        rng: &mut Rng,
+    ) -> Inputs {
+        let shape = LstmShape {
+            batch,
+            frames,
+            input_size,
+            hidden_size: hid,
+        };
+        let lens = [4 * hid * input_size, 4 * hid * hid, 4 * hid, 4 * hid];
+        let bound = 1.0 / (hid as f32).sqrt();
+        let mut draw = |scale: f32| lens.map(|len| rng.vec_f32(len, -scale, scale));
+        let params = [draw(bound), draw(bound)];
+        let prior_grads = [draw(0.1), draw(0.1)];
+        Inputs {
+            shape,
+            inp: rng.vec_f32(batch * frames * input_size, -1.0, 1.0),
+            d_out: rng.vec_f32(batch * frames * 2 * hid, -1.0, 1.0),
+            params,
+            prior_d_inp: rng.vec_f32(batch * frames * input_size, -0.1, 0.1),
+            prior_grads,
+        }
+    }
+
+    fn cpu_weights(p: &[Vec<f32>; 4]) -> LstmWeights<'_> {
+        LstmWeights {
+            w_ih: &p[0],
+            w_hh: &p[1],
+            b_ih: &p[2],
+            b_hh: &p[3],
+        }
+    }
+
+    fn cpu_forward(x: &Inputs) -> [Vec<f32>; 3] {
+        let s = x.shape;
+        let rows = s.batch * s.frames;
+        let mut out = vec![0.0; rows * 2 * s.hidden_size];
+        let mut gates = vec![0.0; 2 * rows * 4 * s.hidden_size];
+        let mut cells = vec![0.0; 2 * rows * s.hidden_size];
+        lstm_forward(
+            &mut out,
+            &mut gates,
+            &mut cells,
+            &x.inp,
+            &[cpu_weights(&x.params[0]), cpu_weights(&x.params[1])],
+            s.batch,
+            s.frames,
+            s.input_size,
+            s.hidden_size,
+        );
+        [out, gates, cells]
+    }
+
+    type Uploaded = [[DeviceBuffer<f32>; 4]; 2];
+
+    fn upload_params(k: &KernelDevice, p: &[[Vec<f32>; 4]; 2]) -> Result<Uploaded, DeviceError> {
+        let one = |d: &[Vec<f32>; 4]| -> Result<[DeviceBuffer<f32>; 4], DeviceError> {
+            Ok([
+                k.upload(&d[0])?,
+                k.upload(&d[1])?,
+                k.upload(&d[2])?,
+                k.upload(&d[3])?,
+            ])
+        };
+        Ok([one(&p[0])?, one(&p[1])?])
+    }
+
+    fn device_weights(p: &Uploaded) -> [DeviceLstmWeights<'_>; 2] {
+        [0, 1].map(|d| DeviceLstmWeights {
+            w_ih: &p[d][0],
+            w_hh: &p[d][1],
+            b_ih: &p[d][2],
+            b_hh: &p[d][3],
+        })
+    }
+
+    /// The kernel forward: (workspace, parameters, input, [out, gates, cells]) on the device.
+    type KernelForward = (
+        LstmWorkspace,
+        Uploaded,
+        DeviceBuffer<f32>,
+        [DeviceBuffer<f32>; 3],
+    );
+
+    fn kernel_forward(k: &KernelDevice, x: &Inputs) -> Result<KernelForward, DeviceError> {
+        let s = x.shape;
+        let rows = s.batch * s.frames;
+        let mut ws = LstmWorkspace::new(k, s)?;
+        let params = upload_params(k, &x.params)?;
+        let inp = k.upload(&x.inp)?;
+        let mut out = k.alloc(rows * 2 * s.hidden_size)?;
+        let mut gates = k.alloc(2 * rows * 4 * s.hidden_size)?;
+        let mut cells = k.alloc(2 * rows * s.hidden_size)?;
+        lstm_forward_launch(
+            k,
+            &mut ws,
+            &mut out,
+            &mut gates,
+            &mut cells,
+            &inp,
+            device_weights(&params),
+        )?;
+        Ok((ws, params, inp, [out, gates, cells]))
+    }
+
+    #[test]
+    fn lstm_forward_matches_cpu_reference_on_every_device() {
+        Equivalence::new("lstm_forward")
+            // libm's and CUDA's expf/tanhf (≤ 2 ulp) against the CPU's vectorised σ and tanh,
+            // through up to 12 recurrent steps of fp32 sums: 1e-4 of the largest.
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(&CASES, inputs, |device, x| match device {
+                Device::Cpu => Ok(cpu_forward(x).concat()),
+                Device::Kernels(k) => {
+                    let (_, _, _, outputs) = kernel_forward(k, x)?;
+                    let mut all = Vec::new();
+                    for o in &outputs {
+                        all.extend(k.download(o)?);
+                    }
+                    Ok(all)
+                }
+            });
+    }
+
+    #[test]
+    fn lstm_backward_matches_cpu_reference_on_every_device() {
+        Equivalence::new("lstm_backward")
+            // As the forward, plus fp32 sums over every frame for the weight gradients.
+            .floor_fraction(1.0)
+            .tolerance(1e-4)
+            .run(&CASES, inputs, |device, x| {
+                let s = x.shape;
+                match device {
+                    Device::Cpu => {
+                        let [out, gates, cells] = cpu_forward(x);
+                        let mut d_inp = x.prior_d_inp.clone();
+                        let mut g = x.prior_grads.clone();
+                        let [g0, g1] = &mut g;
+                        let grads = [g0, g1].map(|g| {
+                            let [w_ih, w_hh, b_ih, b_hh] = g;
+                            LstmGradients {
+                                w_ih,
+                                w_hh,
+                                b_ih,
+                                b_hh,
+                            }
+                        });
+                        let mut grads = grads;
+                        lstm_backward(
+                            Some(&mut d_inp),
+                            &mut grads,
+                            &x.d_out,
+                            &x.inp,
+                            &out,
+                            &gates,
+                            &cells,
+                            &[cpu_weights(&x.params[0]), cpu_weights(&x.params[1])],
+                            s.batch,
+                            s.frames,
+                            s.input_size,
+                            s.hidden_size,
+                        );
+                        let mut all = d_inp;
+                        for d in &g {
+                            for t in d {
+                                all.extend(t);
+                            }
+                        }
+                        Ok(all)
+                    }
+                    Device::Kernels(k) => {
+                        let (mut ws, params, inp, [out, gates, cells]) = kernel_forward(k, x)?;
+                        let mut d_inp = k.upload(&x.prior_d_inp)?;
+                        let mut g = upload_params(k, &x.prior_grads)?;
+                        let [g0, g1] = &mut g;
+                        let grads = [g0, g1].map(|g| {
+                            let [w_ih, w_hh, b_ih, b_hh] = g;
+                            DeviceLstmGradients {
+                                w_ih,
+                                w_hh,
+                                b_ih,
+                                b_hh,
+                            }
+                        });
+                        lstm_backward_launch(
+                            k,
+                            &mut ws,
+                            Some(&mut d_inp),
+                            grads,
+                            &k.upload(&x.d_out)?,
+                            &inp,
+                            &out,
+                            &gates,
+                            &cells,
+                            device_weights(&params),
+                        )?;
+                        let mut all = k.download(&d_inp)?;
+                        for d in &g {
+                            for t in d {
+                                all.extend(k.download(t)?);
+                            }
+                        }
+                        Ok(all)
+                    }
+                }
+            });
+    }
+}

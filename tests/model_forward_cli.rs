@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mtosi::compare::{assert_close, ErrorScale};
 use mtosi::model::checkpoint::TensorFile;
 use mtosi::npy;
 
@@ -50,16 +51,59 @@ fn forward_on_a_pytorch_checkpoint_gives_pytorch_probabilities() {
     let roll = npy::read(&roll_path).unwrap();
     assert_eq!(roll.shape, [frames, keys]);
     let reference = &expected[frames * keys..];
-    let worst = roll
-        .data
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    println!("worst |ours - PyTorch| = {worst:.3e} (max probability {scale})");
     // Same tolerance as the golden tests: 1e-4 of the largest magnitude.
-    assert!(worst <= 1e-4 * scale);
+    assert_close(
+        "forward vs PyTorch",
+        &roll.data,
+        reference,
+        ErrorScale::of_peak(),
+        1e-4,
+    );
+}
+
+/// `--device` takes what every command takes; the network has no kernels yet, so `auto` runs it
+/// on the cpu and an explicit `emu` or `cuda` is refused with the reason.
+#[test]
+fn forward_takes_the_device_argument_of_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.npy");
+    npy::write(&spec, &[20, 176], &vec![0.5; 20 * 176]).unwrap();
+    let checkpoint = fixture("case_T32.step3.safetensors");
+    let run = |device: &str| {
+        let roll = dir.path().join(format!("roll-{device}.npy"));
+        let out = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+            .arg("forward")
+            .arg("--checkpoint")
+            .arg(&checkpoint)
+            .arg(&spec)
+            .arg("-o")
+            .arg(&roll)
+            .args(["--device", device])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            roll.exists(),
+        )
+    };
+    for device in ["auto", "cpu"] {
+        let (ok, stderr, written) = run(device);
+        assert!(ok && written, "--device {device}: {stderr}");
+    }
+    for device in ["emu", "cuda:1"] {
+        let (ok, stderr, written) = run(device);
+        assert!(!ok && !written, "--device {device} ran");
+        assert!(
+            stderr.contains("runs on the cpu device only"),
+            "--device {device}: {stderr}"
+        );
+    }
+    let (ok, stderr, _) = run("gpu");
+    assert!(
+        !ok && stderr.contains("expected auto, cpu, emu, cuda or cuda:N"),
+        "{stderr}"
+    );
 }
 
 #[test]

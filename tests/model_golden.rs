@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mtosi::compare::{worst_error, ErrorScale};
 use mtosi::model::checkpoint::{StoredTensor, TensorFile};
 use mtosi::model::tensor::StateEntry;
 use mtosi::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
@@ -52,10 +53,11 @@ fn meta<T: std::str::FromStr>(file: &TensorFile, key: &str) -> T {
         .unwrap_or_else(|_| panic!("bad metadata {key}"))
 }
 
-/// Largest |ours − reference| relative to the reference's largest magnitude, per tensor.
+/// Largest |ours − reference| relative to the reference's largest magnitude, per tensor
+/// (`mtosi::compare`, so a NaN or infinity on either side is a failure naming the element).
 #[derive(Default)]
 struct Comparison {
-    errors: Vec<(String, f64)>,
+    errors: Vec<(String, Result<f64, String>)>,
 }
 
 impl Comparison {
@@ -63,38 +65,73 @@ impl Comparison {
         self.check_with_scale(name, ours, reference, 0.0);
     }
 
-    /// As `check`, with the scale at least `scale_floor`.
+    /// As `check`, with the scale at least `scale_floor`; an all-zero reference without a floor
+    /// is compared absolutely.
     fn check_with_scale(&mut self, name: &str, ours: &[f32], reference: &[f32], scale_floor: f64) {
-        assert_eq!(ours.len(), reference.len(), "{name}: length");
-        let scale = reference
+        let peak = reference
             .iter()
-            .fold(scale_floor, |m, &v| m.max((v as f64).abs()));
-        let err = ours
-            .iter()
-            .zip(reference)
-            .fold(0.0f64, |m, (&a, &b)| m.max(((a as f64) - (b as f64)).abs()));
-        let relative = if scale > 0.0 { err / scale } else { err };
-        let relative = if relative.is_nan() {
-            f64::INFINITY
+            .fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+        let min_scale = if peak == 0.0 && scale_floor == 0.0 {
+            1.0
         } else {
-            relative
+            scale_floor
         };
-        self.errors.push((name.to_string(), relative));
+        let result = worst_error(ours, reference, ErrorScale::of_peak_at_least(min_scale))
+            .map(|w| w.error)
+            .map_err(|e| e.to_string());
+        self.errors.push((name.to_string(), result));
     }
 
     fn assert_within(mut self, what: &str) {
-        self.errors.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let (worst, err) = &self.errors[0];
+        let broken: Vec<String> = self
+            .errors
+            .iter()
+            .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
+            .collect();
+        assert!(broken.is_empty(), "{what}: {}", broken.join("; "));
+        let key = |r: &Result<f64, String>| *r.as_ref().unwrap();
+        self.errors.sort_by(|a, b| key(&b.1).total_cmp(&key(&a.1)));
+        let (worst, err) = (&self.errors[0].0, key(&self.errors[0].1));
         println!(
             "{what}: {} tensors, worst {worst} at {err:.3e} of its max magnitude",
             self.errors.len()
         );
         for (name, err) in self.errors.iter().skip(1).take(3) {
-            println!("    next: {name} {err:.3e}");
+            println!("    next: {name} {:.3e}", key(err));
         }
         assert!(
-            *err <= TOLERANCE,
+            err <= TOLERANCE,
             "{what}: {worst} is off by {err:.3e} of its max magnitude"
+        );
+    }
+}
+
+#[test]
+fn the_comparison_fails_on_a_planted_nan() {
+    let reference = [1.0f32, -2.0, 0.5];
+    let mut ok = Comparison::default();
+    ok.check("control", &reference, &reference);
+    ok.check("zeros", &[0.0; 2], &[0.0; 2]);
+    ok.assert_within("control");
+    for (ours, theirs) in [
+        ([1.0, f32::NAN, 0.5], reference),
+        (reference, [1.0, f32::NAN, 0.5]),
+        ([f32::NAN; 3], [f32::NAN; 3]),
+    ] {
+        let result = std::panic::catch_unwind(|| {
+            let mut c = Comparison::default();
+            c.check("fine", &reference, &reference);
+            c.check("planted", &ours, &theirs);
+            c.assert_within("planted NaN");
+        });
+        let message = *result
+            .expect_err("a NaN passed")
+            .downcast::<String>()
+            .unwrap();
+        assert!(
+            message.contains("planted: element 1 is not finite")
+                || message.contains("planted: element 0 is not finite"),
+            "{message}"
         );
     }
 }

@@ -62,6 +62,19 @@ fn every_writable_format_round_trips_through_read_notes() {
             pitch: 108,
             velocity: 1,
         },
+        // Zero-length notes stay zero-length in every format (`Note`'s doc).
+        Note {
+            onset_s: 1.5,
+            offset_s: 1.5,
+            pitch: 60,
+            velocity: 100,
+        },
+        Note {
+            onset_s: 2.25,
+            offset_s: 2.25,
+            pitch: 70,
+            velocity: 100,
+        },
     ];
     let dir = tempfile::tempdir().unwrap();
     for (extension, keeps_velocity) in [
@@ -75,8 +88,8 @@ fn every_writable_format_round_trips_through_read_notes() {
         write_notes(&path, &notes).unwrap();
         let mut read = read_notes(&path).unwrap();
         read.sort_by(|a, b| {
-            (a.onset_s, a.pitch)
-                .partial_cmp(&(b.onset_s, b.pitch))
+            (a.onset_s, a.pitch, a.offset_s)
+                .partial_cmp(&(b.onset_s, b.pitch, b.offset_s))
                 .unwrap()
         });
         assert_eq!(read.len(), notes.len(), "{extension}");

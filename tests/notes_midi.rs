@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use mtosi::device::equivalence::test_seed;
 use mtosi::notes::midi::{encode_midi, parse_midi, read_midi, write_midi};
 use mtosi::notes::tsv::read_tsv;
 use mtosi::notes::{read_notes, Note};
+use mtosi::rng::Rng;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,25 +129,16 @@ fn percussion_channel_notes_are_skipped() {
 
 #[test]
 fn written_files_read_back_to_the_same_notes() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut state = seed | 1;
-    let mut next = move |bound: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % bound
-    };
+    let mut rng = Rng::new(test_seed("written_files_read_back_to_the_same_notes"));
+    let mut next = |bound: u64| rng.next_u64() % bound;
     // Non-overlapping notes per key (overlaps of one key are not representable on one channel),
-    // on the writer's 0.5 ms grid.
+    // on the writer's 0.5 ms grid; one in four has length 0 (a note-on and its note-off at one
+    // tick), and notes of one key touch, or follow each other by a tick or two.
     let mut notes = Vec::new();
     for pitch in [21u8, 40, 60, 61, 108] {
         let mut tick = next(100);
         for _ in 0..20 {
-            let length = next(2000);
+            let length = if next(4) == 0 { 0 } else { next(2000) };
             let velocity = 1 + next(127) as u8;
             notes.push(Note {
                 onset_s: tick as f64 * 0.0005,
@@ -156,6 +149,7 @@ fn written_files_read_back_to_the_same_notes() {
             tick += length + next(3);
         }
     }
+    assert!(notes.iter().any(|n| n.onset_s == n.offset_s));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("round.mid");
     write_midi(&path, &notes, 25).unwrap();
@@ -196,4 +190,45 @@ fn truncation_and_wrong_magic_are_named() {
     }
     let err = parse_midi(b"RIFX\x00\x00\x00\x00garbage").unwrap_err();
     assert!(err.problem.contains("not a Standard MIDI file"), "{err}");
+}
+
+/// The case CI once failed on: a zero-length note (onset = offset = 0.9205 s) followed a tick
+/// later by the next note of its key came back 0.5 ms long.
+#[test]
+fn a_zero_length_note_reads_back_with_length_zero() {
+    let notes = [
+        Note {
+            onset_s: 0.9205,
+            offset_s: 0.9205,
+            pitch: 60,
+            velocity: 80,
+        },
+        Note {
+            onset_s: 0.921,
+            offset_s: 1.5,
+            pitch: 60,
+            velocity: 70,
+        },
+        Note {
+            onset_s: 1.5,
+            offset_s: 1.5,
+            pitch: 60,
+            velocity: 60,
+        },
+        // A zero-length note where the next note of its key starts.
+        Note {
+            onset_s: 2.0,
+            offset_s: 2.0,
+            pitch: 60,
+            velocity: 50,
+        },
+        Note {
+            onset_s: 2.0,
+            offset_s: 2.5,
+            pitch: 60,
+            velocity: 40,
+        },
+    ];
+    let back = parse_midi(&encode_midi(&notes, 0, 0).unwrap()).unwrap();
+    assert_same_notes(&back, &notes, 1e-9);
 }

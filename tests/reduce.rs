@@ -26,11 +26,11 @@ fn reduce_sum_rows_matches_cpu_reference_on_every_device() {
 
 #[test]
 fn reduce_is_identical_with_one_or_several_emu_workers_and_concurrent_launches() {
-    use mtosi::device::equivalence::{seed_from_env, Rng};
+    use mtosi::device::equivalence::{test_seed, Rng};
     use mtosi::device::{Device, EmuOptions, ThreadOrder};
 
-    let seed = seed_from_env();
-    println!("seed {seed:#x}");
+    let seed =
+        test_seed("reduce_is_identical_with_one_or_several_emu_workers_and_concurrent_launches");
     // 256 blocks of 256 threads: large enough for emu to spread blocks over worker threads.
     let (rows, cols) = (256, 1000);
     let x = Rng::new(seed).vec_f32(rows * cols, 0.0, 1.0);

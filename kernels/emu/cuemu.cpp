@@ -4,7 +4,9 @@
 // 55 ms with them, 535 ms with ucontext (a syscall per switch) and 3.5 s with one OS thread per
 // CUDA thread (../shared/notes/emu.md). A fiber never moves between OS threads: compiled code
 // caches thread-local addresses across barriers.
+#include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,9 +135,19 @@ struct WarpGroup {
     unsigned arrived;
 };
 
+// A buffer argument of a launch, for naming the parameter an out-of-bounds access hit.
+struct mtosi_emu_buffer_arg {
+    const unsigned char* data;  // NULL for scalar arguments
+    size_t bytes;
+    const char* description;  // "parameter 1 `out` (100 elements of float)"
+};
+
 struct Launch {
     void (*entry)(void**);
     void** args;
+    const mtosi_emu_buffer_arg* buffers = nullptr;
+    unsigned buffer_count = 0;
+    std::atomic<bool> out_of_bounds{false};
     unsigned grid[3];
     unsigned block[3];
     size_t shared_bytes;
@@ -160,6 +172,9 @@ struct Worker {
     bool block_failed = false;
     std::vector<WarpGroup> pending[kMaxThreadsPerBlock / kWarpLanes];
     unsigned exited[kMaxThreadsPerBlock / kWarpLanes] = {};
+    // Static __shared__ variables seen, with the serial of the block that last poisoned each.
+    unsigned long long block_serial = 0;
+    std::vector<std::pair<void*, unsigned long long>> shared_seen;
 
     ~Worker() {
         for (Fiber& f : fibers)
@@ -168,6 +183,20 @@ struct Worker {
 };
 
 thread_local Worker worker;
+// File-scope static __shared__ variables (MTOSI_EMU_FILE_SHARED), registered while the program
+// starts; `address` gives the calling OS thread's copy.
+struct FileSharedVariable {
+    void* (*address)();
+    size_t bytes;
+};
+std::vector<FileSharedVariable>& file_shared() {
+    static std::vector<FileSharedVariable>* variables = new std::vector<FileSharedVariable>();
+    return *variables;
+}
+
+// The worker running a launch on this OS thread, for the fault handler: a trivially constructed
+// thread-local, so that reading it in a signal handler never runs a constructor.
+__thread Worker* active_worker = nullptr;
 
 std::string format(const char* fmt, ...) {
     char buffer[1024];
@@ -395,14 +424,112 @@ bool release_or_report() {
     return true;
 }
 
+// ---- out-of-bounds accesses --------------------------------------------------------------------
+// Every emu buffer lies against a PROT_NONE page (mtosi_emu_buffer_map): an access past its end
+// (forward thread order) or before its start (reverse order) faults at once. The handler turns a
+// fault inside a kernel fiber into a launch error naming the parameter, and abandons the block
+// as fail_block does; any other fault goes to the handler that was there before.
+struct sigaction previous_segv, previous_bus;
+
+std::string describe_fault(const Worker& w, uintptr_t address, bool write) {
+    const Launch& launch = *w.launch;
+    const char* access = write ? "wrote" : "read";
+    for (unsigned i = 0; i < launch.buffer_count; ++i) {
+        const mtosi_emu_buffer_arg& b = launch.buffers[i];
+        if (!b.data) continue;
+        uintptr_t start = reinterpret_cast<uintptr_t>(b.data), end = start + b.bytes;
+        long page = sysconf(_SC_PAGESIZE);
+        if (address >= end && address < end + (uintptr_t)page)
+            return format("%s: %s after its end (at byte %zu past the end)", b.description, access,
+                          (size_t)(address - end));
+        if (address < start && address + (uintptr_t)page >= start)
+            return format("%s: %s before its start (%zu bytes before)", b.description, access,
+                          (size_t)(start - address));
+    }
+    for (const Fiber& f : w.fibers) {
+        uintptr_t guard = reinterpret_cast<uintptr_t>(f.stack);
+        if (f.stack && address >= guard && address < guard + (uintptr_t)sysconf(_SC_PAGESIZE))
+            return format("the stack of a thread overflowed its %zu KiB (%s at %p)", kStackBytes / 1024, access,
+                          (void*)address);
+    }
+    return format("%s at %p, which is outside every buffer of the launch", access, (void*)address);
+}
+
+void chain_fault(int sig, siginfo_t* info, void* context) {
+    const struct sigaction& previous = sig == SIGSEGV ? previous_segv : previous_bus;
+    if (previous.sa_flags & SA_SIGINFO) {
+        previous.sa_sigaction(sig, info, context);
+    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+        previous.sa_handler(sig);
+    } else {
+        // Returning re-runs the faulting instruction, which now gets the default action.
+        signal(sig, SIG_DFL);
+    }
+}
+
+void on_fault(int sig, siginfo_t* info, void* context) {
+    Worker* w = active_worker;
+    if (!w || !w->current || !w->launch) {
+        chain_fault(sig, info, context);
+        return;
+    }
+    bool write = false;
+#if defined(__x86_64__)
+    write = (static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#endif
+    uintptr_t address = reinterpret_cast<uintptr_t>(info->si_addr);
+    Fiber* f = w->current;
+    std::string message = describe_fault(*w, address, write) + " in " + thread_name(*f);
+    w->launch->out_of_bounds.store(true);
+    w->block_failed = true;
+    w->launch->fail(message);
+    // SA_NODEFER left the signal unblocked; leave the handler for the scheduler for good.
+    mtosi_emu_switch(&f->sp, w->scheduler_sp);
+    abort();  // unreachable: a failed block's fibers are never resumed
+}
+
+void install_fault_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = on_fault;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, &previous_segv);
+        sigaction(SIGBUS, &action, &previous_bus);
+    });
+}
+
+// The handler must not run on the fiber stack that overflowed: give every OS thread that runs
+// blocks an alternate signal stack, unless it has one (Rust's threads do).
+void ensure_fault_stack() {
+    static thread_local bool done = false;
+    if (done) return;
+    done = true;
+    stack_t current;
+    if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;
+    size_t bytes = 64 * 1024;
+    void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return;
+    stack_t stack;
+    stack.ss_sp = memory;
+    stack.ss_size = bytes;
+    stack.ss_flags = 0;
+    sigaltstack(&stack, nullptr);
+}
+
 bool run_block(Launch& launch, unsigned long long linear_block) {
     unsigned gx = launch.grid[0], gy = launch.grid[1];
     blockIdx = {unsigned(linear_block % gx), unsigned(linear_block / gx % gy), unsigned(linear_block / gx / gy)};
     worker.block_failed = false;
+    ++worker.block_serial;
     for (auto& groups : worker.pending) groups.clear();
     memset(worker.exited, 0, sizeof worker.exited);
     // Shared memory is uninitialised on a GPU: fill it with NaN bytes so that reading it shows.
+    // (Static __shared__ inside functions is filled where it is declared: MTOSI_EMU_SHARED_FRESH.)
     memset(mtosi_dynamic_shared, 0xff, launch.shared_bytes);
+    for (const FileSharedVariable& v : file_shared()) memset(v.address(), 0xff, v.bytes);
 
     unsigned bx = launch.block[0], by = launch.block[1];
     for (unsigned i = 0; i < worker.threads; ++i) {
@@ -439,6 +566,8 @@ void run_blocks(Launch& launch) {
     }
     worker.threads = threads;
     worker.launch = &launch;
+    ensure_fault_stack();
+    active_worker = &worker;
     gridDim = {launch.grid[0], launch.grid[1], launch.grid[2]};
     blockDim = {launch.block[0], launch.block[1], launch.block[2]};
     unsigned long long blocks = (unsigned long long)launch.grid[0] * launch.grid[1] * launch.grid[2];
@@ -448,23 +577,44 @@ void run_blocks(Launch& launch) {
         if (k >= blocks) break;
         if (!run_block(launch, launch.reverse ? blocks - 1 - k : k)) break;
     }
+    active_worker = nullptr;
     worker.launch = nullptr;
 }
 
 // Worker threads that live for the whole process: spawning threads per launch costs ~50 us and
-// re-maps every fiber stack. One launch at a time uses the pool; a launch that finds it busy
-// (tests launch from several threads) runs on its caller alone.
+// re-maps every fiber stack. A pool serves one launch at a time; concurrent launches (tests
+// launch from several threads) each take an idle pool or make a new one, so a launch always
+// gets the workers it was given.
 class Pool {
    public:
-    static Pool& get() {
-        static Pool* pool = new Pool();  // never destroyed: its threads block until the process ends
-        return *pool;
+    // Runs `launch` on the caller plus `helpers` pool threads, taking an idle pool.
+    static void run_on_any(Launch& launch, unsigned helpers) {
+        Pool* pool = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(idle_mutex());
+            auto& idle = idle_pools();
+            if (!idle.empty()) {
+                pool = idle.back();
+                idle.pop_back();
+            }
+        }
+        if (!pool) pool = new Pool();  // never destroyed: its threads block until the process ends
+        pool->run(launch, helpers);
+        std::lock_guard<std::mutex> lock(idle_mutex());
+        idle_pools().push_back(pool);
     }
 
-    // Runs `launch` on the caller plus `helpers` pool threads; false when the pool is busy.
-    bool run(Launch& launch, unsigned helpers) {
-        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-        if (!busy.owns_lock()) return false;
+   private:
+    static std::mutex& idle_mutex() {
+        static std::mutex* m = new std::mutex();
+        return *m;
+    }
+    static std::vector<Pool*>& idle_pools() {
+        static std::vector<Pool*>* v = new std::vector<Pool*>();
+        return *v;
+    }
+
+    void run(Launch& launch, unsigned helpers) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             while (threads_ < helpers) {
@@ -477,15 +627,18 @@ class Pool {
             ++generation_;
         }
         start_.notify_all();
+        {
+            // Every helper takes part: blocks are handed out only once all of them have started.
+            std::unique_lock<std::mutex> lock(mutex_);
+            started_.wait(lock, [this] { return running_ == wanted_; });
+        }
         run_blocks(launch);
         std::unique_lock<std::mutex> lock(mutex_);
         done_.wait(lock, [this] { return joined_ == wanted_; });
         joined_ = 0;
         job_ = nullptr;
-        return true;
     }
 
-   private:
     void serve() {
         unsigned long long seen = 0;
         for (;;) {
@@ -494,7 +647,7 @@ class Pool {
                 std::unique_lock<std::mutex> lock(mutex_);
                 start_.wait(lock, [&] { return generation_ != seen && running_ < wanted_; });
                 seen = generation_;
-                ++running_;
+                if (++running_ == wanted_) started_.notify_all();
                 job = job_;
             }
             run_blocks(*job);
@@ -503,9 +656,8 @@ class Pool {
         }
     }
 
-    std::mutex busy_;
     std::mutex mutex_;
-    std::condition_variable start_, done_;
+    std::condition_variable start_, started_, done_;
     unsigned threads_ = 0;
     Launch* job_ = nullptr;
     unsigned long long generation_ = 0;
@@ -578,6 +730,56 @@ uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int ar
     return f->result;
 }
 
+void mtosi_emu_register_file_shared(void* (*address)(), size_t bytes) {
+    file_shared().push_back({address, bytes});
+}
+
+void mtosi_emu_shared_fresh(void* variable, size_t bytes) {
+    for (auto& seen : worker.shared_seen) {
+        if (seen.first != variable) continue;
+        if (seen.second != worker.block_serial) {
+            memset(variable, 0xff, bytes);
+            seen.second = worker.block_serial;
+        }
+        return;
+    }
+    worker.shared_seen.push_back({variable, worker.block_serial});
+    memset(variable, 0xff, bytes);
+}
+
+// Maps `bytes` of buffer between two PROT_NONE pages: the data ends at the second page
+// (`end_aligned`) or starts right after the first, so that an access just past that side
+// faults. Element alignment holds either way (sizes are multiples of the element size, pages
+// of 4 KiB). The writable bytes around the data are the caller's canary.
+struct mtosi_emu_mapping {
+    unsigned char* base;
+    size_t bytes;
+    unsigned char* writable;
+    size_t writable_bytes;
+    unsigned char* data;
+};
+
+int mtosi_emu_buffer_map(size_t bytes, int end_aligned, mtosi_emu_mapping* out) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data_pages = (bytes + page - 1) / page;
+    size_t total = (data_pages + 2) * page;
+    void* base = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) return 1;
+    unsigned char* writable = static_cast<unsigned char*>(base) + page;
+    if (data_pages && mprotect(writable, data_pages * page, PROT_READ | PROT_WRITE) != 0) {
+        munmap(base, total);
+        return 1;
+    }
+    out->base = static_cast<unsigned char*>(base);
+    out->bytes = total;
+    out->writable = writable;
+    out->writable_bytes = data_pages * page;
+    out->data = end_aligned ? writable + data_pages * page - bytes : writable;
+    return 0;
+}
+
+void mtosi_emu_buffer_unmap(unsigned char* base, size_t bytes) { munmap(base, bytes); }
+
 void mtosi_emu_assert_fail(const char* expr, const char* file, int line) {
     fail_block(format("assert(%s) failed at %s in %s", expr, site(file, line).c_str(),
                       thread_name(*worker.current).c_str()));
@@ -588,10 +790,13 @@ struct mtosi_emu_launch_params {
     unsigned block[3];
     size_t shared_bytes;
     int reverse;
-    unsigned workers;
+    unsigned workers;  // OS threads for this launch, as the caller decided (at most the blocks)
+    const mtosi_emu_buffer_arg* buffers;  // one per argument
+    unsigned buffer_count;
 };
 
-// Runs every block of the grid. Returns 0, or 1 with a message in `error` (NUL-terminated).
+// Runs every block of the grid. Returns 0; 1 with a message in `error` (NUL-terminated); or 2
+// with a message when a kernel accessed memory out of bounds.
 int mtosi_emu_launch(void (*entry)(void**), void** args, const mtosi_emu_launch_params* params, char* error,
                      size_t error_capacity) {
     auto report = [&](const std::string& message) {
@@ -618,12 +823,19 @@ int mtosi_emu_launch(void (*entry)(void**), void** args, const mtosi_emu_launch_
     memcpy(launch.block, params->block, sizeof launch.block);
     launch.shared_bytes = params->shared_bytes;
     launch.reverse = params->reverse != 0;
+    launch.buffers = params->buffers;
+    launch.buffer_count = params->buffer_count;
+    install_fault_handler();
 
-    // Waking workers costs tens of microseconds: only worth it for launches with many threads.
     unsigned long long workers = std::min<unsigned long long>(std::max(1u, params->workers), blocks);
-    if (threads * blocks < 16384) workers = 1;
-    if (workers == 1 || !Pool::get().run(launch, (unsigned)workers - 1)) run_blocks(launch);
-    if (launch.failed.load()) return report(launch.error);
+    if (workers == 1)
+        run_blocks(launch);
+    else
+        Pool::run_on_any(launch, (unsigned)workers - 1);
+    if (launch.failed.load()) {
+        report(launch.error);
+        return launch.out_of_bounds.load() ? 2 : 1;
+    }
     return 0;
 }
 

@@ -1,10 +1,11 @@
 // cuemu.h: CUDA's execution model on the CPU, so that g++ compiles the same kernels/*.cu that
-// NVRTC compiles (the `emu` device). build.rs includes this header first in a wrapper file per
-// kernel source; NVRTC never sees it. The runtime behind it is cuemu.cpp.
+// NVRTC compiles (the `emu` device). The build script (build/emu.rs) includes this header first
+// in a wrapper file per kernel source; NVRTC never sees it. The runtime behind it is cuemu.cpp.
 //
 // Model: one OS thread runs one block at a time; every CUDA thread of the block is a fiber on
 // that OS thread, so `__shared__` (= thread_local) is private to the block and the fibers of a
-// block see the same copy. `__syncthreads()` and the warp collectives switch fibers.
+// block see the same copy; it starts as NaN bytes in every block (MTOSI_EMU_SHARED_FRESH).
+// `__syncthreads()` and the warp collectives switch fibers.
 #pragma once
 
 // System headers first: the macros below (`__noinline__`, `__device__` …) break libstdc++.
@@ -76,7 +77,23 @@ int mtosi_emu_syncthreads_reduce(int op, int predicate, const char* file, int li
 uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int arg, int width,
                                    const char* file, int line);
 [[noreturn]] void mtosi_emu_assert_fail(const char* expr, const char* file, int line);
+void mtosi_emu_shared_fresh(void* variable, size_t bytes);
+void mtosi_emu_register_file_shared(void* (*address)(), size_t bytes);
 }
+
+// build/shared_memory.rs puts this after every static `__shared__` declaration of the emu copy of a source:
+// the first thread of a block to pass it fills the variable with NaN bytes, as uninitialised
+// shared memory on a GPU (a thread_local would keep the previous block's values).
+#define MTOSI_EMU_SHARED_FRESH(v) mtosi_emu_shared_fresh((void*)&(v), sizeof(v))
+// The same for a `__shared__` variable at file scope, where no statement can run: a static
+// registration, and the runtime fills every registered variable at the start of each block.
+namespace mtosi_emu {
+struct FileShared {
+    FileShared(void* (*address)(), size_t bytes) { mtosi_emu_register_file_shared(address, bytes); }
+};
+}  // namespace mtosi_emu
+#define MTOSI_EMU_FILE_SHARED(v) \
+    static mtosi_emu::FileShared mtosi_emu_file_shared_##v([]() -> void* { return (void*)&(v); }, sizeof(v));
 
 enum {
     MTOSI_EMU_SHFL_IDX,
@@ -129,7 +146,7 @@ struct SyncwarpAt {
 };
 
 // Calls a kernel with arguments given as CUDA's `void** kernelParams`: args[i] points at the
-// value of parameter i. build.rs generates one such entry per `extern "C" __global__` kernel.
+// value of parameter i. build/emu.rs generates one such entry per `extern "C" __global__` kernel.
 template <typename... P, size_t... I>
 inline void invoke_indexed(void (*kernel)(P...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<std::decay_t<P>*>(args[I])...);

@@ -29,16 +29,26 @@ pub struct BenchStepArgs {
 
 pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.repeats > 0, "--repeats must be at least 1");
+    anyhow::ensure!(
+        args.batch > 0 || args.eval,
+        "--batch 0: a training step needs at least 1 example"
+    );
+    anyhow::ensure!(
+        args.frames >= mtosi::model::MIN_FRAMES,
+        "--frames {}: the network needs at least {} frames (its encoder halves the time axis 4 times)",
+        args.frames,
+        mtosi::model::MIN_FRAMES
+    );
     let threads = rayon::current_num_threads();
     let (what, (timings, records)) = if args.eval {
         (
             format!("eval forward, 1 x {} frames", args.frames),
-            bench::time_eval_forward(args.frames, args.repeats, args.breakdown),
+            bench::time_eval_forward(args.frames, args.repeats, args.breakdown)?,
         )
     } else {
         (
             format!("train step, batch {} x {} frames", args.batch, args.frames),
-            bench::time_train_step(args.batch, args.frames, args.repeats, args.breakdown),
+            bench::time_train_step(args.batch, args.frames, args.repeats, args.breakdown)?,
         )
     };
     let cpu = timings

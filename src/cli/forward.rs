@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use mtosi::device::DeviceRequest;
 use mtosi::model::{checkpoint, inference, Transcriber};
 use mtosi::npy;
 
@@ -19,17 +20,19 @@ pub struct ForwardArgs {
     /// Where to write the (frames, 88) float32 frame probabilities.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Where the network runs; the network's CUDA path is not wired yet, so only `cpu`.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// auto, cpu, emu, cuda or cuda:N. The network has no kernels yet: `auto` runs it on the
+    /// cpu, `emu` and `cuda` are refused.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
 }
 
 pub fn run(args: ForwardArgs) -> anyhow::Result<()> {
-    if args.device != "cpu" {
-        bail!(
-            "device {:?}: the network runs on the cpu device only for now",
+    match args.device {
+        DeviceRequest::Auto | DeviceRequest::Cpu => {}
+        DeviceRequest::Emu | DeviceRequest::Cuda(_) => bail!(
+            "--device {}: the network runs on the cpu device only until its kernels land",
             args.device
-        );
+        ),
     }
     let spectrogram = npy::read(&args.spectrogram)?;
     let frames = inference::spectrogram_frames(&spectrogram.shape, &spectrogram.data)

@@ -1,9 +1,7 @@
-//! One buffer type for both kernel devices: host memory with guard regions on `emu`, device
-//! memory on `cuda`.
+//! One buffer type for both kernel devices: host memory between inaccessible pages on `emu`,
+//! device memory on `cuda`.
 
-use std::alloc::Layout;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 
 use super::kernels::Scalar;
 
@@ -38,18 +36,44 @@ impl Element for u8 {
 /// element that a kernel forgot to write shows up as NaN.
 pub(crate) const POISON_BYTE: u8 = 0xff;
 
-/// Bytes of canary on each side of an emu allocation; a multiple of 256, cudaMalloc's alignment.
-const GUARD_BYTES: usize = 4096;
-
 fn guard_pattern(offset: usize) -> u8 {
     (offset as u8).wrapping_mul(151).wrapping_add(0x5a)
 }
 
-/// Host memory for the emu device, with canary guards before and after the data that are
-/// checked after each launch, so an out-of-bounds write is caught.
+#[repr(C)]
+struct Mapping {
+    base: *mut u8,
+    bytes: usize,
+    writable: *mut u8,
+    writable_bytes: usize,
+    data: *mut u8,
+}
+
+extern "C" {
+    fn mtosi_emu_buffer_map(
+        bytes: usize,
+        end_aligned: std::ffi::c_int,
+        out: *mut Mapping,
+    ) -> std::ffi::c_int;
+    fn mtosi_emu_buffer_unmap(base: *mut u8, bytes: usize);
+}
+
+/// Which side of an emu buffer lies against an inaccessible page (kernels/emu/cuemu.cpp,
+/// `mtosi_emu_buffer_map`): an access just past that side faults at once and is reported
+/// naming the parameter, read or write. The other side has a canary of the bytes up to the
+/// page boundary (fewer than 4 KiB), checked after each launch, which catches writes only.
+/// The equivalence harness runs every kernel with both (forward thread order: end; reverse:
+/// start), so that reads off either end are caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GuardedSide {
+    End,
+    Start,
+}
+
+/// Host memory for the emu device between two inaccessible pages, with canary bytes in the
+/// rest of the pages the data does not fill; see [`GuardedSide`].
 pub(crate) struct GuardedAlloc {
-    base: NonNull<u8>,
-    layout: Layout,
+    mapping: Mapping,
     data_bytes: usize,
 }
 
@@ -69,20 +93,33 @@ pub(crate) struct GuardDamage {
 }
 
 impl GuardedAlloc {
-    pub fn new(data_bytes: usize) -> GuardedAlloc {
-        let layout = Layout::from_size_align(data_bytes + 2 * GUARD_BYTES, 256)
-            .expect("allocation size overflows");
-        // SAFETY: the layout has a non-zero size (two guards).
-        let base = unsafe { std::alloc::alloc(layout) };
-        let Some(base) = NonNull::new(base) else {
-            std::alloc::handle_alloc_error(layout)
+    pub fn new(data_bytes: usize, side: GuardedSide) -> GuardedAlloc {
+        let mut mapping = Mapping {
+            base: std::ptr::null_mut(),
+            bytes: 0,
+            writable: std::ptr::null_mut(),
+            writable_bytes: 0,
+            data: std::ptr::null_mut(),
         };
+        // SAFETY: `mapping` is a valid out-pointer.
+        let status = unsafe {
+            mtosi_emu_buffer_map(
+                data_bytes,
+                (side == GuardedSide::End) as std::ffi::c_int,
+                &mut mapping,
+            )
+        };
+        if status != 0 {
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(data_bytes.max(1), 4096)
+                    .expect("allocation size overflows"),
+            );
+        }
         let alloc = GuardedAlloc {
-            base,
-            layout,
+            mapping,
             data_bytes,
         };
-        // SAFETY: all bytes are inside the allocation.
+        // SAFETY: the data bytes are inside the writable pages.
         unsafe {
             std::ptr::write_bytes(alloc.data_ptr(), POISON_BYTE, data_bytes);
         }
@@ -91,12 +128,12 @@ impl GuardedAlloc {
     }
 
     pub fn data_ptr(&self) -> *mut u8 {
-        // SAFETY: GUARD_BYTES is inside the allocation.
-        unsafe { self.base.as_ptr().add(GUARD_BYTES) }
+        self.mapping.data
     }
 
     pub fn data(&self) -> &[u8] {
-        // SAFETY: data_bytes initialised bytes start at data_ptr.
+        // SAFETY: data_bytes initialised bytes start at data_ptr (a dangling but aligned pointer
+        // into the guard page when empty, which a zero-length slice never reads).
         unsafe { std::slice::from_raw_parts(self.data_ptr(), self.data_bytes) }
     }
 
@@ -105,30 +142,42 @@ impl GuardedAlloc {
         unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), self.data_bytes) }
     }
 
-    /// Byte `i` of the guard region: 0..GUARD_BYTES before the data, GUARD_BYTES.. after it.
+    /// Canary bytes before the data and after it (one of the two is empty).
+    fn slack(&self) -> (usize, usize) {
+        let before = self.mapping.data as usize - self.mapping.writable as usize;
+        (
+            before,
+            self.mapping.writable_bytes - before - self.data_bytes,
+        )
+    }
+
+    /// Byte `i` of the canary: 0..before lies before the data, before.. after it.
     fn guard_byte(&self, i: usize) -> *mut u8 {
-        // SAFETY: both guards lie inside the allocation and do not overlap the data.
+        let (before, _) = self.slack();
+        // SAFETY: both slack regions lie inside the writable pages and outside the data.
         unsafe {
-            if i < GUARD_BYTES {
-                self.base.as_ptr().add(i)
+            if i < before {
+                self.mapping.writable.add(i)
             } else {
-                self.data_ptr().add(self.data_bytes + i - GUARD_BYTES)
+                self.data_ptr().add(self.data_bytes + i - before)
             }
         }
     }
 
     // Guards are touched only between launches, never while a kernel runs on this allocation.
     fn restore_guards(&self) {
-        for i in 0..2 * GUARD_BYTES {
-            // SAFETY: guard_byte points inside the allocation.
+        let (before, after) = self.slack();
+        for i in 0..before + after {
+            // SAFETY: guard_byte points inside the writable pages.
             unsafe { self.guard_byte(i).write(guard_pattern(i)) }
         }
     }
 
-    /// Checks both guards; on damage, reports it and restores them.
+    /// Checks the canary; on damage, reports it and restores it.
     pub fn check_guards(&self) -> Option<GuardDamage> {
-        // SAFETY: guard_byte points inside the allocation.
-        let changed: Vec<usize> = (0..2 * GUARD_BYTES)
+        let (before_bytes, after_bytes) = self.slack();
+        // SAFETY: guard_byte points inside the writable pages.
+        let changed: Vec<usize> = (0..before_bytes + after_bytes)
             .filter(|&i| unsafe { self.guard_byte(i).read() } != guard_pattern(i))
             .collect();
         if changed.is_empty() {
@@ -137,13 +186,13 @@ impl GuardedAlloc {
         self.restore_guards();
         let before: Vec<usize> = changed
             .iter()
-            .filter(|&&i| i < GUARD_BYTES)
-            .map(|&i| GUARD_BYTES - i)
+            .filter(|&&i| i < before_bytes)
+            .map(|&i| before_bytes - i)
             .collect();
         let after: Vec<usize> = changed
             .iter()
-            .filter(|&&i| i >= GUARD_BYTES)
-            .map(|&i| i - GUARD_BYTES)
+            .filter(|&&i| i >= before_bytes)
+            .map(|&i| i - before_bytes)
             .collect();
         Some(GuardDamage {
             before: before.len(),
@@ -156,12 +205,12 @@ impl GuardedAlloc {
 
 impl Drop for GuardedAlloc {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+        // SAFETY: mapped in `new`, unmapped once.
+        unsafe { mtosi_emu_buffer_unmap(self.mapping.base, self.mapping.bytes) }
     }
 }
 
-pub(crate) enum Storage {
+pub(crate) enum DeviceMemory {
     Emu(GuardedAlloc),
     Cuda(cudarc::driver::CudaSlice<u8>),
 }
@@ -171,7 +220,7 @@ pub(crate) enum Storage {
 /// [`KernelDevice::alloc`](super::KernelDevice::alloc); read back with
 /// [`KernelDevice::download`](super::KernelDevice::download).
 pub struct DeviceBuffer<T: Element> {
-    pub(crate) storage: Storage,
+    pub(crate) storage: DeviceMemory,
     pub(crate) len: usize,
     pub(crate) _element: PhantomData<T>,
 }

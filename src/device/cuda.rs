@@ -10,7 +10,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::buffer::{Storage, POISON_BYTE};
+use super::buffer::{DeviceMemory, POISON_BYTE};
 use super::kernels::{Kernel, ModuleImages, NvrtcReport, NVRTC};
 use super::launch::{KernelArg, LaunchConfig};
 use super::DeviceError;
@@ -248,8 +248,8 @@ impl CudaDevice {
         for arg in args {
             let bytes = match arg {
                 KernelArg::Buffer(b) => match b.storage {
-                    Storage::Cuda(slice) => slice.device_ptr(&self.stream).0.to_ne_bytes(),
-                    Storage::Emu(_) => {
+                    DeviceMemory::Cuda(slice) => slice.device_ptr(&self.stream).0.to_ne_bytes(),
+                    DeviceMemory::Emu(_) => {
                         return Err(DeviceError::Arguments {
                             kernel: kernel.name,
                             source_file: kernel.source,

@@ -1,4 +1,4 @@
-//! The kernels compiled by build.rs: one table entry per `extern "C" __global__` function of
+//! The kernels compiled by the build script (build/main.rs): one table entry per `extern "C" __global__` function of
 //! `kernels/*.cu`, with its parameters, its emu entry point and its NVRTC images.
 
 use std::ffi::c_void;
@@ -74,7 +74,7 @@ pub struct Kernel {
     pub images: &'static ModuleImages,
 }
 
-/// How build.rs fared with NVRTC.
+/// How the build script fared with NVRTC.
 #[derive(Debug)]
 pub enum NvrtcReport {
     Compiled {

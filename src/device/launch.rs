@@ -1,6 +1,6 @@
 //! What a launch takes: a grid, and arguments checked against the kernel's parameter list.
 
-use super::buffer::{DeviceBuffer, Element, Storage};
+use super::buffer::{DeviceBuffer, DeviceMemory, Element};
 use super::kernels::{Kernel, ParamKind, Scalar};
 use super::DeviceError;
 
@@ -43,6 +43,8 @@ impl LaunchConfig {
 
 /// The order in which the emu device runs the threads of a block (and the blocks of a grid).
 /// A kernel that misses a `__syncthreads()` gives a wrong result in at least one of the two.
+/// It also picks which side of each emu buffer lies against an inaccessible page: the end in
+/// forward order, the start in reverse, so that the two runs catch reads off either side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadOrder {
     Forward,
@@ -57,6 +59,7 @@ pub enum KernelArg<'a> {
     U32(u32),
     I64(i64),
     U64(u64),
+    U8(u8),
     F32(f32),
     F64(f64),
     Buffer(BufferArg<'a>),
@@ -66,7 +69,7 @@ pub struct BufferArg<'a> {
     pub(crate) element: Scalar,
     pub(crate) writable: bool,
     pub(crate) len: usize,
-    pub(crate) storage: &'a Storage,
+    pub(crate) storage: &'a DeviceMemory,
 }
 
 macro_rules! scalar_arg {
@@ -82,6 +85,7 @@ scalar_arg!(i32, I32);
 scalar_arg!(u32, U32);
 scalar_arg!(i64, I64);
 scalar_arg!(u64, U64);
+scalar_arg!(u8, U8);
 scalar_arg!(f32, F32);
 scalar_arg!(f64, F64);
 
@@ -114,6 +118,7 @@ impl KernelArg<'_> {
             KernelArg::U32(_) => "unsigned".into(),
             KernelArg::I64(_) => "long long".into(),
             KernelArg::U64(_) => "unsigned long long".into(),
+            KernelArg::U8(_) => "unsigned char".into(),
             KernelArg::F32(_) => "float".into(),
             KernelArg::F64(_) => "double".into(),
             KernelArg::Buffer(b) => {
@@ -135,6 +140,7 @@ impl KernelArg<'_> {
             KernelArg::U32(v) => bytes[..4].copy_from_slice(&v.to_ne_bytes()),
             KernelArg::I64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
             KernelArg::U64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
+            KernelArg::U8(v) => bytes[0] = v,
             KernelArg::F32(v) => bytes[..4].copy_from_slice(&v.to_ne_bytes()),
             KernelArg::F64(v) => bytes.copy_from_slice(&v.to_ne_bytes()),
             KernelArg::Buffer(_) => return None,
@@ -167,6 +173,7 @@ pub(crate) fn check_launch(
             | (ParamKind::Scalar(Scalar::U32), KernelArg::U32(_))
             | (ParamKind::Scalar(Scalar::I64), KernelArg::I64(_))
             | (ParamKind::Scalar(Scalar::U64), KernelArg::U64(_))
+            | (ParamKind::Scalar(Scalar::U8), KernelArg::U8(_))
             | (ParamKind::Scalar(Scalar::F32), KernelArg::F32(_))
             | (ParamKind::Scalar(Scalar::F64), KernelArg::F64(_)) => true,
             (ParamKind::Pointer { element, writes }, KernelArg::Buffer(b)) => {

@@ -13,10 +13,11 @@ pub mod equivalence;
 mod kernels;
 mod launch;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use buffer::{DeviceBuffer, Element};
 pub use emu::EmuOptions;
@@ -26,7 +27,16 @@ pub use kernels::{
 };
 pub use launch::{BufferArg, KernelArg, LaunchConfig, ThreadOrder};
 
-use buffer::{GuardedAlloc, Storage};
+use buffer::{DeviceMemory, GuardedAlloc, GuardedSide};
+
+/// Forward thread order guards the ends of emu buffers, reverse order their starts: the
+/// harness runs both, so a read off either side of a buffer is caught.
+fn guarded_side(options: &EmuOptions) -> GuardedSide {
+    match options.order {
+        ThreadOrder::Forward => GuardedSide::End,
+        ThreadOrder::Reverse => GuardedSide::Start,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -54,7 +64,7 @@ pub enum DeviceError {
         source_file: &'static str,
         message: String,
     },
-    #[error("kernel `{kernel}` ({source_file}) wrote out of bounds on emu: {message}")]
+    #[error("kernel `{kernel}` ({source_file}) accessed memory out of bounds on emu: {message}")]
     OutOfBounds {
         kernel: &'static str,
         source_file: &'static str,
@@ -176,12 +186,15 @@ enum Backend {
 /// A device that runs the kernels: `emu` or `cuda`, behind one API.
 pub struct KernelDevice {
     backend: Backend,
+    /// Names of the kernels launched on this device so far (the equivalence report lists them).
+    launched: Mutex<BTreeSet<&'static str>>,
 }
 
 impl KernelDevice {
     pub fn emu(options: EmuOptions) -> KernelDevice {
         KernelDevice {
             backend: Backend::Emu(options),
+            launched: Mutex::default(),
         }
     }
 
@@ -189,11 +202,18 @@ impl KernelDevice {
     pub fn cuda(ordinal: usize) -> Result<KernelDevice, DeviceError> {
         Ok(KernelDevice {
             backend: Backend::Cuda(cuda::open(ordinal)?),
+            launched: Mutex::default(),
         })
     }
 
-    pub fn is_emu(&self) -> bool {
-        matches!(self.backend, Backend::Emu(_))
+    /// The kernels launched on this device so far, by name, sorted.
+    pub fn launched_kernels(&self) -> Vec<&'static str> {
+        self.launched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
     pub fn describe(&self) -> String {
@@ -221,8 +241,10 @@ impl KernelDevice {
                 message: format!("{len} elements overflow the address space"),
             })?;
         let storage = match &self.backend {
-            Backend::Emu(_) => Storage::Emu(GuardedAlloc::new(bytes)),
-            Backend::Cuda(c) => Storage::Cuda(c.alloc(bytes)?),
+            Backend::Emu(options) => {
+                DeviceMemory::Emu(GuardedAlloc::new(bytes, guarded_side(options)))
+            }
+            Backend::Cuda(c) => DeviceMemory::Cuda(c.alloc(bytes)?),
         };
         Ok(DeviceBuffer {
             storage,
@@ -234,12 +256,12 @@ impl KernelDevice {
     pub fn upload<T: Element>(&self, host: &[T]) -> Result<DeviceBuffer<T>, DeviceError> {
         let bytes: &[u8] = bytemuck::cast_slice(host);
         let storage = match &self.backend {
-            Backend::Emu(_) => {
-                let mut alloc = GuardedAlloc::new(bytes.len());
+            Backend::Emu(options) => {
+                let mut alloc = GuardedAlloc::new(bytes.len(), guarded_side(options));
                 alloc.data_mut().copy_from_slice(bytes);
-                Storage::Emu(alloc)
+                DeviceMemory::Emu(alloc)
             }
-            Backend::Cuda(c) => Storage::Cuda(c.upload(bytes)?),
+            Backend::Cuda(c) => DeviceMemory::Cuda(c.upload(bytes)?),
         };
         Ok(DeviceBuffer {
             storage,
@@ -252,8 +274,8 @@ impl KernelDevice {
     pub fn download<T: Element>(&self, buffer: &DeviceBuffer<T>) -> Result<Vec<T>, DeviceError> {
         let bytes = buffer.len * size_of::<T>();
         let raw = match (&self.backend, &buffer.storage) {
-            (Backend::Emu(_), Storage::Emu(alloc)) => alloc.data().to_vec(),
-            (Backend::Cuda(c), Storage::Cuda(slice)) => c.download(slice, bytes)?,
+            (Backend::Emu(_), DeviceMemory::Emu(alloc)) => alloc.data().to_vec(),
+            (Backend::Cuda(c), DeviceMemory::Cuda(slice)) => c.download(slice, bytes)?,
             _ => {
                 return Err(DeviceError::InvalidInput {
                     op: "download",
@@ -278,7 +300,7 @@ impl KernelDevice {
 
     /// Launches the compiled kernel `name` (kernels/*.cu). Arguments are checked against its
     /// C parameter list. On emu the launch is synchronous and reports barrier misuse and
-    /// out-of-bounds writes; on cuda it is asynchronous.
+    /// out-of-bounds reads and writes; on cuda it is asynchronous.
     pub fn launch(
         &self,
         name: &str,
@@ -298,6 +320,10 @@ impl KernelDevice {
         args: &[KernelArg],
     ) -> Result<(), DeviceError> {
         launch::check_launch(kernel, &config, args)?;
+        self.launched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kernel.name);
         match &self.backend {
             Backend::Emu(options) => emu::launch(options, kernel, &config, args),
             Backend::Cuda(c) => c.launch(kernel, &config, args),
@@ -337,13 +363,30 @@ mod tests {
     }
 
     #[test]
-    fn auto_never_fails_and_says_why() {
+    fn auto_picks_cuda_exactly_when_it_opens_and_otherwise_says_why_not() {
         let selection = DeviceRequest::Auto.open().unwrap();
-        assert!(
-            selection.reason.starts_with("auto chose"),
-            "{}",
-            selection.reason
-        );
+        match KernelDevice::cuda(0) {
+            Ok(cuda) => {
+                assert!(
+                    matches!(selection.device, Device::Kernels(_)),
+                    "cuda opens, auto chose {}",
+                    selection.device.describe()
+                );
+                assert_eq!(
+                    selection.reason,
+                    format!("auto chose cuda: {}", cuda.describe())
+                );
+            }
+            Err(why) => {
+                assert!(
+                    matches!(selection.device, Device::Cpu),
+                    "cuda fails, auto chose {}",
+                    selection.device.describe()
+                );
+                // The reason is cuda's own error, so the user sees what is missing.
+                assert_eq!(selection.reason, format!("auto chose cpu: {why}"));
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::init::uniform_unit;
 use super::profile::{self, Record};
 use super::tensor::{Mode, Tensor};
 use super::training::{train_step, Optimizer, TrainingConfig};
-use super::transcriber::{Transcriber, N_BINS, N_KEYS};
+use super::transcriber::{check_input_shape, Transcriber, N_BINS, N_KEYS};
+use super::ModelError;
 
 /// Wall-clock times of repeated runs, and the process CPU time (user + system, all threads)
 /// they used together, which a shared, loaded machine disturbs less than wall time.
@@ -26,14 +27,19 @@ fn process_cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Runs `run` `repeats` times, timing each, and the CPU time of all of them.
-fn repeat(repeats: usize, mut run: impl FnMut() -> Duration) -> Timings {
+/// Runs `run` `repeats` times (at least once), timing each, and the CPU time of all of them.
+fn repeat(
+    repeats: usize,
+    mut run: impl FnMut() -> Result<Duration, ModelError>,
+) -> Result<Timings, ModelError> {
     let cpu_before = process_cpu_time();
-    let runs = (0..repeats).map(|_| run()).collect();
+    let runs = (0..repeats.max(1))
+        .map(|_| run())
+        .collect::<Result<_, _>>()?;
     let cpu = process_cpu_time()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    Timings { runs, cpu }
+    Ok(Timings { runs, cpu })
 }
 
 impl Timings {
@@ -69,56 +75,65 @@ pub fn random_batch(seed: u64, batch: usize, frames: usize) -> (Tensor, Tensor) 
 
 /// Times `repeats` training steps (forward, backward, clip, Adam) after one warm-up step; with
 /// `breakdown`, one more step is run with per-layer accounting, returned beside the timings.
+/// A batch of 0 or fewer than [`MIN_FRAMES`](super::MIN_FRAMES) frames is an error.
 pub fn time_train_step(
     batch: usize,
     frames: usize,
     repeats: usize,
     breakdown: bool,
-) -> (Timings, Vec<Record>) {
+) -> Result<(Timings, Vec<Record>), ModelError> {
+    check_input_shape(&[batch, frames, N_BINS])?;
     let config = TrainingConfig::default();
     let mut model = Transcriber::new(33);
     let mut optimizer = Optimizer::new(&mut model, config.adam);
     let (spec, roll) = random_batch(1, batch, frames);
     let mut step = || {
         let start = Instant::now();
-        train_step(&mut model, &mut optimizer, &spec, &roll, &config)
-            .expect("benchmark shapes are valid");
-        start.elapsed()
+        train_step(&mut model, &mut optimizer, &spec, &roll, &config)?;
+        Ok(start.elapsed())
     };
-    step();
-    let timings = repeat(repeats, &mut step);
+    step()?;
+    let timings = repeat(repeats, &mut step)?;
     let records = if breakdown {
         profile::set_enabled(true);
         profile::take();
-        step();
+        let accounted = step();
         profile::set_enabled(false);
+        accounted?;
         profile::take()
     } else {
         Vec::new()
     };
-    (timings, records)
+    Ok((timings, records))
 }
 
 /// Times the evaluation-mode forward pass on one (frames × 176) spectrogram, after a warm-up.
-pub fn time_eval_forward(frames: usize, repeats: usize, breakdown: bool) -> (Timings, Vec<Record>) {
+/// Fewer than [`MIN_FRAMES`](super::MIN_FRAMES) frames is an error.
+pub fn time_eval_forward(
+    frames: usize,
+    repeats: usize,
+    breakdown: bool,
+) -> Result<(Timings, Vec<Record>), ModelError> {
+    check_input_shape(&[1, frames, N_BINS])?;
     let mut model = Transcriber::new(33);
     model.set_mode(Mode::Eval);
     let (spec, _) = random_batch(2, 1, frames);
     let mut forward = || {
         let start = Instant::now();
-        model.forward(&spec).expect("benchmark shapes are valid");
-        start.elapsed()
+        model.forward(&spec)?;
+        Ok(start.elapsed())
     };
-    forward();
-    let timings = repeat(repeats, &mut forward);
+    forward()?;
+    let timings = repeat(repeats, &mut forward)?;
     let records = if breakdown {
         profile::set_enabled(true);
         profile::take();
-        forward();
+        let accounted = forward();
         profile::set_enabled(false);
+        accounted?;
         profile::take()
     } else {
         Vec::new()
     };
-    (timings, records)
+    Ok((timings, records))
 }

@@ -257,9 +257,12 @@ fn pair_notes(events: &[TimedEvent]) -> Vec<Note> {
 
 /// Encodes notes as a format-0 Standard MIDI file: 120 bpm, 1000 ticks per beat (0.5 ms per
 /// tick), GM `program` (0..=127) on `channel` (0..=15 except 9, the percussion channel).
-/// Velocities of 0 are written as 1 (0 would read back as a note-off). At equal times note-offs
-/// come first, so touching notes of one key read back as they were; overlapping notes of one
-/// key cannot be told apart in MIDI and read back cut at the later onset.
+/// Velocities of 0 are written as 1 (0 would read back as a note-off). At one tick the events
+/// go: note-offs of notes that started earlier; then each note that starts and ends at that
+/// tick, as a note-on and its note-off; then the note-ons of longer notes. So touching notes of
+/// one key read back as they were, and a zero-length note (or one shorter than half a tick)
+/// reads back with length 0 (see `notes` for the other formats). Overlapping notes of one key cannot be told apart
+/// in MIDI and read back cut at the later onset.
 pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, FormatError> {
     let program = u7::try_from(program).ok_or_else(|| {
         FormatError::whole_file(format!("GM program {program} is outside 0..=127"))
@@ -272,7 +275,8 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
     let ticks_per_second =
         f64::from(WRITE_TICKS_PER_BEAT) * 1e6 / f64::from(WRITE_MICROSECONDS_PER_BEAT);
     let to_tick = |time_s: f64| (time_s * ticks_per_second).round() as u64;
-    // (tick, 0 = off / 1 = on, key, velocity), sorted so offs precede ons at one tick.
+    // (tick, order at the tick, key, velocity); order 0 = off of an earlier note, 1 and 2 = on
+    // and off of a zero-tick note, 3 = on of a longer note.
     let mut moments: Vec<(u64, u8, u8, u8)> = Vec::with_capacity(notes.len() * 2);
     for (index, note) in notes.iter().enumerate() {
         check_note_times(note.onset_s, note.offset_s)
@@ -283,15 +287,17 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
                 note.pitch
             )));
         }
-        moments.push((
-            to_tick(note.onset_s),
-            1,
-            note.pitch,
-            note.velocity.clamp(1, 127),
-        ));
-        moments.push((to_tick(note.offset_s), 0, note.pitch, 0));
+        let (on_tick, off_tick) = (to_tick(note.onset_s), to_tick(note.offset_s));
+        let velocity = note.velocity.clamp(1, 127);
+        if on_tick == off_tick {
+            moments.push((on_tick, 1, note.pitch, velocity));
+            moments.push((off_tick, 2, note.pitch, 0));
+        } else {
+            moments.push((on_tick, 3, note.pitch, velocity));
+            moments.push((off_tick, 0, note.pitch, 0));
+        }
     }
-    moments.sort_by_key(|&(tick, on, _, _)| (tick, on));
+    moments.sort_by_key(|&(tick, order, _, _)| (tick, order));
 
     let channel = u4::from(channel);
     let mut track: Vec<TrackEvent> = vec![
@@ -308,7 +314,7 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
         },
     ];
     let mut last_tick = 0u64;
-    for (tick, on, key, velocity) in moments {
+    for (tick, order, key, velocity) in moments {
         let delta = u32::try_from(tick - last_tick)
             .ok()
             .and_then(u28::try_from)
@@ -317,7 +323,7 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
             })?;
         last_tick = tick;
         let (key, vel) = (u7::from(key), u7::from(velocity));
-        let message = if on == 1 {
+        let message = if order % 2 == 1 {
             MidiMessage::NoteOn { key, vel }
         } else {
             MidiMessage::NoteOff {

@@ -16,6 +16,12 @@ use std::path::{Path, PathBuf};
 
 /// One note: onset and offset in seconds, MIDI pitch (21..=108 for the piano roll, any 0..=127
 /// in files), MIDI velocity (1..=127; formats without velocity use 64).
+///
+/// A zero-length note (offset = onset, which transcriptions and annotations do contain) is a
+/// valid note and every writer keeps it: TSV, MAPS txt and mir_eval text write the two equal
+/// times, JAMS a duration of 0, MIDI a note-on directly followed by its note-off at one tick
+/// (so a note shorter than half a 0.5 ms tick becomes one too); each reads back with length 0.
+/// On the label roll it marks its onset frame only, as the reference does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Note {
     pub onset_s: f64,

@@ -88,3 +88,83 @@ pub fn sigmoid_backward_reference(d_inp: &mut [f32], d_out: &[f32], out: &[f32])
         *dx += dy * y * (1.0 - y);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernels (kernels/activation.cu): the same functions on device buffers, same argument order.
+
+use super::{elementwise_len, ELEMENTWISE_THREADS};
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+/// [`leaky_relu_forward`] on a kernel device.
+pub fn leaky_relu_forward_launch(
+    device: &KernelDevice,
+    out: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    negative_slope: f32,
+) -> Result<(), DeviceError> {
+    let n = elementwise_len("leaky_relu_forward", inp.len(), &[("out", out.len())])?;
+    device.launch(
+        "leaky_relu_forward",
+        LaunchConfig::for_elements(inp.len(), ELEMENTWISE_THREADS),
+        &[n.into(), negative_slope.into(), inp.into(), out.into()],
+    )
+}
+
+/// [`leaky_relu_backward`] on a kernel device (adds into `d_inp`).
+pub fn leaky_relu_backward_launch(
+    device: &KernelDevice,
+    d_inp: &mut DeviceBuffer<f32>,
+    d_out: &DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    negative_slope: f32,
+) -> Result<(), DeviceError> {
+    let n = elementwise_len(
+        "leaky_relu_backward",
+        inp.len(),
+        &[("d_inp", d_inp.len()), ("d_out", d_out.len())],
+    )?;
+    device.launch(
+        "leaky_relu_backward",
+        LaunchConfig::for_elements(inp.len(), ELEMENTWISE_THREADS),
+        &[
+            n.into(),
+            negative_slope.into(),
+            d_out.into(),
+            inp.into(),
+            d_inp.into(),
+        ],
+    )
+}
+
+/// [`sigmoid_forward`] on a kernel device.
+pub fn sigmoid_forward_launch(
+    device: &KernelDevice,
+    out: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+) -> Result<(), DeviceError> {
+    let n = elementwise_len("sigmoid_forward", inp.len(), &[("out", out.len())])?;
+    device.launch(
+        "sigmoid_forward",
+        LaunchConfig::for_elements(inp.len(), ELEMENTWISE_THREADS),
+        &[n.into(), inp.into(), out.into()],
+    )
+}
+
+/// [`sigmoid_backward`] on a kernel device (adds into `d_inp`).
+pub fn sigmoid_backward_launch(
+    device: &KernelDevice,
+    d_inp: &mut DeviceBuffer<f32>,
+    d_out: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+) -> Result<(), DeviceError> {
+    let n = elementwise_len(
+        "sigmoid_backward",
+        out.len(),
+        &[("d_inp", d_inp.len()), ("d_out", d_out.len())],
+    )?;
+    device.launch(
+        "sigmoid_backward",
+        LaunchConfig::for_elements(out.len(), ELEMENTWISE_THREADS),
+        &[n.into(), d_out.into(), out.into(), d_inp.into()],
+    )
+}

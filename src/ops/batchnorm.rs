@@ -381,3 +381,333 @@ pub fn batchnorm_backward_reference(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernels (kernels/batchnorm.cu): the same functions on device buffers, optionally fused
+// with the leaky ReLU that follows each BatchNorm of the network.
+
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+/// kernels/batchnorm.cu's BN_THREADS.
+const BN_THREADS: u32 = 256;
+/// Values per block of the reduction stages, and the most blocks (slices) per channel.
+const BN_VALUES_PER_SLICE: usize = 8192;
+const BN_MAX_SLICES: usize = 64;
+
+/// Scratch of one BatchNorm layer on a kernel device, allocated once per shape: the f64 partial
+/// sums of the reductions, the per-channel (scale, shift) of the forward (which the fused
+/// backward reuses: pass the same workspace to both) and the backward's coefficients.
+pub struct BatchNormWorkspace {
+    n: usize,
+    c: usize,
+    hw: usize,
+    slices: usize,
+    partials: DeviceBuffer<f64>,
+    scale_shift: DeviceBuffer<f32>,
+    coefficients: DeviceBuffer<f32>,
+}
+
+impl BatchNormWorkspace {
+    pub fn new(
+        device: &KernelDevice,
+        n: usize,
+        c: usize,
+        hw: usize,
+    ) -> Result<BatchNormWorkspace, DeviceError> {
+        let slices = (n * hw)
+            .div_ceil(BN_VALUES_PER_SLICE)
+            .clamp(1, BN_MAX_SLICES);
+        Ok(BatchNormWorkspace {
+            n,
+            c,
+            hw,
+            slices,
+            partials: device.alloc(2 * c * slices)?,
+            scale_shift: device.alloc(2 * c)?,
+            coefficients: device.alloc(3 * c)?,
+        })
+    }
+}
+
+/// The fused activation: `Some(negative_slope)` applies leaky ReLU after the normalisation.
+pub type FusedLeakyRelu = Option<f32>;
+
+struct BnDims {
+    n: i32,
+    c: i32,
+    hw: i32,
+    total: i32,
+    count: i32,
+    slices: i32,
+}
+
+fn bn_dims(
+    op: &'static str,
+    ws: &BatchNormWorkspace,
+    tensors: &[(&str, usize)],
+    channels: &[(&str, usize)],
+) -> Result<BnDims, DeviceError> {
+    let invalid = |message| DeviceError::InvalidInput { op, message };
+    let total = ws.n * ws.c * ws.hw;
+    for &(name, len) in tensors {
+        if len != total {
+            return Err(invalid(format!(
+                "{name} has {len} elements, ({}, {}, {}) needs {total}",
+                ws.n, ws.c, ws.hw
+            )));
+        }
+    }
+    for &(name, len) in channels {
+        if len != ws.c {
+            return Err(invalid(format!(
+                "{name} has {len} elements, {} channels",
+                ws.c
+            )));
+        }
+    }
+    let to_i32 = |v: usize| i32::try_from(v).map_err(|_| invalid(format!("{v} exceeds i32")));
+    Ok(BnDims {
+        n: to_i32(ws.n)?,
+        c: to_i32(ws.c)?,
+        hw: to_i32(ws.hw)?,
+        total: to_i32(total)?,
+        count: to_i32(ws.n * ws.hw)?,
+        slices: to_i32(ws.slices)?,
+    })
+}
+
+fn leaky_args(leaky: FusedLeakyRelu) -> (i32, f32) {
+    match leaky {
+        Some(slope) => (1, slope),
+        None => (0, 0.0),
+    }
+}
+
+/// [`batchnorm_forward_train`] on a kernel device (then leaky ReLU when `leaky`), with the
+/// layer's workspace (its shape is the workspace's).
+pub fn batchnorm_forward_train_launch(
+    device: &KernelDevice,
+    ws: &mut BatchNormWorkspace,
+    out: &mut DeviceBuffer<f32>,
+    save_mean: &mut DeviceBuffer<f32>,
+    save_rstd: &mut DeviceBuffer<f32>,
+    running_mean: &mut DeviceBuffer<f32>,
+    running_var: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    bias: &DeviceBuffer<f32>,
+    momentum: f32,
+    eps: f32,
+    leaky: FusedLeakyRelu,
+) -> Result<(), DeviceError> {
+    let d = bn_dims(
+        "batchnorm_forward_train",
+        ws,
+        &[("inp", inp.len()), ("out", out.len())],
+        &[
+            ("save_mean", save_mean.len()),
+            ("save_rstd", save_rstd.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+            ("weight", weight.len()),
+            ("bias", bias.len()),
+        ],
+    )?;
+    if d.count < 2 {
+        return Err(DeviceError::InvalidInput {
+            op: "batchnorm_forward_train",
+            message: "training needs more than one value per channel (as PyTorch)".into(),
+        });
+    }
+    device.launch(
+        "batchnorm_partial_moments",
+        LaunchConfig {
+            grid: [d.slices as u32, d.c as u32, 1],
+            block: [BN_THREADS, 1, 1],
+            shared_mem_bytes: 0,
+        },
+        &[
+            d.n.into(),
+            d.c.into(),
+            d.hw.into(),
+            d.slices.into(),
+            inp.into(),
+            (&mut ws.partials).into(),
+        ],
+    )?;
+    device.launch(
+        "batchnorm_finish_statistics",
+        LaunchConfig::for_elements(ws.c, BN_THREADS),
+        &[
+            d.c.into(),
+            d.slices.into(),
+            d.count.into(),
+            momentum.into(),
+            eps.into(),
+            (&ws.partials).into(),
+            weight.into(),
+            bias.into(),
+            save_mean.into(),
+            save_rstd.into(),
+            running_mean.into(),
+            running_var.into(),
+            (&mut ws.scale_shift).into(),
+        ],
+    )?;
+    apply(device, ws, &d, inp, out, leaky)
+}
+
+fn apply(
+    device: &KernelDevice,
+    ws: &BatchNormWorkspace,
+    d: &BnDims,
+    inp: &DeviceBuffer<f32>,
+    out: &mut DeviceBuffer<f32>,
+    leaky: FusedLeakyRelu,
+) -> Result<(), DeviceError> {
+    let (fused, slope) = leaky_args(leaky);
+    device.launch(
+        "batchnorm_apply",
+        LaunchConfig::for_elements(d.total as usize, super::ELEMENTWISE_THREADS),
+        &[
+            d.total.into(),
+            d.c.into(),
+            d.hw.into(),
+            fused.into(),
+            slope.into(),
+            inp.into(),
+            (&ws.scale_shift).into(),
+            out.into(),
+        ],
+    )
+}
+
+/// [`batchnorm_forward_eval`] on a kernel device (then leaky ReLU when `leaky`).
+pub fn batchnorm_forward_eval_launch(
+    device: &KernelDevice,
+    ws: &mut BatchNormWorkspace,
+    out: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    bias: &DeviceBuffer<f32>,
+    running_mean: &DeviceBuffer<f32>,
+    running_var: &DeviceBuffer<f32>,
+    eps: f32,
+    leaky: FusedLeakyRelu,
+) -> Result<(), DeviceError> {
+    let d = bn_dims(
+        "batchnorm_forward_eval",
+        ws,
+        &[("inp", inp.len()), ("out", out.len())],
+        &[
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+            ("weight", weight.len()),
+            ("bias", bias.len()),
+        ],
+    )?;
+    device.launch(
+        "batchnorm_eval_scale_shift",
+        LaunchConfig::for_elements(ws.c, BN_THREADS),
+        &[
+            d.c.into(),
+            eps.into(),
+            weight.into(),
+            bias.into(),
+            running_mean.into(),
+            running_var.into(),
+            (&mut ws.scale_shift).into(),
+        ],
+    )?;
+    apply(device, ws, &d, inp, out, leaky)
+}
+
+/// [`batchnorm_backward`] on a kernel device; with `leaky`, `d_out` is the gradient of the
+/// fused leaky ReLU's output and `ws` must be the workspace of the training forward.
+pub fn batchnorm_backward_launch(
+    device: &KernelDevice,
+    ws: &mut BatchNormWorkspace,
+    d_inp: Option<&mut DeviceBuffer<f32>>,
+    d_weight: &mut DeviceBuffer<f32>,
+    d_bias: &mut DeviceBuffer<f32>,
+    d_out: &DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    save_mean: &DeviceBuffer<f32>,
+    save_rstd: &DeviceBuffer<f32>,
+    leaky: FusedLeakyRelu,
+) -> Result<(), DeviceError> {
+    let mut tensors = vec![("d_out", d_out.len()), ("inp", inp.len())];
+    if let Some(d_inp) = d_inp.as_deref() {
+        tensors.push(("d_inp", d_inp.len()));
+    }
+    let d = bn_dims(
+        "batchnorm_backward",
+        ws,
+        &tensors,
+        &[
+            ("d_weight", d_weight.len()),
+            ("d_bias", d_bias.len()),
+            ("weight", weight.len()),
+            ("save_mean", save_mean.len()),
+            ("save_rstd", save_rstd.len()),
+        ],
+    )?;
+    let (fused, slope) = leaky_args(leaky);
+    device.launch(
+        "batchnorm_backward_partials",
+        LaunchConfig {
+            grid: [d.slices as u32, d.c as u32, 1],
+            block: [BN_THREADS, 1, 1],
+            shared_mem_bytes: 0,
+        },
+        &[
+            d.n.into(),
+            d.c.into(),
+            d.hw.into(),
+            d.slices.into(),
+            fused.into(),
+            slope.into(),
+            d_out.into(),
+            inp.into(),
+            save_mean.into(),
+            (&ws.scale_shift).into(),
+            (&mut ws.partials).into(),
+        ],
+    )?;
+    device.launch(
+        "batchnorm_backward_finish",
+        LaunchConfig::for_elements(ws.c, BN_THREADS),
+        &[
+            d.c.into(),
+            d.slices.into(),
+            d.count.into(),
+            (&ws.partials).into(),
+            weight.into(),
+            save_mean.into(),
+            save_rstd.into(),
+            d_weight.into(),
+            d_bias.into(),
+            (&mut ws.coefficients).into(),
+        ],
+    )?;
+    let Some(d_inp) = d_inp else {
+        return Ok(());
+    };
+    device.launch(
+        "batchnorm_backward_apply",
+        LaunchConfig::for_elements(d.total as usize, super::ELEMENTWISE_THREADS),
+        &[
+            d.total.into(),
+            d.c.into(),
+            d.hw.into(),
+            fused.into(),
+            slope.into(),
+            d_out.into(),
+            inp.into(),
+            (&ws.scale_shift).into(),
+            (&ws.coefficients).into(),
+            d_inp.into(),
+        ],
+    )
+}

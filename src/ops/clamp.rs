@@ -19,3 +19,28 @@ pub fn clamp_in_place(values: &mut [f32], min: f32, max: f32) {
         }
     }
 }
+
+/// [`clamp_in_place`] on a kernel device (kernels/clamp.cu): one launch over the whole buffer,
+/// e.g. clip-by-value over the gradient arena.
+pub fn clamp_in_place_launch(
+    device: &crate::device::KernelDevice,
+    values: &mut crate::device::DeviceBuffer<f32>,
+    min: f32,
+    max: f32,
+) -> Result<(), crate::device::DeviceError> {
+    if min
+        .partial_cmp(&max)
+        .is_none_or(|order| order == std::cmp::Ordering::Greater)
+    {
+        return Err(crate::device::DeviceError::InvalidInput {
+            op: "clamp_in_place",
+            message: format!("min {min} is above max {max}"),
+        });
+    }
+    let n = super::elementwise_len("clamp_in_place", values.len(), &[])?;
+    device.launch(
+        "clamp_in_place",
+        crate::device::LaunchConfig::for_elements(values.len(), super::ELEMENTWISE_THREADS),
+        &[n.into(), min.into(), max.into(), values.into()],
+    )
+}

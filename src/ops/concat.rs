@@ -110,3 +110,109 @@ pub fn concat_channels_backward_reference(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernels (kernels/concat.cu).
+
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+fn concat_dims(
+    n: usize,
+    c_a: usize,
+    c_b: usize,
+    hw: usize,
+    lens: &[(&str, usize, usize)],
+) -> Result<[i32; 4], DeviceError> {
+    let invalid = |message| DeviceError::InvalidInput {
+        op: "concat_channels",
+        message,
+    };
+    for &(name, len, expected) in lens {
+        if len != expected {
+            return Err(invalid(format!(
+                "{name} has {len} elements, its shape needs {expected}"
+            )));
+        }
+    }
+    let mut out = [0i32; 4];
+    for (o, v) in out.iter_mut().zip([n, c_a, c_b, hw]) {
+        *o = i32::try_from(v).map_err(|_| invalid(format!("{v} exceeds i32")))?;
+    }
+    Ok(out)
+}
+
+/// [`concat_channels_forward`] on a kernel device.
+pub fn concat_channels_forward_launch(
+    device: &KernelDevice,
+    out: &mut DeviceBuffer<f32>,
+    a: &DeviceBuffer<f32>,
+    b: &DeviceBuffer<f32>,
+    n: usize,
+    c_a: usize,
+    c_b: usize,
+    hw: usize,
+) -> Result<(), DeviceError> {
+    let total = n * (c_a + c_b) * hw;
+    let [n_i, c_a_i, c_b_i, hw_i] = concat_dims(
+        n,
+        c_a,
+        c_b,
+        hw,
+        &[
+            ("a", a.len(), n * c_a * hw),
+            ("b", b.len(), n * c_b * hw),
+            ("out", out.len(), total),
+        ],
+    )?;
+    device.launch(
+        "concat_channels_forward",
+        LaunchConfig::for_elements(total, super::ELEMENTWISE_THREADS),
+        &[
+            n_i.into(),
+            c_a_i.into(),
+            c_b_i.into(),
+            hw_i.into(),
+            a.into(),
+            b.into(),
+            out.into(),
+        ],
+    )
+}
+
+/// [`concat_channels_backward`] on a kernel device: adds into `d_a` and `d_b` when given.
+pub fn concat_channels_backward_launch(
+    device: &KernelDevice,
+    d_a: Option<&mut DeviceBuffer<f32>>,
+    d_b: Option<&mut DeviceBuffer<f32>>,
+    d_out: &DeviceBuffer<f32>,
+    n: usize,
+    c_a: usize,
+    c_b: usize,
+    hw: usize,
+) -> Result<(), DeviceError> {
+    let [n_i, c_a_i, c_b_i, hw_i] = concat_dims(
+        n,
+        c_a,
+        c_b,
+        hw,
+        &[("d_out", d_out.len(), n * (c_a + c_b) * hw)],
+    )?;
+    for (part, first, c_part, c_part_i) in [(d_a, 0, c_a, c_a_i), (d_b, c_a_i, c_b, c_b_i)] {
+        let Some(part) = part else { continue };
+        concat_dims(n, c_a, c_b, hw, &[("d_part", part.len(), n * c_part * hw)])?;
+        device.launch(
+            "concat_channels_backward",
+            LaunchConfig::for_elements(n * c_part * hw, super::ELEMENTWISE_THREADS),
+            &[
+                n_i.into(),
+                (c_a_i + c_b_i).into(),
+                first.into(),
+                c_part_i.into(),
+                hw_i.into(),
+                d_out.into(),
+                part.into(),
+            ],
+        )?;
+    }
+    Ok(())
+}

@@ -368,3 +368,96 @@ pub fn conv_transpose2d_backward_reference(
         *d += *s as f32;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// On a kernel device: the adjoint of the device convolution (kernels/conv2d.cu +
+// kernels/matmul.cu), through the same three engine functions as on the CPU.
+
+use super::conv2d::{
+    backward_data_into_launch, backward_weight_into_launch, channel_sums_launch, fill_bias_launch,
+    forward_into_launch, ConvWorkspace, DeviceConvGeometry, DeviceOutputStart,
+};
+use super::elementwise::fill_launch;
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice};
+
+/// The device convolution whose adjoint `conv_transpose2d(n, c_in, h, w → c_out, …)` is: from
+/// the transposed convolution's output shape back to its input shape. Allocate the layer's
+/// [`ConvWorkspace`] for it.
+pub fn conv_transpose2d_adjoint_geometry(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    output_padding_h: usize,
+    output_padding_w: usize,
+) -> DeviceConvGeometry {
+    let h_out = conv_transpose2d_output_size(h, k, stride, pad, output_padding_h);
+    let w_out = conv_transpose2d_output_size(w, k, stride, pad, output_padding_w);
+    DeviceConvGeometry {
+        n,
+        c_in: c_out,
+        h: h_out,
+        w: w_out,
+        c_out: c_in,
+        k,
+        stride,
+        pad,
+        h_out: h,
+        w_out: w,
+    }
+}
+
+/// [`conv_transpose2d_forward`] on a kernel device: the bias (or zeros), then the adjoint
+/// convolution's data gradient of `inp`.
+pub fn conv_transpose2d_forward_launch(
+    device: &KernelDevice,
+    ws: &mut ConvWorkspace,
+    out: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    bias: Option<&DeviceBuffer<f32>>,
+    adjoint: &DeviceConvGeometry,
+) -> Result<(), DeviceError> {
+    let plane = adjoint.h * adjoint.w;
+    match bias {
+        Some(bias) => fill_bias_launch(device, out, bias, adjoint.n, adjoint.c_in, plane)?,
+        None => fill_launch(device, out, 0.0)?,
+    }
+    backward_data_into_launch(device, ws, out, inp, weight, adjoint)
+}
+
+/// [`conv_transpose2d_backward`] on a kernel device: adds into every gradient given.
+pub fn conv_transpose2d_backward_launch(
+    device: &KernelDevice,
+    ws: &mut ConvWorkspace,
+    d_inp: Option<&mut DeviceBuffer<f32>>,
+    d_weight: &mut DeviceBuffer<f32>,
+    d_bias: Option<&mut DeviceBuffer<f32>>,
+    d_out: &DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    adjoint: &DeviceConvGeometry,
+) -> Result<(), DeviceError> {
+    if let Some(d_bias) = d_bias {
+        let plane = adjoint.h * adjoint.w;
+        channel_sums_launch(device, d_bias, d_out, adjoint.n, adjoint.c_in, plane)?;
+    }
+    // Through the adjoint convolution: `d_out` plays its input and `inp` its output gradient.
+    backward_weight_into_launch(device, ws, d_weight, inp, d_out, adjoint)?;
+    if let Some(d_inp) = d_inp {
+        forward_into_launch(
+            device,
+            ws,
+            d_inp,
+            d_out,
+            weight,
+            DeviceOutputStart::Accumulate,
+            adjoint,
+        )?;
+    }
+    Ok(())
+}

@@ -137,3 +137,98 @@ pub fn linear_backward_reference(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// On a kernel device: the tiled SGEMM (kernels/matmul.cu), with the bias broadcast and the
+// bias gradient's f64 column sums of kernels/conv2d.cu (a row of features is a 1×1 "plane").
+
+use super::conv2d::{channel_sums_launch, fill_bias_launch};
+use super::matmul::{
+    matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
+};
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice};
+
+fn linear_check(name: &str, len: usize, expected: usize) -> Result<(), DeviceError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(DeviceError::InvalidInput {
+            op: "linear",
+            message: format!("{name} has {len} elements, its shape needs {expected}"),
+        })
+    }
+}
+
+/// [`linear_forward`] on a kernel device.
+pub fn linear_forward_launch(
+    device: &KernelDevice,
+    out: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    bias: Option<&DeviceBuffer<f32>>,
+    rows: usize,
+    in_features: usize,
+    out_features: usize,
+) -> Result<(), DeviceError> {
+    linear_check("linear out", out.len(), rows * out_features)?;
+    linear_check("linear inp", inp.len(), rows * in_features)?;
+    linear_check("linear weight", weight.len(), out_features * in_features)?;
+    if let Some(bias) = bias {
+        fill_bias_launch(device, out, bias, rows, out_features, 1)?;
+    }
+    matmul_launch(
+        device,
+        DeviceMatMut::row_major(out, rows, out_features),
+        DeviceMatRef::row_major(inp, rows, in_features),
+        DeviceMatRef::row_major(weight, out_features, in_features).t(),
+        1,
+        bias.is_some(),
+    )
+}
+
+/// Elements of the split-k scratch [`linear_backward_launch`] needs for its weight gradient.
+pub fn linear_backward_scratch_len(rows: usize, in_features: usize, out_features: usize) -> usize {
+    matmul_sum_scratch_len(out_features, in_features, rows, 1).max(1)
+}
+
+/// [`linear_backward`] on a kernel device: adds into every gradient given; `scratch` holds
+/// [`linear_backward_scratch_len`] elements (allocated once per shape).
+pub fn linear_backward_launch(
+    device: &KernelDevice,
+    d_inp: Option<&mut DeviceBuffer<f32>>,
+    d_weight: &mut DeviceBuffer<f32>,
+    d_bias: Option<&mut DeviceBuffer<f32>>,
+    d_out: &DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weight: &DeviceBuffer<f32>,
+    rows: usize,
+    in_features: usize,
+    out_features: usize,
+    scratch: &mut DeviceBuffer<f32>,
+) -> Result<(), DeviceError> {
+    linear_check("linear d_out", d_out.len(), rows * out_features)?;
+    if let Some(d_bias) = d_bias {
+        channel_sums_launch(device, d_bias, d_out, rows, out_features, 1)?;
+    }
+    let d_y = DeviceMatRef::row_major(d_out, rows, out_features);
+    matmul_sum_launch(
+        device,
+        DeviceMatMut::row_major(d_weight, out_features, in_features),
+        d_y.t(),
+        DeviceMatRef::row_major(inp, rows, in_features),
+        1,
+        true,
+        scratch,
+    )?;
+    if let Some(d_inp) = d_inp {
+        matmul_launch(
+            device,
+            DeviceMatMut::row_major(d_inp, rows, in_features),
+            d_y,
+            DeviceMatRef::row_major(weight, out_features, in_features),
+            1,
+            true,
+        )?;
+    }
+    Ok(())
+}

@@ -543,3 +543,317 @@ fn recur_backward(
         matmul(&mut d_h_next, hid, d_pre, w_hh, false, Threads::Single);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// On a kernel device (kernels/lstm.cu + kernels/matmul.cu + kernels/conv2d.cu's column sums):
+// the input projections and every weight gradient as GEMMs over all frames, the recurrences as
+// one persistent launch per pass covering every time step of both directions.
+
+use super::conv2d::channel_sums_launch;
+use super::matmul::{
+    matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
+};
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+/// Threads per block of the recurrence kernels (a multiple of 32).
+const LSTM_THREADS: u32 = 256;
+
+/// One direction's parameters on a kernel device, in PyTorch's layout (as [`LstmWeights`]).
+#[derive(Clone, Copy)]
+pub struct DeviceLstmWeights<'a> {
+    pub w_ih: &'a DeviceBuffer<f32>,
+    pub w_hh: &'a DeviceBuffer<f32>,
+    pub b_ih: &'a DeviceBuffer<f32>,
+    pub b_hh: &'a DeviceBuffer<f32>,
+}
+
+/// One direction's gradients on a kernel device (as [`LstmGradients`]), added into.
+pub struct DeviceLstmGradients<'a> {
+    pub w_ih: &'a mut DeviceBuffer<f32>,
+    pub w_hh: &'a mut DeviceBuffer<f32>,
+    pub b_ih: &'a mut DeviceBuffer<f32>,
+    pub b_hh: &'a mut DeviceBuffer<f32>,
+}
+
+/// The LSTM's shape: `batch` sequences of `frames` rows of `input_size` features, `hidden_size`
+/// units per direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmShape {
+    pub batch: usize,
+    pub frames: usize,
+    pub input_size: usize,
+    pub hidden_size: usize,
+}
+
+/// Scratch of one LSTM layer on a kernel device, allocated once per shape: W_hh transposed for
+/// the forward recurrence, each direction's pre-activation gate gradients and the split-k
+/// scratch of the weight gradients.
+pub struct LstmWorkspace {
+    shape: LstmShape,
+    w_hh_t: DeviceBuffer<f32>,
+    d_gates: [DeviceBuffer<f32>; 2],
+    partials: DeviceBuffer<f32>,
+}
+
+impl LstmWorkspace {
+    pub fn new(device: &KernelDevice, shape: LstmShape) -> Result<LstmWorkspace, DeviceError> {
+        let hid = shape.hidden_size;
+        let per_direction = shape.batch * shape.frames * 4 * hid;
+        let rows = shape.batch * shape.frames;
+        let partials = matmul_sum_scratch_len(4 * hid, shape.input_size, rows, 1).max(
+            matmul_sum_scratch_len(4 * hid, hid, shape.frames.saturating_sub(1), shape.batch),
+        );
+        Ok(LstmWorkspace {
+            shape,
+            w_hh_t: device.alloc(2 * 4 * hid * hid)?,
+            d_gates: [device.alloc(per_direction)?, device.alloc(per_direction)?],
+            partials: device.alloc(partials.max(1))?,
+        })
+    }
+}
+
+fn lstm_invalid(message: String) -> DeviceError {
+    DeviceError::InvalidInput {
+        op: "lstm",
+        message,
+    }
+}
+
+fn lstm_check(name: &str, len: usize, expected: usize) -> Result<(), DeviceError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(lstm_invalid(format!(
+            "{name} has {len} elements, its shape needs {expected}"
+        )))
+    }
+}
+
+fn check_device_weights(w: &DeviceLstmWeights, s: &LstmShape) -> Result<(), DeviceError> {
+    let hid = s.hidden_size;
+    lstm_check("w_ih", w.w_ih.len(), 4 * hid * s.input_size)?;
+    lstm_check("w_hh", w.w_hh.len(), 4 * hid * hid)?;
+    lstm_check("b_ih", w.b_ih.len(), 4 * hid)?;
+    lstm_check("b_hh", w.b_hh.len(), 4 * hid)
+}
+
+fn lstm_ints(s: &LstmShape) -> Result<[i32; 3], DeviceError> {
+    let mut out = [0i32; 3];
+    for (o, v) in out.iter_mut().zip([s.batch, s.frames, s.hidden_size]) {
+        *o = i32::try_from(v).map_err(|_| lstm_invalid(format!("{v} exceeds i32")))?;
+    }
+    Ok(out)
+}
+
+fn recurrence_config(s: &LstmShape) -> Result<LaunchConfig, DeviceError> {
+    let blocks = u32::try_from(s.batch).map_err(|_| lstm_invalid("batch too large".into()))?;
+    let shared = u32::try_from(6 * s.hidden_size * size_of::<f32>())
+        .ok()
+        .filter(|&b| b <= 48 * 1024)
+        .ok_or_else(|| lstm_invalid(format!("hidden size {} too large", s.hidden_size)))?;
+    Ok(LaunchConfig {
+        grid: [blocks, 2, 1],
+        block: [LSTM_THREADS, 1, 1],
+        shared_mem_bytes: shared,
+    })
+}
+
+/// [`lstm_forward`] on a kernel device: writes `out` (batch, frames, 2·hidden), `gates`
+/// (2, batch, frames, 4·hidden) and `cells` (2, batch, frames, hidden).
+pub fn lstm_forward_launch(
+    device: &KernelDevice,
+    ws: &mut LstmWorkspace,
+    out: &mut DeviceBuffer<f32>,
+    gates: &mut DeviceBuffer<f32>,
+    cells: &mut DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    weights: [DeviceLstmWeights; 2],
+) -> Result<(), DeviceError> {
+    let s = ws.shape;
+    let hid = s.hidden_size;
+    let rows = s.batch * s.frames;
+    lstm_check("inp", inp.len(), rows * s.input_size)?;
+    lstm_check("out", out.len(), rows * 2 * hid)?;
+    lstm_check("gates", gates.len(), 2 * rows * 4 * hid)?;
+    lstm_check("cells", cells.len(), 2 * rows * hid)?;
+    for w in &weights {
+        check_device_weights(w, &s)?;
+    }
+    if rows == 0 || hid == 0 {
+        return Ok(());
+    }
+    let [batch, frames, hid_i] = lstm_ints(&s)?;
+    device.launch(
+        "lstm_fill_gate_bias",
+        LaunchConfig::for_elements(gates.len(), super::ELEMENTWISE_THREADS),
+        &[
+            (rows as i32).into(),
+            (4 * hid_i).into(),
+            weights[0].b_ih.into(),
+            weights[0].b_hh.into(),
+            weights[1].b_ih.into(),
+            weights[1].b_hh.into(),
+            (&mut *gates).into(),
+        ],
+    )?;
+    // Input projections of every frame at once, one GEMM per direction.
+    for (d, w) in weights.iter().enumerate() {
+        matmul_launch(
+            device,
+            DeviceMatMut {
+                offset: d * rows * 4 * hid,
+                ..DeviceMatMut::row_major(gates, rows, 4 * hid)
+            },
+            DeviceMatRef::row_major(inp, rows, s.input_size),
+            DeviceMatRef::row_major(w.w_ih, 4 * hid, s.input_size).t(),
+            1,
+            true,
+        )?;
+    }
+    device.launch(
+        "lstm_transpose_w_hh",
+        LaunchConfig::for_elements(ws.w_hh_t.len(), super::ELEMENTWISE_THREADS),
+        &[
+            hid_i.into(),
+            weights[0].w_hh.into(),
+            weights[1].w_hh.into(),
+            (&mut ws.w_hh_t).into(),
+        ],
+    )?;
+    device.launch(
+        "lstm_recurrence_forward",
+        recurrence_config(&s)?,
+        &[
+            batch.into(),
+            frames.into(),
+            hid_i.into(),
+            (&ws.w_hh_t).into(),
+            gates.into(),
+            cells.into(),
+            out.into(),
+        ],
+    )
+}
+
+/// [`lstm_backward`] on a kernel device: adds into `d_inp` (when given) and each direction's
+/// parameter gradients, from `d_out` and what [`lstm_forward_launch`] wrote.
+pub fn lstm_backward_launch(
+    device: &KernelDevice,
+    ws: &mut LstmWorkspace,
+    d_inp: Option<&mut DeviceBuffer<f32>>,
+    grads: [DeviceLstmGradients; 2],
+    d_out: &DeviceBuffer<f32>,
+    inp: &DeviceBuffer<f32>,
+    out: &DeviceBuffer<f32>,
+    gates: &DeviceBuffer<f32>,
+    cells: &DeviceBuffer<f32>,
+    weights: [DeviceLstmWeights; 2],
+) -> Result<(), DeviceError> {
+    let s = ws.shape;
+    let hid = s.hidden_size;
+    let rows = s.batch * s.frames;
+    lstm_check("inp", inp.len(), rows * s.input_size)?;
+    lstm_check("out", out.len(), rows * 2 * hid)?;
+    lstm_check("d_out", d_out.len(), rows * 2 * hid)?;
+    lstm_check("gates", gates.len(), 2 * rows * 4 * hid)?;
+    lstm_check("cells", cells.len(), 2 * rows * hid)?;
+    for w in &weights {
+        check_device_weights(w, &s)?;
+    }
+    for g in &grads {
+        check_device_weights(
+            &DeviceLstmWeights {
+                w_ih: g.w_ih,
+                w_hh: g.w_hh,
+                b_ih: g.b_ih,
+                b_hh: g.b_hh,
+            },
+            &s,
+        )?;
+    }
+    if let Some(d_inp) = d_inp.as_deref() {
+        lstm_check("d_inp", d_inp.len(), rows * s.input_size)?;
+    }
+    if rows == 0 || hid == 0 {
+        return Ok(());
+    }
+    let [batch, frames, hid_i] = lstm_ints(&s)?;
+    let [d_gates_fwd, d_gates_rev] = &mut ws.d_gates;
+    device.launch(
+        "lstm_recurrence_backward",
+        recurrence_config(&s)?,
+        &[
+            batch.into(),
+            frames.into(),
+            hid_i.into(),
+            weights[0].w_hh.into(),
+            weights[1].w_hh.into(),
+            gates.into(),
+            cells.into(),
+            d_out.into(),
+            d_gates_fwd.into(),
+            d_gates_rev.into(),
+        ],
+    )?;
+    for (d, g) in grads.into_iter().enumerate() {
+        let d_gates = &ws.d_gates[d];
+        let d_pre = DeviceMatRef::row_major(d_gates, rows, 4 * hid);
+        // d_W_ih += d_preᵀ · x over every frame (one split-k sum).
+        matmul_sum_launch(
+            device,
+            DeviceMatMut::row_major(g.w_ih, 4 * hid, s.input_size),
+            d_pre.t(),
+            DeviceMatRef::row_major(inp, rows, s.input_size),
+            1,
+            true,
+            &mut ws.partials,
+        )?;
+        // d_W_hh += Σ_b d_pre_b(t)ᵀ · h_b(t − 1 in processing order): sequences are items.
+        if s.frames > 1 {
+            let (first_grad_frame, first_h_frame) = if d == 0 { (1, 0) } else { (0, 1) };
+            let d_pre_b = DeviceMatRef {
+                buffer: d_gates,
+                offset: first_grad_frame * 4 * hid,
+                rows: s.frames - 1,
+                cols: 4 * hid,
+                row_stride: 4 * hid,
+                col_stride: 1,
+                batch_stride: s.frames * 4 * hid,
+            };
+            let h_prev = DeviceMatRef {
+                buffer: out,
+                offset: first_h_frame * 2 * hid + d * hid,
+                rows: s.frames - 1,
+                cols: hid,
+                row_stride: 2 * hid,
+                col_stride: 1,
+                batch_stride: s.frames * 2 * hid,
+            };
+            matmul_sum_launch(
+                device,
+                DeviceMatMut::row_major(&mut *g.w_hh, 4 * hid, hid),
+                d_pre_b.t(),
+                h_prev,
+                s.batch,
+                true,
+                &mut ws.partials,
+            )?;
+        }
+        // Both biases receive the same column sums of d_pre.
+        channel_sums_launch(device, g.b_ih, d_gates, rows, 4 * hid, 1)?;
+        channel_sums_launch(device, g.b_hh, d_gates, rows, 4 * hid, 1)?;
+    }
+    if let Some(d_inp) = d_inp {
+        for (d, w) in weights.iter().enumerate() {
+            matmul_launch(
+                device,
+                DeviceMatMut::row_major(&mut *d_inp, rows, s.input_size),
+                DeviceMatRef::row_major(&ws.d_gates[d], rows, 4 * hid),
+                DeviceMatRef::row_major(w.w_ih, 4 * hid, s.input_size),
+                1,
+                true,
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -177,3 +177,546 @@ pub(crate) unsafe fn matmul_to_ptr(
         gemm::Parallelism::None,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernel (kernels/matmul.cu): the same product on device buffers.
+
+use crate::device::{Device, DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+/// kernels/matmul.cu's tile of C per block and its threads per block.
+const MATMUL_TILE: usize = 64;
+const MATMUL_THREADS: u32 = 256;
+
+/// A read-only strided matrix in a device buffer, optionally one of `batch` equally spaced
+/// items: element (r, c) of item z is `buffer[offset + z·batch_stride + r·row_stride +
+/// c·col_stride]`. The device twin of [`MatRef`].
+#[derive(Clone, Copy)]
+pub struct DeviceMatRef<'a> {
+    pub buffer: &'a DeviceBuffer<f32>,
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    pub batch_stride: usize,
+}
+
+impl<'a> DeviceMatRef<'a> {
+    /// The dense row-major `rows × cols` matrix at the start of `buffer`.
+    pub fn row_major(buffer: &'a DeviceBuffer<f32>, rows: usize, cols: usize) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+            batch_stride: rows * cols,
+        }
+    }
+
+    /// The transpose, without copying.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// The same view starting `offset` elements into the buffer.
+    pub fn at(self, offset: usize) -> Self {
+        Self { offset, ..self }
+    }
+
+    /// The same view with batch items `batch_stride` elements apart.
+    pub fn batch_stride(self, batch_stride: usize) -> Self {
+        Self {
+            batch_stride,
+            ..self
+        }
+    }
+}
+
+/// A row-major destination in a device buffer: element (r, c) of item z is
+/// `buffer[offset + z·batch_stride + r·row_stride + c]`.
+pub struct DeviceMatMut<'a> {
+    pub buffer: &'a mut DeviceBuffer<f32>,
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub batch_stride: usize,
+}
+
+impl<'a> DeviceMatMut<'a> {
+    /// The dense row-major `rows × cols` matrix at the start of `buffer`.
+    pub fn row_major(buffer: &'a mut DeviceBuffer<f32>, rows: usize, cols: usize) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            rows,
+            cols,
+            row_stride: cols,
+            batch_stride: rows * cols,
+        }
+    }
+}
+
+fn matmul_invalid(message: String) -> DeviceError {
+    DeviceError::InvalidInput {
+        op: "matmul",
+        message,
+    }
+}
+
+/// The last element a strided view of `batch` items reaches must lie inside its buffer: the
+/// kernel reads nothing else (emu only catches stray writes, so reads are checked here).
+#[allow(clippy::too_many_arguments)]
+fn check_device_extent(
+    name: &str,
+    len: usize,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+    batch: usize,
+    batch_stride: usize,
+) -> Result<(), DeviceError> {
+    if rows == 0 || cols == 0 || batch == 0 {
+        return Ok(());
+    }
+    let last =
+        offset + (batch - 1) * batch_stride + (rows - 1) * row_stride + (cols - 1) * col_stride;
+    if last >= len {
+        return Err(matmul_invalid(format!(
+            "{name}: {batch} items of {rows}×{cols} with strides ({row_stride}, {col_stride}), batch stride {batch_stride}, from offset {offset} reach index {last} of a buffer of {len}"
+        )));
+    }
+    Ok(())
+}
+
+fn to_i64(value: usize) -> i64 {
+    value as i64
+}
+
+/// Launches kernels/matmul.cu: for each of `batch` items, `dst = a·b` (or `dst += a·b` when
+/// `accumulate`). `dst` must not overlap `a` or `b` (the borrow rules see to it).
+pub fn matmul_launch(
+    device: &KernelDevice,
+    dst: DeviceMatMut,
+    a: DeviceMatRef,
+    b: DeviceMatRef,
+    batch: usize,
+    accumulate: bool,
+) -> Result<(), DeviceError> {
+    if a.cols != b.rows || dst.rows != a.rows || dst.cols != b.cols {
+        return Err(matmul_invalid(format!(
+            "{}×{} · {}×{} into {}×{}",
+            a.rows, a.cols, b.rows, b.cols, dst.rows, dst.cols
+        )));
+    }
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    check_device_extent(
+        "lhs",
+        a.buffer.len(),
+        a.offset,
+        m,
+        k,
+        a.row_stride,
+        a.col_stride,
+        batch,
+        a.batch_stride,
+    )?;
+    check_device_extent(
+        "rhs",
+        b.buffer.len(),
+        b.offset,
+        k,
+        n,
+        b.row_stride,
+        b.col_stride,
+        batch,
+        b.batch_stride,
+    )?;
+    check_device_extent(
+        "dst",
+        dst.buffer.len(),
+        dst.offset,
+        m,
+        n,
+        dst.row_stride,
+        1,
+        batch,
+        dst.batch_stride,
+    )?;
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(());
+    }
+    let dims = |v: usize, what: &str| {
+        i32::try_from(v).map_err(|_| matmul_invalid(format!("{what} = {v} exceeds i32")))
+    };
+    let (m_i, n_i, k_i) = (dims(m, "m")?, dims(n, "n")?, dims(k, "k")?);
+    let grid = |v: usize, what: &str| {
+        u32::try_from(v)
+            .ok()
+            .filter(|&g| g <= 65_535 || what == "x")
+            .ok_or_else(|| matmul_invalid(format!("{v} {what} blocks exceed the grid")))
+    };
+    let config = LaunchConfig {
+        grid: [
+            grid(n.div_ceil(MATMUL_TILE), "x")?,
+            grid(m.div_ceil(MATMUL_TILE), "y")?,
+            grid(batch, "z")?,
+        ],
+        block: [MATMUL_THREADS, 1, 1],
+        shared_mem_bytes: 0,
+    };
+    device.launch(
+        "matmul_tiled",
+        config,
+        &[
+            m_i.into(),
+            n_i.into(),
+            k_i.into(),
+            a.buffer.into(),
+            to_i64(a.offset).into(),
+            to_i64(a.row_stride).into(),
+            to_i64(a.col_stride).into(),
+            to_i64(a.batch_stride).into(),
+            b.buffer.into(),
+            to_i64(b.offset).into(),
+            to_i64(b.row_stride).into(),
+            to_i64(b.col_stride).into(),
+            to_i64(b.batch_stride).into(),
+            dst.buffer.into(),
+            to_i64(dst.offset).into(),
+            to_i64(dst.row_stride).into(),
+            to_i64(dst.batch_stride).into(),
+            (accumulate as i32).into(),
+        ],
+    )
+}
+
+/// The shape of one batched product for [`matmul_batched`]: `batch` items of
+/// `dst (m × n) = op(a)·op(b)`, where `op(a)` is `m × k` stored as `a` (row-major `m × k`, or
+/// `k × m` when `transpose_a`), likewise `b`, and items are stored one after another.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulShape {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+    pub accumulate: bool,
+}
+
+impl MatmulShape {
+    fn a_view<'s>(&self, a: &'s [f32], item: usize) -> MatRef<'s> {
+        let slice = &a[item * self.m * self.k..][..self.m * self.k];
+        if self.transpose_a {
+            MatRef::row_major(slice, self.k, self.m).t()
+        } else {
+            MatRef::row_major(slice, self.m, self.k)
+        }
+    }
+
+    fn b_view<'s>(&self, b: &'s [f32], item: usize) -> MatRef<'s> {
+        let slice = &b[item * self.k * self.n..][..self.k * self.n];
+        if self.transpose_b {
+            MatRef::row_major(slice, self.n, self.k).t()
+        } else {
+            MatRef::row_major(slice, self.k, self.n)
+        }
+    }
+}
+
+/// `batch` products on any device, from host slices (`dst` is the prior value when
+/// accumulating): the entry point of the equivalence test and the bench.
+pub fn matmul_batched(
+    device: &Device,
+    shape: &MatmulShape,
+    a: &[f32],
+    b: &[f32],
+    dst: &[f32],
+) -> Result<Vec<f32>, DeviceError> {
+    let s = *shape;
+    let (a_len, b_len, dst_len) = (
+        s.batch * s.m * s.k,
+        s.batch * s.k * s.n,
+        s.batch * s.m * s.n,
+    );
+    if a.len() != a_len || b.len() != b_len || dst.len() != dst_len {
+        return Err(matmul_invalid(format!(
+            "{shape:?}: a has {}, b {}, dst {} elements",
+            a.len(),
+            b.len(),
+            dst.len()
+        )));
+    }
+    match device {
+        Device::Cpu => {
+            let mut out = dst.to_vec();
+            for item in 0..s.batch {
+                matmul(
+                    &mut out[item * s.m * s.n..][..s.m * s.n],
+                    s.n,
+                    s.a_view(a, item),
+                    s.b_view(b, item),
+                    s.accumulate,
+                    Threads::All,
+                );
+            }
+            Ok(out)
+        }
+        Device::Kernels(kd) => {
+            let (a_dev, b_dev) = (kd.upload(a)?, kd.upload(b)?);
+            // A fresh (NaN) output unless accumulating, so an unwritten element shows.
+            let mut out = if s.accumulate {
+                kd.upload(dst)?
+            } else {
+                kd.alloc(dst_len)?
+            };
+            let a_view = if s.transpose_a {
+                DeviceMatRef::row_major(&a_dev, s.k, s.m).t()
+            } else {
+                DeviceMatRef::row_major(&a_dev, s.m, s.k)
+            }
+            .batch_stride(s.m * s.k);
+            let b_view = if s.transpose_b {
+                DeviceMatRef::row_major(&b_dev, s.n, s.k).t()
+            } else {
+                DeviceMatRef::row_major(&b_dev, s.k, s.n)
+            }
+            .batch_stride(s.k * s.n);
+            matmul_launch(
+                kd,
+                DeviceMatMut::row_major(&mut out, s.m, s.n),
+                a_view,
+                b_view,
+                s.batch,
+                s.accumulate,
+            )?;
+            kd.download(&out)
+        }
+    }
+}
+
+/// Blocks a split-k product aims for: two waves of an H100/H200's 132 SMs.
+const SPLIT_K_TARGET_BLOCKS: usize = 264;
+/// The shortest k slice worth a partial product.
+const SPLIT_K_MIN_CHUNK: usize = 256;
+
+/// How [`matmul_sum_launch`] splits `items` products of `m × n` from `k`: (splits per item,
+/// k per split). A function of the shape alone, so the result's bits are too.
+pub fn matmul_sum_plan(m: usize, n: usize, k: usize, items: usize) -> (usize, usize) {
+    let tiles = m.div_ceil(MATMUL_TILE).max(1) * n.div_ceil(MATMUL_TILE).max(1);
+    let wanted = SPLIT_K_TARGET_BLOCKS.div_ceil(tiles * items.max(1));
+    let splits = wanted.clamp(1, k.div_ceil(SPLIT_K_MIN_CHUNK).max(1));
+    let k_chunk = k.div_ceil(splits).max(1);
+    (k.div_ceil(k_chunk).max(1), k_chunk)
+}
+
+/// Elements of the scratch buffer [`matmul_sum_launch`] needs (a longer one serves too).
+pub fn matmul_sum_scratch_len(m: usize, n: usize, k: usize, items: usize) -> usize {
+    let (splits, _) = matmul_sum_plan(m, n, k, items);
+    items * splits * m * n
+}
+
+/// `dst = Σ_z a_z·b_z` over `items` products (or `dst +=` when `accumulate`), items
+/// `a.batch_stride` and `b.batch_stride` apart: the weight gradients, whose k (frames or pixels,
+/// times images) is long and whose output is small. Each item's k is split by
+/// [`matmul_sum_plan`]; the partial products go to `scratch` (of [`matmul_sum_scratch_len`]
+/// elements) and are summed in a fixed order, so the result is deterministic.
+pub fn matmul_sum_launch(
+    device: &KernelDevice,
+    dst: DeviceMatMut,
+    a: DeviceMatRef,
+    b: DeviceMatRef,
+    items: usize,
+    accumulate: bool,
+    scratch: &mut DeviceBuffer<f32>,
+) -> Result<(), DeviceError> {
+    if a.cols != b.rows || dst.rows != a.rows || dst.cols != b.cols {
+        return Err(matmul_invalid(format!(
+            "{}×{} · {}×{} into {}×{}",
+            a.rows, a.cols, b.rows, b.cols, dst.rows, dst.cols
+        )));
+    }
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    check_device_extent(
+        "lhs",
+        a.buffer.len(),
+        a.offset,
+        m,
+        k,
+        a.row_stride,
+        a.col_stride,
+        items,
+        a.batch_stride,
+    )?;
+    check_device_extent(
+        "rhs",
+        b.buffer.len(),
+        b.offset,
+        k,
+        n,
+        b.row_stride,
+        b.col_stride,
+        items,
+        b.batch_stride,
+    )?;
+    check_device_extent(
+        "dst",
+        dst.buffer.len(),
+        dst.offset,
+        m,
+        n,
+        dst.row_stride,
+        1,
+        1,
+        0,
+    )?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let (splits, k_chunk) = matmul_sum_plan(m, n, k, items);
+    let parts = items * splits;
+    if scratch.len() < parts * m * n {
+        return Err(matmul_invalid(format!(
+            "the split-k scratch has {} elements, {parts} partial products of {m}×{n} need {}",
+            scratch.len(),
+            parts * m * n
+        )));
+    }
+    let int = |v: usize, what: &str| {
+        i32::try_from(v).map_err(|_| matmul_invalid(format!("{what} = {v} exceeds i32")))
+    };
+    let (m_i, n_i, k_i) = (int(m, "m")?, int(n, "n")?, int(k, "k")?);
+    let parts_i = int(parts, "partial products")?;
+    if parts > 65_535 || m.div_ceil(MATMUL_TILE) > 65_535 {
+        return Err(matmul_invalid(format!(
+            "{parts} partial products of {m} rows exceed the grid"
+        )));
+    }
+    if parts > 0 {
+        device.launch(
+            "matmul_split_k_partials",
+            LaunchConfig {
+                grid: [
+                    n.div_ceil(MATMUL_TILE) as u32,
+                    m.div_ceil(MATMUL_TILE) as u32,
+                    parts as u32,
+                ],
+                block: [MATMUL_THREADS, 1, 1],
+                shared_mem_bytes: 0,
+            },
+            &[
+                m_i.into(),
+                n_i.into(),
+                k_i.into(),
+                int(splits, "splits")?.into(),
+                int(k_chunk, "k chunk")?.into(),
+                a.buffer.into(),
+                to_i64(a.offset).into(),
+                to_i64(a.row_stride).into(),
+                to_i64(a.col_stride).into(),
+                to_i64(a.batch_stride).into(),
+                b.buffer.into(),
+                to_i64(b.offset).into(),
+                to_i64(b.row_stride).into(),
+                to_i64(b.col_stride).into(),
+                to_i64(b.batch_stride).into(),
+                (&mut *scratch).into(),
+            ],
+        )?;
+    }
+    device.launch(
+        "matmul_sum_partials",
+        LaunchConfig::for_elements(m * n, MATMUL_THREADS),
+        &[
+            m_i.into(),
+            n_i.into(),
+            parts_i.into(),
+            (&*scratch).into(),
+            dst.buffer.into(),
+            to_i64(dst.offset).into(),
+            to_i64(dst.row_stride).into(),
+            (accumulate as i32).into(),
+        ],
+    )
+}
+
+/// `Σ_z a_z·b_z` over `shape.batch` items on any device, from host slices (`dst` the prior
+/// value when accumulating), items stored one after another: the equivalence test's entry point.
+pub fn matmul_sum(
+    device: &Device,
+    shape: &MatmulShape,
+    a: &[f32],
+    b: &[f32],
+    dst: &[f32],
+) -> Result<Vec<f32>, DeviceError> {
+    let s = *shape;
+    if a.len() != s.batch * s.m * s.k || b.len() != s.batch * s.k * s.n || dst.len() != s.m * s.n {
+        return Err(matmul_invalid(format!(
+            "{shape:?}: a has {}, b {}, dst {} elements",
+            a.len(),
+            b.len(),
+            dst.len()
+        )));
+    }
+    match device {
+        Device::Cpu => {
+            let mut out = dst.to_vec();
+            for item in 0..s.batch {
+                matmul(
+                    &mut out,
+                    s.n,
+                    s.a_view(a, item),
+                    s.b_view(b, item),
+                    s.accumulate || item > 0,
+                    Threads::All,
+                );
+            }
+            if s.batch == 0 && !s.accumulate {
+                out.fill(0.0);
+            }
+            Ok(out)
+        }
+        Device::Kernels(kd) => {
+            let (a_dev, b_dev) = (kd.upload(a)?, kd.upload(b)?);
+            let mut out = if s.accumulate {
+                kd.upload(dst)?
+            } else {
+                kd.alloc(dst.len())?
+            };
+            let a_view = if s.transpose_a {
+                DeviceMatRef::row_major(&a_dev, s.k, s.m).t()
+            } else {
+                DeviceMatRef::row_major(&a_dev, s.m, s.k)
+            }
+            .batch_stride(s.m * s.k);
+            let b_view = if s.transpose_b {
+                DeviceMatRef::row_major(&b_dev, s.n, s.k).t()
+            } else {
+                DeviceMatRef::row_major(&b_dev, s.k, s.n)
+            }
+            .batch_stride(s.k * s.n);
+            let mut scratch = kd.alloc(matmul_sum_scratch_len(s.m, s.n, s.k, s.batch))?;
+            matmul_sum_launch(
+                kd,
+                DeviceMatMut::row_major(&mut out, s.m, s.n),
+                a_view,
+                b_view,
+                s.batch,
+                s.accumulate,
+                &mut scratch,
+            )?;
+            kd.download(&out)
+        }
+    }
+}

@@ -1,4 +1,7 @@
-//! One op per file: the CPU reference and the launcher of the CUDA kernel of the same name in `kernels/`.
+//! One op per file: its CPU implementation and, where it has one, the launcher of the CUDA kernel
+//! of the same name in `kernels/`. Names follow kernels/README.md ("Names: one rule"): `<op>_cpu`
+//! is what `Device::Cpu` runs and kernels are checked against (the CPU reference); `*_reference`
+//! is a plain-loop oracle of a fast CPU function, for tests only.
 //!
 //! Conventions shared by every op (llm.c style):
 //! - tensors are flat `f32` slices in NCHW (or batch-first `B, T, C`) order; the shapes are
@@ -7,8 +10,8 @@
 //! - `*_backward` ADDS into every gradient it is given (`d_inp`, `d_weight`, `d_bias`, …), so
 //!   a tensor read by several layers collects all its gradients in one buffer; the caller zeroes
 //!   gradient buffers before the backward pass. An `Option` gradient that is `None` is skipped;
-//! - each file keeps a plain-loop `*_reference` version of its forward and backward: the readable
-//!   definition and the oracle the fast version is tested against.
+//! - each file with a fast CPU path keeps a plain-loop `*_reference` version of its forward and
+//!   backward: the readable definition and the oracle the fast version is tested against.
 //!
 //! Slice lengths that do not match the shapes are programming errors and panic with a message;
 //! user input is validated before it reaches an op.
@@ -25,6 +28,7 @@ pub mod concat;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod cqt;
+pub mod elementwise;
 mod fast_math;
 pub mod linear;
 pub mod loss;
@@ -162,4 +166,23 @@ pub(crate) mod sums {
             lanes.iter().sum::<f32>() + tail
         })
     }
+}
+
+/// Threads per block of the one-thread-per-element kernels.
+pub(crate) const ELEMENTWISE_THREADS: u32 = 256;
+
+/// For the launchers of elementwise kernels: every buffer of `lens` (name, length) holds `len`
+/// elements, and `len` fits the kernels' `int n`.
+pub(crate) fn elementwise_len(
+    op: &'static str,
+    len: usize,
+    lens: &[(&str, usize)],
+) -> Result<i32, crate::device::DeviceError> {
+    let invalid = |message| crate::device::DeviceError::InvalidInput { op, message };
+    for &(name, l) in lens {
+        if l != len {
+            return Err(invalid(format!("{name} has {l} elements, expected {len}")));
+        }
+    }
+    i32::try_from(len).map_err(|_| invalid(format!("{len} elements exceed i32")))
 }

@@ -358,8 +358,9 @@ mod tests {
     #[test]
     fn f16_storage_error_is_negligible_in_network_inputs() {
         let cqt = Cqt::new(CqtParams::default()).unwrap();
-        let seed = crate::device::equivalence::seed_from_env();
-        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let seed = crate::device::equivalence::test_seed(
+            "f16_storage_error_is_negligible_in_network_inputs",
+        );
         // `music` is written for 8 kHz; at 16 kHz its notes are an octave higher, still in range.
         let spec = cqt.magnitude(&music(48_000, seed)).unwrap();
         let key = [0u8; 32];
@@ -371,11 +372,14 @@ mod tests {
             v
         };
         let (exact, rounded) = (input(&spec.values), input(&stored.values));
-        let worst = exact
-            .iter()
-            .zip(&rounded)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        // Inputs span [0, 1]: the error relative to a scale of at least 1 is the absolute error.
+        let worst = crate::compare::worst_error(
+            &rounded,
+            &exact,
+            crate::compare::ErrorScale::of_peak_at_least(1.0),
+        )
+        .unwrap()
+        .error;
         let mut logs = spec.values.clone();
         log_compress(&mut logs);
         let log_range = logs.iter().cloned().fold(f32::MIN, f32::max)
@@ -383,6 +387,6 @@ mod tests {
         println!("f16 storage: max change of a normalised log-CQT input {worst:.2e} (inputs span [0, 1]; log range {log_range:.2})");
         // f16 rounds by ≤ 2^-11 relative (no subnormals after scaling), i.e. ≤ 4.9e-4 in log
         // units; the value and the image's min and max each move by that, over the log range.
-        assert!(worst <= 2.0 * 4.9e-4 / log_range + 1e-6, "{worst}");
+        assert!(worst <= 2.0 * 4.9e-4 / log_range as f64 + 1e-6, "{worst}");
     }
 }

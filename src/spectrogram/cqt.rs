@@ -30,7 +30,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::CqtKernels;
+use super::cqt_kernels::CqtKernels;
 use super::simd::{self, Isa, Loops, SIGNAL_SLACK, TAP_ALIGN};
 use super::{CqtParams, SpectrogramError};
 
@@ -340,7 +340,7 @@ impl Cqt {
 
 fn plan_blocked(
     params: &CqtParams,
-    k: &super::kernels::BinKernel,
+    k: &super::cqt_kernels::BinKernel,
     full_blocks: usize,
 ) -> BlockedBin {
     use std::f64::consts::PI;
@@ -591,11 +591,11 @@ mod tests {
 
     #[test]
     fn both_methods_and_every_instruction_set_match_the_dense_formula() {
-        let seed = crate::device::equivalence::seed_from_env();
-        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let seed = crate::device::equivalence::test_seed(
+            "both_methods_and_every_instruction_set_match_the_dense_formula",
+        );
         let audio = test_signal(3001, seed);
         let reference = dense_reference(&Cqt::new(small_params()).unwrap(), &audio);
-        let peak = reference.iter().cloned().fold(0.0, f64::max);
         for method in [CqtMethod::Direct, CqtMethod::Blocked] {
             for isa in Isa::all_supported() {
                 let cqt = Cqt::with_method(small_params(), method)
@@ -606,20 +606,13 @@ mod tests {
                     assert!(cqt.blocked_bins() > 0);
                 }
                 let got = cqt.magnitude(&audio).unwrap();
-                let err = got
-                    .values
-                    .iter()
-                    .zip(&reference)
-                    .map(|(&g, &r)| (g as f64 - r).abs())
-                    .fold(0.0, f64::max);
-                println!(
-                    "{method:?} {isa:?}: max error {:.2e} of peak {peak:.3}",
-                    err / peak
-                );
                 // f32 accumulation over up to ~500 taps: ~1e-6 of the peak.
-                assert!(
-                    err <= 1e-5 * peak,
-                    "{method:?} {isa:?}: error {err} vs peak {peak}"
+                crate::compare::assert_close(
+                    &format!("{method:?} {isa:?} vs the dense formula"),
+                    &got.values,
+                    &reference,
+                    crate::compare::ErrorScale::of_peak(),
+                    1e-5,
                 );
             }
         }

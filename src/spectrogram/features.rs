@@ -71,6 +71,212 @@ pub fn model_inputs(
         .collect())
 }
 
+// ---------------------------------------------------------------------------------------------
+// On a kernel device (kernels/features.cu, with kernels/cqt.cu between padding and log): a
+// batch of raw crops becomes the network's input without leaving the device.
+
+use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+
+/// kernels/features.cu's FEATURES_THREADS.
+const FEATURES_THREADS: u32 = 256;
+
+fn features_invalid(message: String) -> DeviceError {
+    DeviceError::InvalidInput {
+        op: "features",
+        message,
+    }
+}
+
+fn features_i32(v: usize) -> Result<i32, DeviceError> {
+    i32::try_from(v).map_err(|_| features_invalid(format!("{v} exceeds i32")))
+}
+
+/// [`reflect_pad`](super::cqt::reflect_pad) of every clip on a kernel device: `clips` holds
+/// `batch` clips `clip_stride` apart of which the first `clip_len` samples are used (the model
+/// drops each crop's last one); `padded` receives `batch` rows of `padded_stride` samples, the
+/// padded clip then zeros.
+#[allow(clippy::too_many_arguments)]
+pub fn reflect_pad_launch(
+    device: &KernelDevice,
+    padded: &mut DeviceBuffer<f32>,
+    clips: &DeviceBuffer<f32>,
+    batch: usize,
+    clip_stride: usize,
+    clip_len: usize,
+    pad: usize,
+    padded_stride: usize,
+) -> Result<(), DeviceError> {
+    if clip_len == 0 || clip_len > clip_stride || clips.len() != batch * clip_stride {
+        return Err(features_invalid(format!(
+            "{} samples for {batch} clips of {clip_len} used samples, {clip_stride} apart",
+            clips.len()
+        )));
+    }
+    if padded_stride < clip_len + 2 * pad || padded.len() != batch * padded_stride {
+        return Err(features_invalid(format!(
+            "padded has {} samples for {batch} rows of {padded_stride} (at least {})",
+            padded.len(),
+            clip_len + 2 * pad
+        )));
+    }
+    device.launch(
+        "features_reflect_pad",
+        LaunchConfig::for_elements(padded.len(), FEATURES_THREADS),
+        &[
+            features_i32(batch)?.into(),
+            features_i32(clip_stride)?.into(),
+            features_i32(clip_len)?.into(),
+            features_i32(pad)?.into(),
+            features_i32(padded_stride)?.into(),
+            clips.into(),
+            padded.into(),
+        ],
+    )
+}
+
+/// [`log_compress`] then [`normalize_imagewise`] of `batch` CQT images on a kernel device:
+/// `magnitudes` (batch, n_bins, n_frames) as kernels/cqt.cu writes them, `out` (batch,
+/// n_frames, n_bins) the network's input; `min_max` (2·batch) is scratch.
+pub fn model_inputs_launch(
+    device: &KernelDevice,
+    out: &mut DeviceBuffer<f32>,
+    min_max: &mut DeviceBuffer<f32>,
+    magnitudes: &DeviceBuffer<f32>,
+    batch: usize,
+    n_bins: usize,
+    n_frames: usize,
+) -> Result<(), DeviceError> {
+    let total = batch * n_bins * n_frames;
+    if magnitudes.len() != total || out.len() != total || min_max.len() != 2 * batch {
+        return Err(features_invalid(format!(
+            "magnitudes {}, out {}, min_max {} elements for {batch} × {n_bins} × {n_frames}",
+            magnitudes.len(),
+            out.len(),
+            min_max.len()
+        )));
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    let (batch_i, per_image) = (features_i32(batch)?, features_i32(n_bins * n_frames)?);
+    device.launch(
+        "features_log_transpose",
+        LaunchConfig::for_elements(total, FEATURES_THREADS),
+        &[
+            batch_i.into(),
+            features_i32(n_bins)?.into(),
+            features_i32(n_frames)?.into(),
+            magnitudes.into(),
+            (&mut *out).into(),
+        ],
+    )?;
+    device.launch(
+        "features_image_min_max",
+        LaunchConfig::blocks(batch as u32, FEATURES_THREADS),
+        &[per_image.into(), (&*out).into(), (&mut *min_max).into()],
+    )?;
+    device.launch(
+        "features_normalize",
+        LaunchConfig::for_elements(total, FEATURES_THREADS),
+        &[
+            features_i32(total)?.into(),
+            per_image.into(),
+            (&*min_max).into(),
+            out.into(),
+        ],
+    )
+}
+
+/// The whole input path of a training batch on a kernel device, its buffers allocated once
+/// for a (batch, crop length) and reused: `batch` raw crops of `crop_len` samples in, the
+/// network's (batch, n_frames, n_bins) input out, as [`model_inputs`] computes it (each crop's
+/// last sample dropped, reflect padding, CQT, log, imagewise normalisation).
+pub struct DeviceInputPath {
+    kernels: crate::ops::cqt::CqtDeviceKernels,
+    batch: usize,
+    crop_len: usize,
+    pad: usize,
+    hop_length: usize,
+    n_bins: usize,
+    n_frames: usize,
+    padded: DeviceBuffer<f32>,
+    magnitudes: DeviceBuffer<f32>,
+    min_max: DeviceBuffer<f32>,
+}
+
+impl DeviceInputPath {
+    pub fn new(
+        device: &KernelDevice,
+        cqt: &Cqt,
+        batch: usize,
+        crop_len: usize,
+    ) -> Result<DeviceInputPath, DeviceError> {
+        if batch == 0 || crop_len < 2 {
+            return Err(features_invalid(format!(
+                "{batch} crops of {crop_len} samples: need at least one crop of two samples"
+            )));
+        }
+        let clip_len = crop_len - 1;
+        let pad = cqt.padding();
+        let n_frames = cqt.n_frames(clip_len);
+        let n_bins = cqt.params().n_bins;
+        Ok(DeviceInputPath {
+            kernels: crate::ops::cqt::CqtDeviceKernels::upload(device, cqt)?,
+            batch,
+            crop_len,
+            pad,
+            hop_length: cqt.params().hop_length,
+            n_bins,
+            n_frames,
+            padded: device.alloc(batch * (clip_len + 2 * pad))?,
+            magnitudes: device.alloc(batch * n_bins * n_frames)?,
+            min_max: device.alloc(2 * batch)?,
+        })
+    }
+
+    pub fn n_frames(&self) -> usize {
+        self.n_frames
+    }
+
+    /// `crops` (batch × crop_len samples) → `out` (batch, n_frames, n_bins).
+    pub fn run(
+        &mut self,
+        device: &KernelDevice,
+        crops: &DeviceBuffer<f32>,
+        out: &mut DeviceBuffer<f32>,
+    ) -> Result<(), DeviceError> {
+        let clip_len = self.crop_len - 1;
+        reflect_pad_launch(
+            device,
+            &mut self.padded,
+            crops,
+            self.batch,
+            self.crop_len,
+            clip_len,
+            self.pad,
+            clip_len + 2 * self.pad,
+        )?;
+        crate::ops::cqt::cqt_launch(
+            device,
+            &self.kernels,
+            &self.padded,
+            self.batch,
+            self.n_frames,
+            self.hop_length,
+            &mut self.magnitudes,
+        )?;
+        model_inputs_launch(
+            device,
+            out,
+            &mut self.min_max,
+            &self.magnitudes,
+            self.batch,
+            self.n_bins,
+            self.n_frames,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,14 +7,14 @@
 
 pub mod cache;
 pub mod cqt;
+pub mod cqt_kernels;
 pub mod features;
-pub mod kernels;
 pub mod picture;
 mod simd;
 
 pub use cache::{CacheOutcome, SpectrogramCache};
 pub use cqt::{Cqt, CqtMethod, Spectrogram};
-pub use kernels::CqtKernels;
+pub use cqt_kernels::CqtKernels;
 pub use simd::Isa;
 
 /// The CQT's parameters. The defaults are the paper's (nnAudio `CQT1992v2(sr=16000,
@@ -76,14 +76,14 @@ impl CqtParams {
                 "the top bin ({top_hz:.1} Hz) is above the Nyquist frequency ({nyquist_hz} Hz); use fewer bins"
             ));
         }
-        let shortest = kernels::quality_factor(self) * self.sample_rate_hz as f64 / top_hz;
+        let shortest = cqt_kernels::quality_factor(self) * self.sample_rate_hz as f64 / top_hz;
         if shortest <= 1.0 {
             return bad(format!(
                 "the top bin's kernel would have a single tap (filter_scale {} too small)",
                 self.filter_scale
             ));
         }
-        let longest = kernels::quality_factor(self) * self.sample_rate_hz as f64 / self.fmin_hz;
+        let longest = cqt_kernels::quality_factor(self) * self.sample_rate_hz as f64 / self.fmin_hz;
         if longest > (1u64 << 26) as f64 {
             return bad(format!(
                 "the lowest bin's kernel would have {longest:.0} taps; raise fmin"

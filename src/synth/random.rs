@@ -130,11 +130,7 @@ mod tests {
 
     #[test]
     fn pieces_follow_their_parameters() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        println!("seed {seed}");
+        let seed = crate::device::equivalence::test_seed("pieces_follow_their_parameters");
         let params = RandomMusic {
             seed,
             duration_s: 20.0,

@@ -42,26 +42,7 @@ pub fn adam_update(
     check_len("adam grads", grads.len(), params.len());
     check_len("adam exp_avg", exp_avg.len(), params.len());
     check_len("adam exp_avg_sq", exp_avg_sq.len(), params.len());
-    assert!(step >= 1, "adam: step counts from 1");
-    // Python floats: the bias corrections in f64, each scalar cast to f32 where PyTorch passes it
-    // to a float32 tensor op.
-    let step = step as f64;
-    let bias_correction1 = 1.0 - config.beta1.powf(step);
-    let bias_correction2 = 1.0 - config.beta2.powf(step);
-    let step_size = lr / bias_correction1;
-    let bias_correction2_sqrt = bias_correction2.sqrt() as f32;
-    let lerp_weight = (1.0 - config.beta1) as f32;
-    let beta2 = config.beta2 as f32;
-    let sq_weight = (1.0 - config.beta2) as f32;
-    let eps = config.eps as f32;
-    let factors = Factors {
-        lerp_weight,
-        beta2,
-        sq_weight,
-        bias_correction2_sqrt,
-        eps,
-        neg_step_size: (-step_size) as f32,
-    };
+    let factors = Factors::new(step, lr, config);
     const CHUNK: usize = 1 << 14;
     params
         .par_chunks_mut(CHUNK)
@@ -72,13 +53,33 @@ pub fn adam_update(
 }
 
 /// The per-element factors of one step, as float32.
-struct Factors {
+pub(crate) struct Factors {
     lerp_weight: f32,
     beta2: f32,
     sq_weight: f32,
     bias_correction2_sqrt: f32,
     eps: f32,
     neg_step_size: f32,
+}
+
+impl Factors {
+    /// Python floats: the bias corrections in f64, each scalar cast to f32 where PyTorch passes
+    /// it to a float32 tensor op.
+    pub(crate) fn new(step: u64, lr: f64, config: &AdamConfig) -> Factors {
+        assert!(step >= 1, "adam: step counts from 1");
+        let step = step as f64;
+        let bias_correction1 = 1.0 - config.beta1.powf(step);
+        let bias_correction2 = 1.0 - config.beta2.powf(step);
+        let step_size = lr / bias_correction1;
+        Factors {
+            lerp_weight: (1.0 - config.beta1) as f32,
+            beta2: config.beta2 as f32,
+            sq_weight: (1.0 - config.beta2) as f32,
+            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+            eps: config.eps as f32,
+            neg_step_size: (-step_size) as f32,
+        }
+    }
 }
 
 fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], f: &Factors) {
@@ -112,4 +113,52 @@ fn update_elements(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], f: &F
         // param.addcdiv_(exp_avg, denom, value=-step_size)
         *p += f.neg_step_size * *m / denom;
     }
+}
+
+/// [`adam_update`] on a kernel device (kernels/adam.cu): one launch over a whole arena of
+/// parameters, their gradients and both moments (equal lengths), with the same f64 factors.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_update_launch(
+    device: &crate::device::KernelDevice,
+    params: &mut crate::device::DeviceBuffer<f32>,
+    grads: &crate::device::DeviceBuffer<f32>,
+    exp_avg: &mut crate::device::DeviceBuffer<f32>,
+    exp_avg_sq: &mut crate::device::DeviceBuffer<f32>,
+    step: u64,
+    lr: f64,
+    config: &AdamConfig,
+) -> Result<(), crate::device::DeviceError> {
+    if step == 0 {
+        return Err(crate::device::DeviceError::InvalidInput {
+            op: "adam",
+            message: "step counts from 1".into(),
+        });
+    }
+    let n = crate::ops::elementwise_len(
+        "adam",
+        params.len(),
+        &[
+            ("grads", grads.len()),
+            ("exp_avg", exp_avg.len()),
+            ("exp_avg_sq", exp_avg_sq.len()),
+        ],
+    )?;
+    let f = Factors::new(step, lr, config);
+    device.launch(
+        "adam_update",
+        crate::device::LaunchConfig::for_elements(params.len(), crate::ops::ELEMENTWISE_THREADS),
+        &[
+            n.into(),
+            f.lerp_weight.into(),
+            f.beta2.into(),
+            f.sq_weight.into(),
+            f.bias_correction2_sqrt.into(),
+            f.eps.into(),
+            f.neg_step_size.into(),
+            params.into(),
+            grads.into(),
+            exp_avg.into(),
+            exp_avg_sq.into(),
+        ],
+    )
 }

@@ -42,9 +42,46 @@ extern "C" __global__ void bug_shuffle_in_branch(float* out) {
     out[threadIdx.x] = v;
 }
 
+// Reads static shared memory before any thread of the block wrote it: every read should see the
+// uninitialised (on emu: NaN) value, in every block, not what the previous block left there.
+extern "C" __global__ void bug_shared_read_before_write(float* out) {
+    __shared__ float shared[1024];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = shared[threadIdx.x];
+    shared[threadIdx.x] = 1.0f;
+}
+
+// The same with a file-scope static __shared__ array.
+__shared__ float file_scope_shared[1024];
+extern "C" __global__ void bug_file_shared_read_before_write(float* out) {
+    out[blockIdx.x * blockDim.x + threadIdx.x] = file_scope_shared[threadIdx.x];
+    file_scope_shared[threadIdx.x] = 1.0f;
+}
+
+// Reads one element past the end of `in` (the bound should be i + 1 < n).
+extern "C" __global__ void bug_out_of_bounds_read(int n, const float* in, float* out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i + 1];
+}
+
+// Reads one element before the start of `in` (the neighbour of element 0 does not exist).
+extern "C" __global__ void bug_read_before_start(int n, const float* in, float* out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i - 1];
+}
+
+// An `unsigned char` scalar and buffer: out[i] = in[i] + add.
+extern "C" __global__ void bytes_add(unsigned char add, int n, const unsigned char* in, unsigned char* out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = (unsigned char)(in[i] + add);
+}
+
 // Dynamic shared memory, warp collectives and atomics working together: out[0] = sum of
-// 0..blockDim.x-1 over all blocks, out[1] = popcount of the ballot of odd lanes per warp.
-extern "C" __global__ void collectives_control(float* out, unsigned* ballots) {
+// 0..blockDim.x-1 over all blocks, out[1] = popcount of the ballot of odd lanes per warp;
+// homes[block] = the address of a static __shared__ variable, which on emu tells the OS threads
+// apart (each has its own copy).
+extern "C" __global__ void collectives_control(float* out, unsigned* ballots, unsigned long long* homes) {
+    __shared__ int marker;
+    if (threadIdx.x == 0) homes[blockIdx.x] = (unsigned long long)(size_t)&marker;
     float* scratch = dynamic_shared<float>();
     scratch[threadIdx.x] = (float)threadIdx.x;
     __syncthreads();

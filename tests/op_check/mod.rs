@@ -5,11 +5,10 @@
 
 /// A fresh seed per run, or `MTOSI_TEST_SEED` to replay one (the harness's rule); always printed.
 pub fn seed(test: &str) -> u64 {
-    let seed = mtosi::device::equivalence::seed_from_env();
-    println!("{test}: seed {seed} (replay with MTOSI_TEST_SEED={seed})");
-    seed
+    mtosi::device::equivalence::test_seed(test)
 }
 
+use mtosi::compare::{check_close, ErrorScale};
 pub use mtosi::rng::Rng;
 
 /// `Σ weights·values` in f64: the scalar whose gradient with respect to `values` is `weights`,
@@ -25,77 +24,69 @@ pub fn weighted_sum(values: &[f32], weights: &[f32]) -> f64 {
 
 /// Checks `analytic` against central differences of `loss` around `x` (step `h`), at every
 /// coordinate (the shapes here are small). Passes when the largest error is at most
-/// `tolerance · max(max |analytic|, 1e-3)`.
+/// `tolerance · max(max |numeric|, 1e-3)`; a NaN or infinity on either side fails.
 pub fn check_gradient(
     name: &str,
     x: &[f32],
     analytic: &[f32],
     h: f32,
     tolerance: f64,
-    mut loss: impl FnMut(&[f32]) -> f64,
+    loss: impl FnMut(&[f32]) -> f64,
 ) {
-    assert_eq!(x.len(), analytic.len(), "{name}: gradient length");
-    let mut probe = x.to_vec();
-    let mut worst = (0usize, 0.0f64, 0.0f64);
-    for i in 0..x.len() {
-        probe[i] = x[i] + h;
-        let up = loss(&probe);
-        probe[i] = x[i] - h;
-        let down = loss(&probe);
-        probe[i] = x[i];
-        // The actual step is what f32 could represent, not h.
-        let step = (x[i] + h) as f64 - (x[i] - h) as f64;
-        let numeric = (up - down) / step;
-        let error = (numeric - analytic[i] as f64).abs();
-        if error >= worst.1 {
-            worst = (i, error, numeric);
-        }
+    if let Err(message) = try_check_gradient(name, x, analytic, h, tolerance, loss) {
+        panic!("{message}");
     }
-    let scale = analytic
-        .iter()
-        .fold(1e-3f64, |m, &g| m.max((g as f64).abs()));
-    let (index, error, numeric) = worst;
-    println!(
-        "{name}: worst |numeric - analytic| = {error:.3e} at {index} (numeric {numeric:.6e}, \
-         analytic {:.6e}), scale {scale:.3e}",
-        analytic[index]
-    );
-    assert!(
-        error <= tolerance * scale,
-        "{name}: gradient off by {error:.3e} at {index} (numeric {numeric:.6e}, analytic {:.6e}); \
-         allowed {:.3e}",
-        analytic[index],
-        tolerance * scale
-    );
 }
 
-/// Passes when every `|actual − expected| ≤ tolerance · max(max |expected|, 1e-30)`; prints the
-/// worst element.
-pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f64) {
-    assert_eq!(actual.len(), expected.len(), "{name}: length");
-    let scale = expected
-        .iter()
-        .fold(1e-30f64, |m, &v| m.max((v as f64).abs()));
-    let (index, error) = actual
-        .iter()
-        .zip(expected)
-        .map(|(&a, &e)| (a as f64 - e as f64).abs())
-        .enumerate()
-        .fold(
-            (0, 0.0f64),
-            |w, (i, e)| if e > w.1 || e.is_nan() { (i, e) } else { w },
-        );
+/// [`check_gradient`] returning the failure instead of panicking.
+pub fn try_check_gradient(
+    name: &str,
+    x: &[f32],
+    analytic: &[f32],
+    h: f32,
+    tolerance: f64,
+    mut loss: impl FnMut(&[f32]) -> f64,
+) -> Result<(), String> {
+    assert_eq!(x.len(), analytic.len(), "{name}: gradient length");
+    let mut probe = x.to_vec();
+    let numeric: Vec<f64> = (0..x.len())
+        .map(|i| {
+            probe[i] = x[i] + h;
+            let up = loss(&probe);
+            probe[i] = x[i] - h;
+            let down = loss(&probe);
+            probe[i] = x[i];
+            // The actual step is what f32 could represent, not h.
+            let step = (x[i] + h) as f64 - (x[i] - h) as f64;
+            (up - down) / step
+        })
+        .collect();
+    let worst = check_close(
+        &format!("{name}: analytic vs numeric gradient"),
+        analytic,
+        &numeric,
+        ErrorScale::of_peak_at_least(1e-3),
+        tolerance,
+    )?;
     println!(
-        "{name}: worst error {error:.3e} at {index} ({} vs {}), relative {:.3e}",
-        actual[index],
-        expected[index],
-        error / scale
+        "{name}: worst |numeric - analytic| = {:.3e} of scale {:.3e} at {} (numeric {:.6e}, analytic {:.6e})",
+        worst.error,
+        worst.peak.max(1e-3),
+        worst.index,
+        worst.want,
+        worst.got
     );
-    assert!(
-        error <= tolerance * scale && !error.is_nan(),
-        "{name}: {} vs expected {} at {index}: error {error:.3e} exceeds {:.3e}",
-        actual[index],
-        expected[index],
-        tolerance * scale
+    Ok(())
+}
+
+/// Passes when every `|actual − expected| ≤ tolerance · max(max |expected|, 1e-30)` and both are
+/// finite everywhere; prints the worst element.
+pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f64) {
+    mtosi::compare::assert_close(
+        name,
+        actual,
+        expected,
+        ErrorScale::of_peak_at_least(1e-30),
+        tolerance,
     );
 }

@@ -2,12 +2,12 @@
 two clamp hooks, clip by value, Adam, StepLR) or the evaluation forward pass of the reference
 network (tools/reference/model_torch.py), float32 on the CPU.
 
-Run it as PyTorch's CPU tuning guide advises (jemalloc, threads pinned to the cores used):
-  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
-  MALLOC_CONF="oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000" \
+One configuration per process, so `/usr/bin/time -v` reports its peak memory, e.g.
+  LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \
   OMP_NUM_THREADS=2 /usr/bin/time -v python tools/bench/torch_step.py --batch 4 --frames 640
-(`apt-get install libjemalloc2` provides the library.) One configuration per process, so
-`/usr/bin/time -v` reports its peak memory.
+train_step_compare.py runs every allocator and OpenMP configuration that could be PyTorch's
+fastest and takes the fastest; the configuration of PyTorch's tuning guide (jemalloc with
+background threads) measured almost 2x slower than the best on two cores.
 """
 
 import argparse
@@ -71,7 +71,9 @@ def main():
         run()
         times.append(time.perf_counter() - start)
     cpu_per_run = (time.process_time() - cpu_before) / args.repeats
-    allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    preload = os.environ.get("LD_PRELOAD", "")
+    allocator = ("jemalloc" if "jemalloc" in preload else "tcmalloc" if "tcmalloc" in preload
+                 else "glibc malloc")
     print(
         f"PyTorch {torch.__version__} {what}: median {statistics.median(times):.3f} s "
         f"(min {min(times):.3f}, max {max(times):.3f}) over {len(times)} runs, "

@@ -4,10 +4,13 @@ median wall times, CPU time per run (user + system, all threads: less disturbed 
 processes on a loaded machine, though spinning OpenMP workers count in it), ratios and peak
 memory, with the load average before each run.
 
-PyTorch runs as its CPU tuning guide advises: jemalloc preloaded (if installed: `apt-get
-install libjemalloc2`) with the guide's MALLOC_CONF, 2 threads; and, since this machine is
-shared, once more with OMP_WAIT_POLICY=PASSIVE (no spinning OpenMP workers); the faster of the
-two counts as PyTorch's time.
+PyTorch is measured at its best: every configuration that could be its fastest runs (2 threads
+each): glibc malloc; jemalloc without background threads and with decay disabled
+(`dirty_decay_ms:-1,muzzy_decay_ms:-1`); jemalloc with the MALLOC_CONF of PyTorch's CPU tuning
+guide (background threads; measured almost 2x slower on two cores, kept to show it); tcmalloc
+when installed; each with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE. All
+are printed; the fastest counts as PyTorch's time. (`apt-get install libjemalloc2
+libgoogle-perftools4` for the allocators.) The CPU model and SIMD level are printed first.
 
   cargo build --release
   python tools/bench/train_step_compare.py [--mtosi target/release/mtosi] [--configs step4,step32,eval]
@@ -21,8 +24,42 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-MALLOC_CONF = ("oversize_threshold:1,background_thread:true,metadata_thp:auto,"
-               "dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000")
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
+GUIDE_MALLOC_CONF = ("oversize_threshold:1,background_thread:true,metadata_thp:auto,"
+                     "dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000")
+
+
+def peer_configurations():
+    """(name, environment) of every PyTorch configuration that could be its fastest here."""
+    allocators = [("glibc", {})]
+    if os.path.exists(JEMALLOC):
+        allocators.append(("jemalloc no-decay", {"LD_PRELOAD": JEMALLOC,
+                                                 "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}))
+        allocators.append(("jemalloc guide", {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": GUIDE_MALLOC_CONF}))
+    if os.path.exists(TCMALLOC):
+        allocators.append(("tcmalloc", {"LD_PRELOAD": TCMALLOC}))
+    configs = []
+    for name, env in allocators:
+        for wait, wait_env in (("omp default", {}), ("omp passive", {"OMP_WAIT_POLICY": "PASSIVE"})):
+            configs.append((f"{name}, {wait}", {"OMP_NUM_THREADS": "2", **env, **wait_env}))
+    return configs
+
+
+def cpu_description():
+    """The CPU model and the widest SIMD level its flags announce."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    level = ("AVX-512" if "avx512f" in flags else "AVX2+FMA" if {"avx2", "fma"} <= flags
+             else "SSE/other")
+    return f"{model}, {level}, {os.cpu_count()} logical CPUs"
 CONFIGS = {
     "step4": ("train step, batch 4 x 640", ["--batch", "4", "--frames", "640", "--repeats", "3"]),
     "step32": ("train step, batch 32 x 640", ["--batch", "32", "--frames", "640", "--repeats", "2"]),
@@ -52,18 +89,16 @@ def main():
     parser.add_argument("--configs", default="step4,step32,eval")
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args()
-    torch_env = {"OMP_NUM_THREADS": "2"}
-    if os.path.exists(JEMALLOC):
-        torch_env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=MALLOC_CONF)
+    print("CPU:", cpu_description(), flush=True)
     rows = []
     for key in args.configs.split(","):
         label, flags = CONFIGS[key]
         ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2"})
         print(ours[3], f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
         peers = []
-        for extra in ({}, {"OMP_WAIT_POLICY": "PASSIVE"}):
-            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags, {**torch_env, **extra})
-            print(peer[3], extra or "", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
+        for name, env in peer_configurations():
+            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags, env)
+            print(peer[3], f"[{name}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
             peers.append(peer)
         best = min(peers, key=lambda p: p[0])
         rows.append((label, ours, best))

@@ -12,8 +12,14 @@
 
 mod direct;
 mod im2col;
+mod launch;
 
 pub use direct::FORCE_ISA_VAR;
+pub use launch::{
+    backward_data_into_launch, backward_weight_into_launch, channel_sums_launch,
+    conv2d_backward_launch, conv2d_forward_launch, fill_bias_launch, forward_into_launch,
+    ConvWorkspace, DeviceConvGeometry, DeviceOutputStart,
+};
 
 use rayon::prelude::*;
 

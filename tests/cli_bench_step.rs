@@ -1,0 +1,37 @@
+//! `mtosi bench-step` refuses shapes the network cannot take with a clear error, not a panic.
+
+use std::process::Command;
+
+fn bench_step(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mtosi"))
+        .arg("bench-step")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn too_few_frames_and_an_empty_batch_are_errors_naming_the_option() {
+    for (args, names) in [
+        (&["--frames", "8"][..], "--frames 8"),
+        (&["--frames", "15", "--eval"][..], "--frames 15"),
+        (&["--batch", "0", "--frames", "16"][..], "--batch 0"),
+    ] {
+        let out = bench_step(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A panic exits with 101; a clean error with 1.
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(names) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_library_refuses_them_too() {
+    use mtosi::model::bench::{time_eval_forward, time_train_step};
+    assert!(time_train_step(0, 16, 1, false).is_err());
+    assert!(time_train_step(1, 8, 1, false).is_err());
+    assert!(time_eval_forward(15, 1, false).is_err());
+}
