@@ -160,16 +160,13 @@ fn params(path: &Path) -> Vec<(String, Vec<f32>)> {
 fn a_run_killed_at_random_moments_resumes_to_bit_identical_parameters() {
     let set = set();
     let reference = set.root.join("reference");
-    // --checkpoint-minutes 0: last.safetensors after every step (4 a epoch), so kills also land
+    // --checkpoint-minutes 0: last.safetensors after every step (4 an epoch), so kills also land
     // mid-epoch and mid-write.
     let extra = ["--epochs", "3", "--checkpoint-minutes", "0"];
     ok(&train_args(&set, &reference, &extra));
     let killed = set.root.join("killed");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("kill-time seed {seed}");
+    // The kill moments, replayable by the harness's rule (MTOSI_TEST_SEED).
+    let seed = mtosi::device::equivalence::test_seed("kill moments");
     let mut rng = Rng::new(seed);
     let mut kills = 0;
     let mut first = true;
