@@ -115,7 +115,7 @@ pub fn score_recording(
     reference: ReferenceKind,
     decode: &DecodeOptions,
 ) -> Result<RecordingScores, MetricsError> {
-    if est_roll.len() % KEY_COUNT != 0 {
+    if !est_roll.len().is_multiple_of(KEY_COUNT) {
         return Err(MetricsError::RollShape {
             values: est_roll.len(),
         });
