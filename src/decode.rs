@@ -149,19 +149,25 @@ pub fn label_frame_notes(label: &LabelRoll) -> Vec<FrameNote> {
 /// frames, as the original code's `notes_to_frames`: one time per frame (`frame × FRAME_S`)
 /// and the frequencies (Hz) of the keys some note covers in that frame, lowest first.
 pub fn frame_lists(notes: &[FrameNote], frames: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let mut on = vec![false; frames * KEY_COUNT];
+    // The keys each frame's notes cover, then sorted with repeats (overlapping notes of one
+    // key) removed: work in proportion to the notes, not to frames × 88.
+    let mut keys: Vec<Vec<usize>> = vec![Vec::new(); frames];
     for note in notes {
-        for frame in note.start..note.end.min(frames) {
-            on[frame * KEY_COUNT + note.key] = true;
+        let end = note.end.min(frames);
+        for frame_keys in keys.iter_mut().take(end).skip(note.start) {
+            frame_keys.push(note.key);
         }
     }
+    let key_hz: Vec<f64> = (0..KEY_COUNT)
+        .map(|k| midi_to_hz(f64::from(LOWEST_KEY) + k as f64))
+        .collect();
     let times = (0..frames).map(|f| f as f64 * FRAME_S).collect();
-    let freqs = (0..frames)
-        .map(|f| {
-            (0..KEY_COUNT)
-                .filter(|&k| on[f * KEY_COUNT + k])
-                .map(|k| midi_to_hz(f64::from(LOWEST_KEY) + k as f64))
-                .collect()
+    let freqs = keys
+        .into_iter()
+        .map(|mut frame_keys| {
+            frame_keys.sort_unstable();
+            frame_keys.dedup();
+            frame_keys.into_iter().map(|k| key_hz[k]).collect()
         })
         .collect();
     (times, freqs)
@@ -370,5 +376,207 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn touching_notes_of_one_key_decode_as_one_and_of_two_keys_as_two() {
+        // Key 40 on over frames 1..3 and 3..6 (a roll cannot tell a re-strike without a gap);
+        // key 41 takes over from key 40 at frame 6.
+        let mut on = vec![];
+        on.extend((1..6).map(|f| (f, 40, 0.9)));
+        on.extend((6..8).map(|f| (f, 41, 0.9)));
+        let notes = decode_frame_notes(&roll_with(9, &on), &DecodeOptions::default());
+        assert_eq!(
+            notes,
+            vec![
+                FrameNote {
+                    key: 40,
+                    start: 1,
+                    end: 6
+                },
+                FrameNote {
+                    key: 41,
+                    start: 6,
+                    end: 8
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_restruck_after_one_off_frame_gives_two_notes_unless_gaps_are_closed() {
+        let roll = roll_with(
+            7,
+            &[
+                (0, 60, 0.9),
+                (1, 60, 0.9),
+                (2, 60, 0.2),
+                (3, 60, 0.9),
+                (4, 60, 0.5),
+                (5, 60, 0.6),
+                (6, 60, 0.6),
+            ],
+        );
+        let runs = |options: &DecodeOptions| -> Vec<(usize, usize)> {
+            decode_frame_notes(&roll, options)
+                .iter()
+                .map(|n| (n.start, n.end))
+                .collect()
+        };
+        // 0.5 is not above the threshold: frame 4 is off too.
+        assert_eq!(
+            runs(&DecodeOptions::default()),
+            vec![(0, 2), (3, 4), (5, 7)]
+        );
+        let closing = DecodeOptions {
+            close_gap_frames: 1,
+            ..DecodeOptions::default()
+        };
+        assert_eq!(runs(&closing), vec![(0, 7)]);
+    }
+
+    #[test]
+    fn a_key_on_in_every_frame_is_one_note_over_the_whole_roll() {
+        let on: Vec<_> = (0..12).map(|f| (f, 87, 1.0)).collect();
+        let notes = decode_frame_notes(&roll_with(12, &on), &DecodeOptions::default());
+        assert_eq!(
+            notes,
+            vec![FrameNote {
+                key: 87,
+                start: 0,
+                end: 12
+            }]
+        );
+        let in_seconds = decode_notes(&roll_with(12, &on), &DecodeOptions::default());
+        assert_eq!(in_seconds.len(), 1);
+        assert_eq!(
+            (in_seconds[0].pitch, in_seconds[0].velocity),
+            (108, DEFAULT_VELOCITY)
+        );
+        assert!((in_seconds[0].offset_s - 12.0 * 0.032).abs() < 1e-12);
+    }
+
+    #[test]
+    fn empty_rolls_have_no_notes() {
+        assert!(decode_frame_notes(&[], &DecodeOptions::default()).is_empty());
+        assert!(decode_frame_notes(&roll_with(4, &[]), &DecodeOptions::default()).is_empty());
+        let (times, freqs) = frame_lists(&[], 0);
+        assert!(times.is_empty() && freqs.is_empty());
+    }
+
+    #[test]
+    fn decoded_notes_cover_exactly_the_frames_above_threshold() {
+        // Random rolls: re-rendering the decoded notes gives back the thresholded roll, no
+        // two notes of a key overlap, and each note starts where its key turns on.
+        let seed = crate::device::equivalence::seed_from_env();
+        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let mut rng = crate::rng::Rng::new(seed);
+        for _ in 0..50 {
+            let frames = rng.range_usize(1, 40);
+            let roll = rng.vec_f32(frames * KEY_COUNT, 0.0, 1.0);
+            let notes = decode_frame_notes(&roll, &DecodeOptions::default());
+            let mut covered = vec![0u8; frames * KEY_COUNT];
+            for n in &notes {
+                assert!(n.start < n.end && n.end <= frames, "{n:?}");
+                assert!(n.start == 0 || roll[(n.start - 1) * KEY_COUNT + n.key] <= 0.5);
+                for f in n.start..n.end {
+                    covered[f * KEY_COUNT + n.key] += 1;
+                }
+            }
+            for (cell, &p) in roll.iter().enumerate() {
+                assert_eq!(covered[cell], u8::from(p > 0.5), "cell {cell}, p {p}");
+            }
+            let (_, freqs) = frame_lists(&notes, frames);
+            let on_count: usize = roll.iter().filter(|&&p| p > 0.5).count();
+            assert_eq!(freqs.iter().map(Vec::len).sum::<usize>(), on_count);
+        }
+    }
+
+    #[test]
+    fn label_notes_at_the_first_and_last_frame_and_past_the_end() {
+        let note = |on: f64, off: f64, pitch| Note {
+            onset_s: on,
+            offset_s: off,
+            pitch,
+            velocity: 64,
+        };
+        // Frames of 32 ms, 6 frames: a note from frame 0 to 2, one from frame 5 running past
+        // the end (no offset code), one whose onset is past the end (nothing).
+        let label = LabelRoll::from_notes(
+            &[
+                note(0.0, 0.064, 21),
+                note(0.16, 1.0, 108),
+                note(0.5, 0.9, 60),
+            ],
+            5 * HOP_LENGTH + 1,
+            16_000,
+            HOP_LENGTH,
+        );
+        assert_eq!(
+            label_frame_notes(&label),
+            vec![
+                FrameNote {
+                    key: 0,
+                    start: 0,
+                    end: 2
+                },
+                FrameNote {
+                    key: 87,
+                    start: 5,
+                    end: 6
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn decoding_the_frame_roll_of_separate_notes_gives_the_label_notes() {
+        let note = |on_frame: f64, off_frame: f64, pitch| Note {
+            onset_s: on_frame * FRAME_S,
+            offset_s: off_frame * FRAME_S,
+            pitch,
+            velocity: 64,
+        };
+        let label = LabelRoll::from_notes(
+            &[
+                note(0.0, 3.0, 40),
+                note(5.0, 9.0, 40),
+                note(2.0, 20.0, 70),
+                note(19.0, 25.0, 71),
+            ],
+            24 * HOP_LENGTH + 1,
+            16_000,
+            HOP_LENGTH,
+        );
+        assert_eq!(
+            decode_frame_notes(&label.frame_roll(), &DecodeOptions::default()),
+            label_frame_notes(&label)
+        );
+    }
+
+    #[test]
+    fn frame_lists_cut_notes_at_the_last_frame_and_list_a_key_once() {
+        let notes = [
+            FrameNote {
+                key: 10,
+                start: 0,
+                end: 3,
+            },
+            FrameNote {
+                key: 10,
+                start: 1,
+                end: 2,
+            },
+            FrameNote {
+                key: 20,
+                start: 2,
+                end: 100,
+            },
+        ];
+        let (times, freqs) = frame_lists(&notes, 3);
+        assert_eq!(times.len(), 3);
+        let a = midi_to_hz(31.0);
+        let b = midi_to_hz(41.0);
+        assert_eq!(freqs, vec![vec![a], vec![a], vec![a, b]]);
     }
 }

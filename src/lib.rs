@@ -1,8 +1,8 @@
 //! mtosi: automatic music transcription trained on synthesized instruments.
 //!
 //! Data flows one way, one module per arrow:
-//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → [`decode`] → notes → MIDI / [`metrics`]
-//! (the transcription module comes with the training work).
+//! files → [`notes`] / [`audio`] → [`spectrogram`] → [`model`] → piano roll → [`decode`] → notes → MIDI / [`metrics`];
+//! [`transcribe`] runs the whole path on a file of any length (audio → MIDI) as one call.
 //! [`synth`] renders notes into audio (the Synthesized Instruments set), [`data`] pairs audio with
 //! labels into datasets, [`train`] fits the network. Compute runs through [`device`]: the plain-Rust
 //! CPU reference, the CUDA kernels of `kernels/` on a GPU, or the same kernels emulated on the CPU.
@@ -24,3 +24,4 @@ pub mod rng;
 pub mod spectrogram;
 pub mod synth;
 pub mod train;
+pub mod transcribe;

@@ -79,13 +79,17 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
     let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
     let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
-    if fortran.trim() != "False" {
-        return Err(
-            "Fortran-order arrays are not supported; save with np.ascontiguousarray".into(),
-        );
-    }
+    let fortran_order = match fortran.trim() {
+        "False" => false,
+        "True" => true,
+        other => return Err(format!("fortran_order is {other}, not True or False")),
+    };
     let shape = parse_shape(shape_text)?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n.checked_mul(8).is_some())
+        .ok_or_else(|| format!("shape {shape:?} has more elements than memory can address"))?;
     let payload = &bytes[data_start..];
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let data: Vec<f32> = match descr {
@@ -121,7 +125,45 @@ pub fn parse(bytes: &[u8]) -> Result<Array, String> {
             ))
         }
     };
+    let data = if fortran_order {
+        fortran_to_c_order(&shape, &data)
+    } else {
+        data
+    };
     Ok(Array { shape, data })
+}
+
+/// Reorders a column-major (Fortran-order) array into row-major order, as numpy's `np.load`
+/// followed by `np.ascontiguousarray` would: element `(i0, …, i_{n-1})` sits at
+/// `i0 + d0·(i1 + d1·(…))` in `data`.
+fn fortran_to_c_order(shape: &[usize], data: &[f32]) -> Vec<f32> {
+    if shape.len() < 2 {
+        return data.to_vec();
+    }
+    // Column-major strides, then walk the output in row-major order with an odometer.
+    let mut strides = vec![1usize; shape.len()];
+    for axis in 1..shape.len() {
+        strides[axis] = strides[axis - 1] * shape[axis - 1];
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut out = Vec::with_capacity(data.len());
+    for _ in 0..data.len() {
+        out.push(
+            data[index
+                .iter()
+                .zip(&strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()],
+        );
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    out
 }
 
 /// Finds `'key': value` in the header dict; the value runs to the next top-level comma.
@@ -220,5 +262,44 @@ mod tests {
             .unwrap_err()
             .contains("truncated"));
         assert!(parse(b"RIFF....WAVEfmt ").unwrap_err().contains("magic"));
+    }
+
+    /// The bytes numpy writes for a Fortran-order float32 array: its header says
+    /// `'fortran_order': True` and the payload is the memory in column-major order.
+    fn fortran_npy(shape: &str, column_major: &[f32]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': True, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for v in column_major {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn fortran_order_arrays_are_transposed_on_load_as_numpy_reads_them() {
+        // np.save(f, np.arange(6, dtype=np.float32).reshape(2, 3).T): shape (3, 2), memory
+        // 0..6, rows [0, 3], [1, 4], [2, 5].
+        let back = parse(&fortran_npy("(3, 2)", &[0., 1., 2., 3., 4., 5.])).unwrap();
+        assert_eq!(back, Array::new(vec![3, 2], vec![0., 3., 1., 4., 2., 5.]));
+        // Rank 3, shape (2, 2, 2): element (i, j, k) is at i + 2j + 4k in memory.
+        let memory: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let back = parse(&fortran_npy("(2, 2, 2)", &memory)).unwrap();
+        assert_eq!(back.data, vec![0., 4., 2., 6., 1., 5., 3., 7.]);
+        // Rank 1 is the same in both orders.
+        let back = parse(&fortran_npy("(3,)", &[7., 8., 9.])).unwrap();
+        assert_eq!(back.data, vec![7., 8., 9.]);
+    }
+
+    #[test]
+    fn a_shape_too_large_to_address_is_refused_before_any_allocation() {
+        let err = parse(&fortran_npy("(4294967296, 4294967296)", &[])).unwrap_err();
+        assert!(err.contains("more elements"), "{err}");
     }
 }

@@ -15,13 +15,17 @@ fn corpus() -> PathBuf {
 const CASES: &[(&str, &str)] = &[
     ("truncated_data.wav", "truncated WAV"),
     ("truncated_header.wav", "truncated WAV"),
-    ("wrong_magic.wav", "not a WAV or FLAC file"),
+    (
+        "wrong_magic.wav",
+        "not a WAV, FLAC, MP3, Ogg Vorbis or AAC/M4A file",
+    ),
     ("mp3_in_wav.wav", "unsupported WAV encoding"),
     ("float64.wav", "unsupported WAV encoding"),
     ("zero_channels.wav", "malformed WAV"),
     ("truncated.flac", "truncated FLAC"),
     ("truncated_header.flac", "truncated FLAC"),
-    ("wrong_magic.flac", "not a WAV or FLAC file"),
+    // "OggS" and zeros: read as the Ogg container it announces, whose first page is broken.
+    ("wrong_magic.flac", "malformed Ogg file"),
     ("truncated.mid", "truncated MIDI"),
     ("missing_track.mid", "declares 5 tracks"),
     ("wrong_magic.mid", "not a Standard MIDI file"),

@@ -10,58 +10,10 @@ use crate::fsutil::write_atomic;
 
 const FORMAT: &str = "WAV";
 
-/// Decodes the bytes of a WAV file.
+/// Decodes the bytes of a WAV file (through the block reader of [`super::stream`]).
 pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
-    let widened = widen_valid_bits_to_container(bytes);
-    let bytes = widened.as_deref().unwrap_or(bytes);
-    let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(header_error)?;
-    let spec = reader.spec();
-    if spec.channels == 0 {
-        return Err(DecodeError::Malformed {
-            format: FORMAT,
-            detail: "zero channels".into(),
-        });
-    }
-    if spec.sample_rate == 0 {
-        return Err(DecodeError::Malformed {
-            format: FORMAT,
-            detail: "sample rate 0 Hz".into(),
-        });
-    }
-    // The header's sample count is untrusted: never reserve more than the bytes could hold.
-    let claimed = reader.len() as usize;
-    let capacity = claimed.min(bytes.len());
-    let mut interleaved = Vec::with_capacity(capacity);
-    match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => {
-            for sample in reader.samples::<f32>() {
-                interleaved.push(sample.map_err(|e| sample_error(e, claimed))?);
-            }
-        }
-        (hound::SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            for sample in reader.samples::<i32>() {
-                let value = sample.map_err(|e| sample_error(e, claimed))?;
-                interleaved.push((f64::from(value) * scale) as f32);
-            }
-        }
-        (format, bits) => {
-            return Err(DecodeError::Unsupported {
-                format: FORMAT,
-                detail: format!("{bits}-bit {format:?} samples"),
-            })
-        }
-    }
-    if let Some(bad) = interleaved.iter().position(|s| !s.is_finite()) {
-        return Err(DecodeError::Malformed {
-            format: FORMAT,
-            detail: format!("sample {bad} is not a finite number"),
-        });
-    }
-    Ok(DecodedAudio {
-        sample_rate_hz: spec.sample_rate,
-        channel_count: usize::from(spec.channels),
-        interleaved,
+    super::collect(|on_format, on_block| {
+        super::stream::decode_wav_stream(bytes, Cursor::new(bytes), on_format, on_block)
     })
 }
 
@@ -71,7 +23,7 @@ pub fn decode_wav(bytes: &[u8]) -> Result<DecodedAudio, DecodeError> {
 /// the whole container instead, as libsndfile does, is correct for left-justified data: this
 /// returns a copy of the file with the valid-bits field set to the container width, or `None`
 /// when the file needs no change.
-fn widen_valid_bits_to_container(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn widen_valid_bits_to_container(bytes: &[u8]) -> Option<Vec<u8>> {
     const EXTENSIBLE: u16 = 0xFFFE;
     let u16_at = |at: usize| {
         bytes
@@ -113,7 +65,7 @@ fn is_short_read(error: &std::io::Error) -> bool {
         || error.to_string() == "Failed to read enough bytes."
 }
 
-fn header_error(error: hound::Error) -> DecodeError {
+pub(super) fn header_error(error: hound::Error) -> DecodeError {
     match error {
         hound::Error::IoError(e) if is_short_read(&e) => DecodeError::Truncated {
             format: FORMAT,
@@ -137,7 +89,7 @@ fn header_error(error: hound::Error) -> DecodeError {
     }
 }
 
-fn sample_error(error: hound::Error, claimed_samples: usize) -> DecodeError {
+pub(super) fn sample_error(error: hound::Error, claimed_samples: usize) -> DecodeError {
     match error {
         hound::Error::IoError(e) if is_short_read(&e) => DecodeError::Truncated {
             format: FORMAT,

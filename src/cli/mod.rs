@@ -2,13 +2,17 @@
 
 mod bench_step;
 mod cqt;
+mod demo;
 mod devices;
 mod eval;
 mod experiment;
 mod forward;
 mod init;
+mod models;
+mod score;
 mod synth;
 mod train;
+mod transcribe;
 
 use clap::{Parser, Subcommand};
 use mtosi::device::DeviceRequest;
@@ -48,6 +52,14 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// The paper's protocol: seven trainings, their evaluations, Tables 1-3 and the convergence plot.
     Experiment(experiment::ExperimentArgs),
+    /// Transcribe audio files and folders into MIDI (and notes, pictures, rolls).
+    Transcribe(transcribe::TranscribeArgs),
+    /// Render a short piece, transcribe it, score it and write the files (no data, no GPU).
+    Demo(demo::DemoArgs),
+    /// Say which model transcription uses (bundled or a checkpoint) and its model card.
+    Models(models::ModelsArgs),
+    /// Score an estimate against a reference as mir_eval does (notes, or frames with --frames).
+    Score(score::ScoreArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,5 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Experiment(args) => experiment::run(args),
+        Command::Transcribe(args) => transcribe::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Score(args) => score::run(args),
     }
 }

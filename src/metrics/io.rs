@@ -9,11 +9,13 @@
 //!
 //! Both skip blank lines and `#` comments. An empty file is an empty, valid set.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{MetricsError, Side};
+use super::transcription::{self, NoteTolerances};
+use super::{multipitch, MetricsError, Scores, Side};
 use crate::decode::midi_to_hz;
-use crate::notes::read_notes;
+use crate::notes::{read_notes, KNOWN_EXTENSIONS};
 
 /// Notes as the metrics take them, with the line each came from when the format has lines.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +234,114 @@ pub fn locate_error(
     }
 }
 
+/// `transcription.evaluate` on two note files; errors name the file and, where the format has
+/// lines, the line.
+pub fn evaluate_note_files(
+    reference: &Path,
+    estimate: &Path,
+    tolerances: &NoteTolerances,
+) -> Result<Scores, MetricsError> {
+    let (r, e) = (load_note_file(reference)?, load_note_file(estimate)?);
+    transcription::evaluate(
+        &r.intervals,
+        &r.pitches_hz,
+        &e.intervals,
+        &e.pitches_hz,
+        tolerances,
+    )
+    .map_err(|err| {
+        locate_error(
+            err,
+            (&r.path, r.lines.as_deref()),
+            (&e.path, e.lines.as_deref()),
+        )
+    })
+}
+
+/// `multipitch.evaluate` on two frame files with `window` semitones; errors name the file and
+/// the line.
+pub fn evaluate_frame_files(
+    reference: &Path,
+    estimate: &Path,
+    window: f64,
+) -> Result<Scores, MetricsError> {
+    let (r, e) = (load_frame_file(reference)?, load_frame_file(estimate)?);
+    multipitch::evaluate(&r.times, &r.frequencies, &e.times, &e.frequencies, window)
+        .map_err(|err| locate_error(err, (&r.path, Some(&r.lines)), (&e.path, Some(&e.lines))))
+}
+
+/// Files of two folders paired by stem (the name without its extension).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pairing {
+    /// (stem, reference file, estimate file), by stem.
+    pub pairs: Vec<(String, PathBuf, PathBuf)>,
+    /// File names found in only one of the folders.
+    pub reference_only: Vec<String>,
+    pub estimate_only: Vec<String>,
+}
+
+/// Pairs the files of `reference_dir` and `estimate_dir` by stem. Only files `accept` takes
+/// (by path) count; hidden files are skipped. Two files of one stem in one folder are an error.
+pub fn pair_by_stem(
+    reference_dir: &Path,
+    estimate_dir: &Path,
+    accept: impl Fn(&Path) -> bool,
+) -> Result<Pairing, MetricsError> {
+    let list = |dir: &Path| -> Result<BTreeMap<String, PathBuf>, MetricsError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| file_error(dir, None, e.to_string()))?;
+        let mut by_stem = BTreeMap::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| file_error(dir, None, e.to_string()))?
+                .path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden || !path.is_file() || !accept(&path) {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(other) = by_stem.insert(stem.clone(), path.clone()) {
+                return Err(file_error(
+                    dir,
+                    None,
+                    format!(
+                        "two files of stem {stem:?}: {} and {}",
+                        name_of(&other),
+                        name_of(&path)
+                    ),
+                ));
+            }
+        }
+        Ok(by_stem)
+    };
+    let (mut references, mut estimates) = (list(reference_dir)?, list(estimate_dir)?);
+    let mut pairing = Pairing::default();
+    for (stem, reference) in std::mem::take(&mut references) {
+        match estimates.remove(&stem) {
+            Some(estimate) => pairing.pairs.push((stem, reference, estimate)),
+            None => pairing.reference_only.push(name_of(&reference)),
+        }
+    }
+    pairing.estimate_only = estimates.values().map(|p| name_of(p)).collect();
+    Ok(pairing)
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a path has an extension [`load_note_file`] reads.
+pub fn is_note_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| KNOWN_EXTENSIONS.iter().any(|k| e.eq_ignore_ascii_case(k)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +405,41 @@ mod tests {
         let err = load_frame_file(&bad).unwrap_err().to_string();
         assert!(
             err.contains("b.txt: line 2: frequency -3 Hz in column 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn folders_pair_by_stem_and_report_the_rest() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for name in ["x.tsv", "y.mid", "only_ref.txt", "notes.md", ".hidden.tsv"] {
+            write(a.path(), name, "");
+        }
+        for name in ["x.txt", "y.midi", "only_est.jams"] {
+            write(b.path(), name, "");
+        }
+        let pairing = pair_by_stem(a.path(), b.path(), is_note_file).unwrap();
+        let stems: Vec<&str> = pairing.pairs.iter().map(|(s, _, _)| s.as_str()).collect();
+        assert_eq!(stems, vec!["x", "y"]);
+        assert_eq!(pairing.reference_only, vec!["only_ref.txt"]);
+        assert_eq!(pairing.estimate_only, vec!["only_est.jams"]);
+        write(a.path(), "x.mid", "");
+        let err = pair_by_stem(a.path(), b.path(), is_note_file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two files of stem \"x\""), "{err}");
+    }
+
+    #[test]
+    fn zero_length_notes_are_refused_on_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = write(dir.path(), "r.txt", "0 1 440\n# c\n2 2 440\n");
+        let estimate = write(dir.path(), "e.txt", "");
+        let err = evaluate_note_files(&reference, &estimate, &NoteTolerances::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("r.txt: line 3:") && err.contains("strictly positive"),
             "{err}"
         );
     }

@@ -62,6 +62,9 @@ pub enum MetricsError {
     },
     #[error(transparent)]
     Notes(#[from] crate::notes::NotesError),
+    /// Tolerances or options outside what the metrics accept.
+    #[error("{0}")]
+    Options(String),
     /// A probability roll whose length is not a whole number of 88-key frames.
     #[error("the estimated roll has {values} values, not a multiple of 88 keys")]
     RollShape { values: usize },

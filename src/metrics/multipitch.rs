@@ -7,7 +7,7 @@
 //! matched within half a semitone (and, for the Chroma scores, within half a semitone modulo
 //! an octave).
 
-use super::util::{match_events, np_mod, EventDistance};
+use super::util::{count_matches, np_mod, EventDistance};
 use super::{MetricsError, Scores, Side};
 
 /// The largest time stamp mir_eval accepts (s).
@@ -116,23 +116,26 @@ pub fn resample_multipitch(
     frequencies: &[Vec<f64>],
     target_times: &[f64],
 ) -> Vec<Vec<f64>> {
-    if target_times.is_empty() {
-        return Vec::new();
-    }
+    resample_indices(times, target_times)
+        .into_iter()
+        .map(|index| index.map_or_else(Vec::new, |i| frequencies[i].clone()))
+        .collect()
+}
+
+/// For each target time, the frame of `times` [`resample_multipitch`] takes, or `None`.
+fn resample_indices(times: &[f64], target_times: &[f64]) -> Vec<Option<usize>> {
     if times.is_empty() {
-        return vec![Vec::new(); target_times.len()];
+        return vec![None; target_times.len()];
     }
     let bounds: Vec<f64> = times.windows(2).map(|w| w[1] / 2.0 + w[0] / 2.0).collect();
     let (first, last) = (times[0], times[times.len() - 1]);
     target_times
         .iter()
         .map(|&t| {
-            if t < first || t > last {
-                return Vec::new();
-            }
-            // searchsorted(side="left") clipped to the last index.
-            let index = bounds.partition_point(|&b| b < t).min(times.len() - 1);
-            frequencies[index].clone()
+            // searchsorted(side="left") clipped to the last index; outside the range: the fill.
+            (first..=last)
+                .contains(&t)
+                .then(|| bounds.partition_point(|&b| b < t).min(times.len() - 1))
         })
         .collect()
 }
@@ -141,13 +144,12 @@ pub fn resample_multipitch(
 pub fn frequencies_to_midi(frequencies: &[Vec<f64>]) -> Vec<Vec<f64>> {
     frequencies
         .iter()
-        .map(|frame| {
-            frame
-                .iter()
-                .map(|&f| 69.0 + 12.0 * (f / 440.0).log2())
-                .collect()
-        })
+        .map(|frame| frame.iter().map(|&f| hz_to_midi(f)).collect())
         .collect()
+}
+
+fn hz_to_midi(frequency_hz: f64) -> f64 {
+    69.0 + 12.0 * (frequency_hz / 440.0).log2()
 }
 
 /// `mir_eval.multipitch.midi_to_chroma`: MIDI numbers modulo 12 (numpy's `mod`).
@@ -174,7 +176,7 @@ pub fn compute_num_true_positives(
     };
     let mut true_positives = vec![0; ref_freqs.len()];
     for (i, (r, e)) in ref_freqs.iter().zip(est_freqs).enumerate() {
-        true_positives[i] = match_events(r, e, window, distance).len();
+        true_positives[i] = count_matches(r, e, window, distance);
     }
     true_positives
 }
@@ -245,31 +247,43 @@ pub fn evaluate(
     window: f64,
 ) -> Result<Scores, MetricsError> {
     if !(window.is_finite() && window >= 0.0) {
-        return Err(MetricsError::invalid_whole(
-            Side::Estimate,
-            format!("window {window} semitones must be finite and non-negative"),
-        ));
+        return Err(MetricsError::Options(format!(
+            "window {window} semitones must be finite and non-negative"
+        )));
     }
     let mut scores = Scores::default();
     validate(ref_times, ref_freqs, est_times, est_freqs)?
         .into_iter()
         .for_each(|w| scores.warn(w));
-    let resampled;
-    let est_freqs = if est_times.len() != ref_times.len() || !allclose(est_times, ref_times) {
+    // The estimate frame each reference frame is compared with (itself, or resampled).
+    let est_frame: Vec<Option<usize>> = if est_times.len() != ref_times.len()
+        || !allclose(est_times, ref_times)
+    {
         scores.warn("Estimate times not equal to reference times. Resampling to common time base.");
-        resampled = resample_multipitch(est_times, est_freqs, ref_times);
-        &resampled
+        resample_indices(est_times, ref_times)
     } else {
-        est_freqs
+        (0..ref_times.len()).map(Some).collect()
     };
-    let ref_midi = frequencies_to_midi(ref_freqs);
-    let est_midi = frequencies_to_midi(est_freqs);
-    let ref_chroma = midi_to_chroma(&ref_midi);
-    let est_chroma = midi_to_chroma(&est_midi);
-    let n_ref: Vec<usize> = ref_midi.iter().map(Vec::len).collect();
-    let n_est: Vec<usize> = est_midi.iter().map(Vec::len).collect();
-    let tp = compute_num_true_positives(&ref_midi, &est_midi, window, false);
-    let tp_chroma = compute_num_true_positives(&ref_chroma, &est_chroma, window, true);
+    // Frame by frame, as frequencies_to_midi, midi_to_chroma and compute_num_true_positives
+    // do over the whole lists, without building them.
+    let frames = ref_freqs.len();
+    let (mut n_ref, mut n_est) = (vec![0; frames], vec![0; frames]);
+    let (mut tp, mut tp_chroma) = (vec![0; frames], vec![0; frames]);
+    let (mut ref_midi, mut est_midi) = (Vec::new(), Vec::new());
+    for i in 0..frames {
+        let est: &[f64] = est_frame[i].map_or(&[], |k| &est_freqs[k]);
+        ref_midi.clear();
+        ref_midi.extend(ref_freqs[i].iter().map(|&f| hz_to_midi(f)));
+        est_midi.clear();
+        est_midi.extend(est.iter().map(|&f| hz_to_midi(f)));
+        n_ref[i] = ref_midi.len();
+        n_est[i] = est_midi.len();
+        tp[i] = count_matches(&ref_midi, &est_midi, window, EventDistance::Absolute);
+        // Chroma values are the MIDI numbers mod 12, taken mod 12 again by the distance.
+        ref_midi.iter_mut().for_each(|m| *m = np_mod(*m, 12.0));
+        est_midi.iter_mut().for_each(|m| *m = np_mod(*m, 12.0));
+        tp_chroma[i] = count_matches(&ref_midi, &est_midi, window, EventDistance::ModN(12.0));
+    }
     if n_est.iter().sum::<usize>() == 0 {
         scores.warn("Estimate frequencies are all empty.");
     }

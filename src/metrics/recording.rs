@@ -12,7 +12,7 @@ use crate::decode::{
     decode_frame_notes, frame_lists, label_frame_notes, midi_to_hz, DecodeOptions, FrameNote,
 };
 use crate::notes::roll::{frame_count, LabelRoll, HIGHEST_KEY, HOP_LENGTH, KEY_COUNT, LOWEST_KEY};
-use crate::notes::Note;
+use crate::notes::{Note, DEFAULT_VELOCITY};
 
 /// The sample rate the roll's frames are counted at.
 const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -35,6 +35,21 @@ impl fmt::Display for ReferenceKind {
             ReferenceKind::Annotation => "annotation",
             ReferenceKind::LabelRoll => "label roll",
         })
+    }
+}
+
+/// Parses `annotation` or `label-roll` (also `label_roll`, `label roll`), for command lines.
+impl std::str::FromStr for ReferenceKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "annotation" => Ok(ReferenceKind::Annotation),
+            "label-roll" | "label_roll" | "label roll" => Ok(ReferenceKind::LabelRoll),
+            _ => Err(format!(
+                "{text:?} is not a reference kind: annotation or label-roll"
+            )),
+        }
     }
 }
 
@@ -135,11 +150,11 @@ pub fn score_recording(
     let (ref_intervals, ref_pitches) = match reference {
         ReferenceKind::Annotation => intervals_and_pitches(ref_notes.iter().copied()),
         ReferenceKind::LabelRoll => {
-            intervals_and_pitches(ref_frame_notes.iter().map(|n| n.to_note(64)))
+            intervals_and_pitches(ref_frame_notes.iter().map(|n| n.to_note(DEFAULT_VELOCITY)))
         }
     };
     let (est_intervals, est_pitches) =
-        intervals_and_pitches(est_frame_notes.iter().map(|n| n.to_note(64)));
+        intervals_and_pitches(est_frame_notes.iter().map(|n| n.to_note(DEFAULT_VELOCITY)));
 
     let (precision, recall, f1, _) = precision_recall_f1_overlap(
         &ref_intervals,
@@ -394,5 +409,8 @@ mod tests {
         assert_eq!(ReferenceKind::default(), ReferenceKind::Annotation);
         assert_eq!(ReferenceKind::Annotation.to_string(), "annotation");
         assert_eq!(ReferenceKind::LabelRoll.to_string(), "label roll");
+        assert_eq!("label-roll".parse(), Ok(ReferenceKind::LabelRoll));
+        assert_eq!("Annotation".parse(), Ok(ReferenceKind::Annotation));
+        assert!("labels".parse::<ReferenceKind>().is_err());
     }
 }

@@ -67,10 +67,9 @@ impl NoteTolerances {
         if ok {
             Ok(())
         } else {
-            Err(MetricsError::invalid_whole(
-                Side::Estimate,
-                format!("tolerances must be finite and non-negative: {self:?}"),
-            ))
+            Err(MetricsError::Options(format!(
+                "tolerances must be finite and non-negative: {self:?}"
+            )))
         }
     }
 }
@@ -531,6 +530,21 @@ mod tests {
             err.contains("estimate note 1") && err.contains("not a positive"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tolerances_must_be_finite_and_non_negative() {
+        let nan = NoteTolerances {
+            onset_tolerance_s: f64::NAN,
+            ..NoteTolerances::default()
+        };
+        let err = evaluate(&[], &[], &[], &[], &nan).unwrap_err();
+        assert!(matches!(err, MetricsError::Options(_)), "{err}");
+        let negative = NoteTolerances {
+            offset_ratio: Some(-0.2),
+            ..NoteTolerances::default()
+        };
+        assert!(evaluate(&[], &[], &[], &[], &negative).is_err());
     }
 
     #[test]

@@ -196,6 +196,18 @@ pub fn np_around(x: f64, decimals: i32) -> f64 {
 /// `numpy.mod(a, b)` for float64 (`npy_divmod`): C's `fmod`, moved into `b`'s sign, and a zero
 /// result carrying `b`'s sign.
 pub fn np_mod(a: f64, b: f64) -> f64 {
+    // Fast exact path for what the metrics need (a ≥ 0, b a small whole number such as 12):
+    // k = ⌊a / b⌋ can only be one too large (when a / b rounds up to a whole number), so
+    // a − b·k is exact (Sterbenz) and, if negative, adding b gives the exact remainder back.
+    if (0.0..4.5e15).contains(&a) && b > 0.0 && b <= 1048576.0 && b.fract() == 0.0 {
+        let r = a - b * (a / b).floor();
+        return if r < 0.0 { r + b } else { r };
+    }
+    np_mod_fmod(a, b)
+}
+
+/// [`np_mod`] as numpy computes it, through `fmod`.
+fn np_mod_fmod(a: f64, b: f64) -> f64 {
     let m = a % b;
     if b == 0.0 {
         m
@@ -267,6 +279,70 @@ pub fn match_events(
     bipartite_match(&graph, reference.len())
 }
 
+/// The size of [`match_events`]'s matching, which is all `mir_eval.multipitch` uses. Every
+/// maximum matching has the same size, so for up to 64 values a side this is Kuhn's algorithm
+/// on bit masks, without allocating (a frame rarely holds more); beyond, `match_events`.
+pub fn count_matches(
+    reference: &[f64],
+    estimate: &[f64],
+    window: f64,
+    distance: EventDistance,
+) -> usize {
+    if reference.is_empty() || estimate.is_empty() {
+        return 0;
+    }
+    if reference.len() > 64 || estimate.len() > 64 {
+        return match_events(reference, estimate, window, distance).len();
+    }
+    // Values on the circle taken mod n once each (the distance's own np.mod), not per pair.
+    let (mut ref_values, mut est_values) = ([0.0; 64], [0.0; 64]);
+    let circular = |v: f64| match distance {
+        EventDistance::Absolute => v,
+        EventDistance::ModN(modulus) => np_mod(v, modulus),
+    };
+    for (slot, &r) in ref_values.iter_mut().zip(reference) {
+        *slot = circular(r);
+    }
+    for (slot, &e) in est_values.iter_mut().zip(estimate) {
+        *slot = circular(e);
+    }
+    let hit = |r: f64, e: f64| match distance {
+        EventDistance::Absolute => r >= e - window && r <= e + window,
+        EventDistance::ModN(modulus) => {
+            let diff = (r - e).abs();
+            diff.min(modulus - diff) <= window
+        }
+    };
+    let mut neighbours = [0u64; 64];
+    for (j, &e) in est_values[..estimate.len()].iter().enumerate() {
+        for (i, &r) in ref_values[..reference.len()].iter().enumerate() {
+            if hit(r, e) {
+                neighbours[j] |= 1 << i;
+            }
+        }
+    }
+    fn augment(j: usize, neighbours: &[u64; 64], seen: &mut u64, owner: &mut [u8; 64]) -> bool {
+        let mut candidates = neighbours[j] & !*seen;
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            *seen |= 1 << i;
+            if owner[i] == u8::MAX || augment(usize::from(owner[i]), neighbours, seen, owner) {
+                owner[i] = j as u8;
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner = [u8::MAX; 64];
+    (0..estimate.len())
+        .filter(|&j| {
+            let mut seen = 0u64;
+            augment(j, &neighbours, &mut seen, &mut owner)
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +410,52 @@ mod tests {
         graph.push((n, vec![n]));
         let matching = bipartite_match(&graph, n + 1);
         assert_eq!(matching.len(), n + 1);
+    }
+
+    #[test]
+    fn counted_matches_equal_the_size_of_the_full_matching() {
+        let seed = crate::device::equivalence::seed_from_env();
+        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let mut rng = crate::rng::Rng::new(seed);
+        for round in 0..500 {
+            // Values on a quarter-semitone grid, so that windows overlap and ties abound; every
+            // 50th round more than 64 a side (the general path).
+            let big = round % 50 == 0;
+            let nr = if big { 70 } else { rng.range_usize(0, 9) };
+            let ne = if big { 66 } else { rng.range_usize(0, 9) };
+            let mut draw = |n: usize| -> Vec<f64> {
+                (0..n)
+                    .map(|_| 40.0 + 0.25 * rng.range_usize(0, 40) as f64)
+                    .collect()
+            };
+            let (reference, estimate) = (draw(nr), draw(ne));
+            for distance in [EventDistance::Absolute, EventDistance::ModN(12.0)] {
+                assert_eq!(
+                    count_matches(&reference, &estimate, 0.5, distance),
+                    match_events(&reference, &estimate, 0.5, distance).len(),
+                    "{reference:?} {estimate:?} {distance:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_modulo_is_numpy_s_bit_for_bit() {
+        let seed = crate::device::equivalence::seed_from_env();
+        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let mut rng = crate::rng::Rng::new(seed);
+        for _ in 0..200_000 {
+            // Near multiples of 12 (where a / 12 rounds to a whole number) and anywhere.
+            let a = match rng.range_usize(0, 2) {
+                0 => 12.0 * rng.range_usize(0, 12) as f64 + (rng.uniform_f64() - 0.5) * 1e-13,
+                1 => f64::from_bits(rng.next_u64() >> 2),
+                _ => rng.uniform_f64() * 200.0 - 50.0,
+            };
+            for b in [12.0, 1.0, 7.0] {
+                let (fast, exact) = (np_mod(a, b), np_mod_fmod(a, b));
+                assert_eq!(fast.to_bits(), exact.to_bits(), "np.mod({a:e}, {b})");
+            }
+        }
     }
 
     #[test]

@@ -148,7 +148,13 @@ impl TensorFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let parsed = SafeTensors::deserialize(&bytes).map_err(|err| diagnose(path, &bytes, err))?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Parses a safetensors file held in memory (e.g. one embedded in the binary); `path`
+    /// only names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, CheckpointError> {
+        let parsed = SafeTensors::deserialize(bytes).map_err(|err| diagnose(path, bytes, err))?;
         let tensors = parsed
             .iter()
             .map(|(name, view)| {
@@ -161,7 +167,7 @@ impl TensorFile {
             })
             .collect();
         let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|err| diagnose(path, &bytes, err))?;
+            SafeTensors::read_metadata(bytes).map_err(|err| diagnose(path, bytes, err))?;
         let metadata = header
             .metadata()
             .as_ref()

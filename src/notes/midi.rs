@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use midly::num::{u15, u28, u4, u7};
+use midly::num::{u15, u24, u28, u4, u7};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
 use super::{check_note_times, read_file, FormatError, Note, NotesError};
@@ -255,15 +255,92 @@ fn pair_notes(events: &[TimedEvent]) -> Vec<Note> {
         .collect()
 }
 
+/// How [`encode_midi_with`] writes a file: one melodic channel with one GM program, a fixed
+/// tempo, and a tick resolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MidiSettings {
+    /// GM program, 0..=127 (0: Acoustic Grand Piano).
+    pub program: u8,
+    /// Channel index 0..=15 except 9 (percussion).
+    pub channel: u8,
+    /// Microseconds per quarter note, written as the file's tempo (500 000: 120 bpm).
+    pub microseconds_per_beat: u32,
+    /// Ticks per quarter note, 1..=32767.
+    pub ticks_per_beat: u16,
+}
+
+impl Default for MidiSettings {
+    /// 120 bpm, 1000 ticks per beat (0.5 ms per tick), program 0 on the first channel.
+    fn default() -> Self {
+        Self {
+            program: 0,
+            channel: 0,
+            microseconds_per_beat: WRITE_MICROSECONDS_PER_BEAT,
+            ticks_per_beat: WRITE_TICKS_PER_BEAT,
+        }
+    }
+}
+
+impl MidiSettings {
+    /// Settings for `tempo_bpm` with the coarsest common resolution (960 ticks per beat, or
+    /// finer for slow tempi) whose rounding keeps every event within `max_error_s` of its
+    /// time: half a tick at most, so a tick of at most `2 · max_error_s`.
+    pub fn for_tempo(program: u8, tempo_bpm: f64, max_error_s: f64) -> Result<Self, FormatError> {
+        if !(tempo_bpm.is_finite() && (4.0..=1000.0).contains(&tempo_bpm)) {
+            return Err(FormatError::whole_file(format!(
+                "tempo {tempo_bpm} bpm is outside 4..=1000"
+            )));
+        }
+        let microseconds_per_beat = (60e6 / tempo_bpm).round() as u32;
+        let beat_s = f64::from(microseconds_per_beat) * 1e-6;
+        let needed = (beat_s / (2.0 * max_error_s)).ceil().max(1.0);
+        if needed > 32767.0 {
+            return Err(FormatError::whole_file(format!(
+                "at {tempo_bpm} bpm no MIDI resolution puts events within {max_error_s} s"
+            )));
+        }
+        Ok(Self {
+            program,
+            channel: 0,
+            microseconds_per_beat,
+            ticks_per_beat: (needed as u16).max(960),
+        })
+    }
+
+    /// Seconds per tick.
+    pub fn tick_s(&self) -> f64 {
+        f64::from(self.microseconds_per_beat) * 1e-6 / f64::from(self.ticks_per_beat)
+    }
+}
+
 /// Encodes notes as a format-0 Standard MIDI file: 120 bpm, 1000 ticks per beat (0.5 ms per
 /// tick), GM `program` (0..=127) on `channel` (0..=15 except 9, the percussion channel).
+pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, FormatError> {
+    encode_midi_with(
+        notes,
+        &MidiSettings {
+            program,
+            channel,
+            ..MidiSettings::default()
+        },
+    )
+}
+
+/// Encodes notes as a format-0 Standard MIDI file (one track) with `settings`: a tempo event,
+/// a program change, then the notes, each event at its time rounded to the nearest tick.
 /// Velocities of 0 are written as 1 (0 would read back as a note-off). At one tick the events
 /// go: note-offs of notes that started earlier; then each note that starts and ends at that
 /// tick, as a note-on and its note-off; then the note-ons of longer notes. So touching notes of
 /// one key read back as they were, and a zero-length note (or one shorter than half a tick)
-/// reads back with length 0 (see `notes` for the other formats). Overlapping notes of one key cannot be told apart
-/// in MIDI and read back cut at the later onset.
-pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, FormatError> {
+/// reads back with length 0 (see `notes` for the other formats). Overlapping notes of one key
+/// cannot be told apart in MIDI and read back cut at the later onset.
+pub fn encode_midi_with(notes: &[Note], settings: &MidiSettings) -> Result<Vec<u8>, FormatError> {
+    let MidiSettings {
+        program,
+        channel,
+        microseconds_per_beat,
+        ticks_per_beat,
+    } = *settings;
     let program = u7::try_from(program).ok_or_else(|| {
         FormatError::whole_file(format!("GM program {program} is outside 0..=127"))
     })?;
@@ -272,8 +349,21 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
             "MIDI channel index {channel} is not a melodic channel (0..=15, not 9)"
         )));
     }
-    let ticks_per_second =
-        f64::from(WRITE_TICKS_PER_BEAT) * 1e6 / f64::from(WRITE_MICROSECONDS_PER_BEAT);
+    let ticks = u15::try_from(ticks_per_beat)
+        .filter(|t| t.as_int() > 0)
+        .ok_or_else(|| {
+            FormatError::whole_file(format!(
+                "{ticks_per_beat} ticks per beat is outside 1..=32767"
+            ))
+        })?;
+    let tempo = u24::try_from(microseconds_per_beat)
+        .filter(|t| t.as_int() > 0)
+        .ok_or_else(|| {
+            FormatError::whole_file(format!(
+                "a tempo of {microseconds_per_beat} µs per beat does not fit MIDI's 24 bits"
+            ))
+        })?;
+    let ticks_per_second = f64::from(ticks_per_beat) * 1e6 / f64::from(microseconds_per_beat);
     let to_tick = |time_s: f64| (time_s * ticks_per_second).round() as u64;
     // (tick, order at the tick, key, velocity); order 0 = off of an earlier note, 1 and 2 = on
     // and off of a zero-tick note, 3 = on of a longer note.
@@ -303,7 +393,7 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
     let mut track: Vec<TrackEvent> = vec![
         TrackEvent {
             delta: u28::from(0),
-            kind: TrackEventKind::Meta(MetaMessage::Tempo(WRITE_MICROSECONDS_PER_BEAT.into())),
+            kind: TrackEventKind::Meta(MetaMessage::Tempo(tempo)),
         },
         TrackEvent {
             delta: u28::from(0),
@@ -341,16 +431,23 @@ pub fn encode_midi(notes: &[Note], program: u8, channel: u8) -> Result<Vec<u8>, 
         kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
     });
     let smf = Smf {
-        header: Header::new(
-            Format::SingleTrack,
-            Timing::Metrical(u15::from(WRITE_TICKS_PER_BEAT)),
-        ),
+        header: Header::new(Format::SingleTrack, Timing::Metrical(ticks)),
         tracks: vec![track],
     };
     let mut bytes = Vec::new();
     smf.write_std(&mut bytes)
         .map_err(|e| FormatError::whole_file(format!("encoding MIDI: {e}")))?;
     Ok(bytes)
+}
+
+/// Writes notes as a Standard MIDI file with `settings`, atomically.
+pub fn write_midi_with(
+    path: &Path,
+    notes: &[Note],
+    settings: &MidiSettings,
+) -> Result<(), NotesError> {
+    let bytes = encode_midi_with(notes, settings).map_err(|e| NotesError::format(path, e))?;
+    write_bytes_atomic(path, &bytes).map_err(|e| NotesError::io(path, e))
 }
 
 /// Writes notes as a Standard MIDI file with GM `program` on channel 1, atomically.
