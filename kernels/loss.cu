@@ -26,8 +26,12 @@ extern "C" __global__ void bce_partial_sums(int n, const float* __restrict__ pro
     for (int i = blockIdx.x * BCE_THREADS + threadIdx.x; i < n; i += gridDim.x * BCE_THREADS) {
         double p = probs[i];
         double t = targets[i];
-        double log_p = fmax(log(p), -100.0);
-        double log_1mp = fmax(log(1.0 - p), -100.0);
+        // std::max(x, -100) as PyTorch computes it: x < -100 ? -100 : x, so NaN stays NaN
+        // (fmax would drop it).
+        double log_p = log(p);
+        double log_1mp = log(1.0 - p);
+        log_p = log_p < -100.0 ? -100.0 : log_p;
+        log_1mp = log_1mp < -100.0 ? -100.0 : log_1mp;
         sum += -(t * log_p + (1.0 - t) * log_1mp);
     }
     block_sums[threadIdx.x] = sum;

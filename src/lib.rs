@@ -12,6 +12,8 @@ pub mod compare;
 pub mod data;
 pub mod decode;
 pub mod device;
+pub mod evaluate;
+pub mod experiment;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

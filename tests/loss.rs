@@ -143,6 +143,28 @@ mod kernels {
         assert!(first.is_finite(), "{first}");
         assert_eq!(first.to_bits(), run().to_bits());
     }
+
+    /// A NaN probability makes the loss NaN on both sides, as PyTorch's `std::max(log p, -100)`
+    /// keeps it (the training loop's NaN guard depends on it).
+    #[test]
+    fn bce_kernel_and_cpu_keep_a_nan_probability() {
+        let device = mtosi::device::KernelDevice::emu(Default::default());
+        let probs = [0.25f32, f32::NAN, 0.0, 1.0];
+        let targets = [1.0f32, 0.0, 1.0, 0.0];
+        assert!(bce_forward(&probs, &targets).is_nan());
+        let (p, t) = (
+            device.upload(&probs).unwrap(),
+            device.upload(&targets).unwrap(),
+        );
+        let mut loss = device.alloc(1).unwrap();
+        let mut partials = device.alloc(bce_partials_len(probs.len())).unwrap();
+        bce_forward_launch(&device, &mut loss, &mut partials, &p, &t).unwrap();
+        let kernel = device.download(&loss).unwrap()[0];
+        assert!(kernel.is_nan(), "{kernel}");
+        // Without the NaN, the saturated terms are clamped at 100 on both sides.
+        let finite = bce_forward(&probs[2..], &targets[2..]);
+        assert_eq!(finite, 100.0);
+    }
 }
 
 /// The shared checks of tests/op_check fail on a planted NaN (a max-fold would skip it).

@@ -4,11 +4,14 @@ mod bench_step;
 mod cqt;
 mod demo;
 mod devices;
+mod eval;
+mod experiment;
 mod forward;
 mod init;
 mod models;
 mod score;
 mod synth;
+mod train;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +46,12 @@ pub enum Command {
     Init(init::InitArgs),
     /// Time one training step or the evaluation forward pass on the CPU.
     BenchStep(bench_step::BenchStepArgs),
+    /// Train the transcriber (from scratch, by transfer with --init, or --resume a run).
+    Train(Box<train::TrainArgs>),
+    /// Score a checkpoint on every recording of a dataset split, whole (frame, note, note with offset).
+    Eval(eval::EvalArgs),
+    /// The paper's protocol: seven trainings, their evaluations, Tables 1-3 and the convergence plot.
+    Experiment(experiment::ExperimentArgs),
     /// Transcribe audio files and folders into MIDI (and notes, pictures, rolls).
     Transcribe(transcribe::TranscribeArgs),
     /// Render a short piece, transcribe it, score it and write the files (no data, no GPU).
@@ -61,6 +70,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Init(args) => init::run(args),
         Command::BenchStep(args) => bench_step::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
+        Command::Experiment(args) => experiment::run(args),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Models(args) => models::run(args),
         Command::Demo(args) => demo::run(args),

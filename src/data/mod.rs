@@ -9,6 +9,7 @@ pub mod folder;
 pub mod guitarset;
 pub mod maestro;
 pub mod maps;
+pub mod source;
 pub mod synth_set;
 
 use std::fmt;

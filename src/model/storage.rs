@@ -42,6 +42,12 @@ fn give_back(v: Vec<f32>) {
     }
 }
 
+/// Releases every pooled buffer to the allocator: after a pass over a whole recording, whose
+/// sizes no later pass reuses (validation and evaluation call it).
+pub fn release_pool() {
+    *POOL.lock().unwrap() = None;
+}
+
 /// A float32 buffer that returns to the pool when dropped.
 #[derive(Debug, Default)]
 pub struct Storage(Vec<f32>);

@@ -60,10 +60,26 @@ impl Optimizer {
     /// Clips every gradient to ±`clip_value`, applies one Adam update at the scheduler's
     /// current rate, then steps the scheduler.
     pub fn step(&mut self, model: &mut Transcriber, clip_value: f32) {
+        self.step_scaled(model, clip_value, 1.0, &[]);
+    }
+
+    /// [`Optimizer::step`] at `lr_factor` × the scheduler's rate (a warm-up), leaving the
+    /// parameters marked in `frozen` (by `params_mut` index; missing entries are trainable)
+    /// untouched, as PyTorch's Adam skips parameters with `requires_grad=False`.
+    pub fn step_scaled(
+        &mut self,
+        model: &mut Transcriber,
+        clip_value: f32,
+        lr_factor: f64,
+        frozen: &[bool],
+    ) {
         let _timer = profile::scope("clip+adam", "all parameters", "update");
         self.step += 1;
-        let lr = self.scheduler.lr();
+        let lr = self.scheduler.lr() * lr_factor;
         for (i, p) in model.params_mut().into_iter().enumerate() {
+            if frozen.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             clamp_in_place(&mut p.grad, -clip_value, clip_value);
             adam_update(
                 &mut p.value,

@@ -11,6 +11,16 @@ const LOG_FLOOR: f64 = -100.0;
 /// PyTorch's floor on `p·(1 − p)` in the gradient, which keeps it finite at p = 0 or 1.
 const GRAD_EPSILON: f32 = 1e-12;
 
+/// `max(x, −100)` as C++'s `std::max(x, -100)` in PyTorch's kernel, `x < −100 ? −100 : x`: NaN
+/// stays NaN (Rust's `f64::max` would return −100), so a network gone NaN shows a NaN loss.
+fn floor_log(x: f64) -> f64 {
+    if x < LOG_FLOOR {
+        LOG_FLOOR
+    } else {
+        x
+    }
+}
+
 /// The mean binary cross-entropy of `probs` against `targets` (sums in f64).
 pub fn bce_forward(probs: &[f32], targets: &[f32]) -> f32 {
     check_len("bce targets", targets.len(), probs.len());
@@ -19,8 +29,8 @@ pub fn bce_forward(probs: &[f32], targets: &[f32]) -> f32 {
         .iter()
         .zip(targets)
         .map(|(&p, &t)| {
-            let log_p = (p as f64).ln().max(LOG_FLOOR);
-            let log_1mp = (1.0 - p as f64).ln().max(LOG_FLOOR);
+            let log_p = floor_log((p as f64).ln());
+            let log_1mp = floor_log((1.0 - p as f64).ln());
             -(t as f64 * log_p + (1.0 - t as f64) * log_1mp)
         })
         .sum();
@@ -128,4 +138,16 @@ pub fn bce_backward_launch(
             d_probs.into(),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_probability_gives_a_nan_loss_and_saturated_ones_stay_finite() {
+        assert!(bce_forward(&[0.5, f32::NAN], &[1.0, 0.0]).is_nan());
+        let loss = bce_forward(&[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(loss, 100.0);
+    }
 }

@@ -54,6 +54,44 @@ pub enum OpsError {
     },
 }
 
+/// Consecutive groups [`ordered_sum`] cuts its tasks into: a constant, so the order of the
+/// float additions depends on the task count alone, never on the thread count.
+const REDUCTION_GROUPS: usize = 16;
+
+/// The sum over `tasks` of what `work(acc, task)` adds into a zeroed accumulator of `len`
+/// values, in parallel but in an order fixed by `tasks` alone: the tasks are cut into at most
+/// [`REDUCTION_GROUPS`] consecutive groups, each accumulated in task order on one thread, and
+/// the groups' sums are added in group order. (rayon's `fold` + `reduce` groups tasks by work
+/// stealing, so its float sums change from run to run, and a resumed training run would not
+/// compute what the uninterrupted one did.) `None` for no tasks.
+pub(crate) fn ordered_sum<F>(tasks: usize, len: usize, work: F) -> Option<Vec<f32>>
+where
+    F: Fn(&mut Vec<f32>, usize) + Sync,
+{
+    use rayon::prelude::*;
+    if tasks == 0 {
+        return None;
+    }
+    let groups = REDUCTION_GROUPS.min(tasks);
+    let per_group = tasks.div_ceil(groups);
+    let partials: Vec<Vec<f32>> = (0..groups)
+        .into_par_iter()
+        .map(|group| {
+            let mut acc = vec![0.0f32; len];
+            for task in group * per_group..((group + 1) * per_group).min(tasks) {
+                work(&mut acc, task);
+            }
+            acc
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().expect("at least one group");
+    for partial in partials {
+        total.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
+    Some(total)
+}
+
 /// Panics with a readable message when a slice does not hold `expected` values.
 #[track_caller]
 pub(crate) fn check_len(name: &str, slice_len: usize, expected: usize) {

@@ -359,35 +359,25 @@ pub(crate) fn backward_weight(
     let isa = detect_isa();
     let row_blocks = g.h_out.div_ceil(ROWS_PER_TASK);
     let taps = g.taps();
-    let partial = (0..n * row_blocks)
-        .into_par_iter()
-        .fold(
-            || vec![0.0f32; g.c_out * taps],
-            |mut acc_weight, task| {
-                let (b, block) = (task / row_blocks, task % row_blocks);
-                let rows = block * ROWS_PER_TASK..((block + 1) * ROWS_PER_TASK).min(g.h_out);
-                let job = WeightTask {
-                    d_out,
-                    inp,
-                    g,
-                    b,
-                    rows,
-                };
-                // SAFETY: each variant runs only on a CPU with its features (detect_isa).
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => unsafe { weight_task_avx512(&job, &mut acc_weight) },
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => unsafe { weight_task_avx2(&job, &mut acc_weight) },
-                    Isa::Portable => weight_task::<4>(&job, &mut acc_weight),
-                }
-                acc_weight
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
-        });
+    let partial = crate::ops::ordered_sum(n * row_blocks, g.c_out * taps, |acc_weight, task| {
+        let (b, block) = (task / row_blocks, task % row_blocks);
+        let rows = block * ROWS_PER_TASK..((block + 1) * ROWS_PER_TASK).min(g.h_out);
+        let job = WeightTask {
+            d_out,
+            inp,
+            g,
+            b,
+            rows,
+        };
+        // SAFETY: each variant runs only on a CPU with its features (detect_isa).
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { weight_task_avx512(&job, acc_weight) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { weight_task_avx2(&job, acc_weight) },
+            Isa::Portable => weight_task::<4>(&job, acc_weight),
+        }
+    });
     if let Some(partial) = partial {
         d_weight.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
     }

@@ -299,41 +299,33 @@ pub(crate) fn conv_gemm_backward_weight(
     let (in_len, out_plane) = (g.c_in * g.h * g.w, g.h_out * g.w_out);
     let threads = gemm_threads(n);
     let weight_len = g.c_out * g.taps();
-    let partial = d_out
-        .par_chunks(g.c_out * out_plane)
-        .zip(inp.par_chunks(in_len))
-        .fold(
-            || vec![0.0f32; weight_len],
-            |mut acc, (d_out, inp)| {
-                if g.is_pointwise() {
-                    let d_out = MatRef::row_major(d_out, g.c_out, out_plane);
-                    let inp_t = MatRef::row_major(inp, g.c_in, out_plane).t();
-                    matmul(&mut acc, g.taps(), d_out, inp_t, true, threads);
-                    return acc;
-                }
-                let rows_per_chunk = g.rows_per_chunk();
-                let mut col = vec![0.0f32; g.taps() * rows_per_chunk * g.w_out];
-                for r0 in (0..g.h_out).step_by(rows_per_chunk) {
-                    let rows = r0..(r0 + rows_per_chunk).min(g.h_out);
-                    let span = rows.len() * g.w_out;
-                    im2col(&mut col, inp, g, rows);
-                    let col_t = MatRef::row_major(&col[..g.taps() * span], g.taps(), span).t();
-                    let d_out = MatRef {
-                        data: &d_out[r0 * g.w_out..],
-                        rows: g.c_out,
-                        cols: span,
-                        row_stride: out_plane,
-                        col_stride: 1,
-                    };
-                    matmul(&mut acc, g.taps(), d_out, col_t, true, threads);
-                }
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
-        });
+    let out_len = g.c_out * out_plane;
+    let partial = crate::ops::ordered_sum(n, weight_len, |acc, b| {
+        let d_out = &d_out[b * out_len..(b + 1) * out_len];
+        let inp = &inp[b * in_len..(b + 1) * in_len];
+        if g.is_pointwise() {
+            let d_out = MatRef::row_major(d_out, g.c_out, out_plane);
+            let inp_t = MatRef::row_major(inp, g.c_in, out_plane).t();
+            matmul(acc, g.taps(), d_out, inp_t, true, threads);
+            return;
+        }
+        let rows_per_chunk = g.rows_per_chunk();
+        let mut col = vec![0.0f32; g.taps() * rows_per_chunk * g.w_out];
+        for r0 in (0..g.h_out).step_by(rows_per_chunk) {
+            let rows = r0..(r0 + rows_per_chunk).min(g.h_out);
+            let span = rows.len() * g.w_out;
+            im2col(&mut col, inp, g, rows);
+            let col_t = MatRef::row_major(&col[..g.taps() * span], g.taps(), span).t();
+            let d_out = MatRef {
+                data: &d_out[r0 * g.w_out..],
+                rows: g.c_out,
+                cols: span,
+                row_stride: out_plane,
+                col_stride: 1,
+            };
+            matmul(acc, g.taps(), d_out, col_t, true, threads);
+        }
+    });
     if let Some(partial) = partial {
         d_weight.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
     }
