@@ -256,6 +256,182 @@ fn batchnorm_eval_normalises_with_running_statistics() {
     assert_eq!(out, [0.0, 1.0, -5.0, 7.0]);
 }
 
+/// Bit equality (so NaN never passes unnoticed: every value must also be finite).
+fn assert_same_bits(name: &str, fused: &[f32], separate: &[f32]) {
+    assert_eq!(fused.len(), separate.len(), "{name}: lengths");
+    for (i, (&f, &s)) in fused.iter().zip(separate).enumerate() {
+        assert!(f.is_finite(), "{name}[{i}]: {f} is not finite");
+        assert_eq!(
+            f.to_bits(),
+            s.to_bits(),
+            "{name}[{i}]: fused {f} vs separate {s}"
+        );
+    }
+}
+
+#[test]
+fn batchnorm_leaky_relu_fused_equals_the_two_ops_bit_for_bit() {
+    use mtosi::ops::activation::{leaky_relu_backward, leaky_relu_forward, LEAKY_RELU_SLOPE};
+    let mut rng = Rng::new(seed(
+        "batchnorm_leaky_relu_fused_equals_the_two_ops_bit_for_bit",
+    ));
+    // Planes longer than the sums' 1024-value block, with partial blocks, and a few channels.
+    for _ in 0..6 {
+        let (n, c, hw) = (
+            rng.range_usize(1, 4),
+            rng.range_usize(1, 6),
+            rng.range_usize(2, 3000),
+        );
+        let len = n * c * hw;
+        let inp = rng.vec_f32(len, -3.0, 5.0);
+        let weight = rng.vec_f32(c, 0.5, 1.5);
+        let bias = rng.vec_f32(c, -1.0, 1.0);
+        let d_out = rng.vec_f32(len, -1.0, 1.0);
+        let prior_d_inp = rng.vec_f32(len, -0.1, 0.1);
+        let (rm0, rv0) = (rng.vec_f32(c, -1.0, 1.0), rng.vec_f32(c, 0.5, 2.0));
+        let name = format!("n {n} c {c} hw {hw}");
+        let slope = LEAKY_RELU_SLOPE;
+
+        // Separate: BatchNorm, then leaky ReLU; backward leaky ReLU, then BatchNorm.
+        let (mut pre, mut separate) = (vec![0.0; len], vec![0.0; len]);
+        let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+        let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+        batchnorm_forward_train(
+            &mut pre,
+            &mut mean,
+            &mut rstd,
+            &mut rm,
+            &mut rv,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            hw,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+        );
+        leaky_relu_forward(&mut separate, &pre, slope);
+        let mut d_pre = vec![0.0; len];
+        leaky_relu_backward(&mut d_pre, &d_out, &separate, slope);
+        let (mut d_inp, mut d_weight, mut d_bias) =
+            (prior_d_inp.clone(), vec![0.1; c], vec![-0.1; c]);
+        batchnorm_backward(
+            Some(&mut d_inp),
+            &mut d_weight,
+            &mut d_bias,
+            &d_pre,
+            &inp,
+            &weight,
+            &mean,
+            &rstd,
+            n,
+            c,
+            hw,
+        );
+
+        let mut fused = vec![f32::NAN; len];
+        let (mut f_mean, mut f_rstd) = (vec![0.0; c], vec![0.0; c]);
+        let (mut f_rm, mut f_rv) = (rm0.clone(), rv0.clone());
+        batchnorm_leaky_relu_forward_train(
+            &mut fused,
+            &mut f_mean,
+            &mut f_rstd,
+            &mut f_rm,
+            &mut f_rv,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            hw,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+            slope,
+        );
+        assert_same_bits(&format!("{name} out"), &fused, &separate);
+        assert_same_bits(&format!("{name} mean"), &f_mean, &mean);
+        assert_same_bits(&format!("{name} rstd"), &f_rstd, &rstd);
+        assert_same_bits(&format!("{name} running_mean"), &f_rm, &rm);
+        assert_same_bits(&format!("{name} running_var"), &f_rv, &rv);
+        let (mut f_d_inp, mut f_d_weight, mut f_d_bias) =
+            (prior_d_inp.clone(), vec![0.1; c], vec![-0.1; c]);
+        batchnorm_leaky_relu_backward(
+            Some(&mut f_d_inp),
+            &mut f_d_weight,
+            &mut f_d_bias,
+            &d_out,
+            &fused,
+            &inp,
+            &weight,
+            &f_mean,
+            &f_rstd,
+            n,
+            c,
+            hw,
+            slope,
+        );
+        assert_same_bits(&format!("{name} d_inp"), &f_d_inp, &d_inp);
+        assert_same_bits(&format!("{name} d_weight"), &f_d_weight, &d_weight);
+        assert_same_bits(&format!("{name} d_bias"), &f_d_bias, &d_bias);
+
+        // Evaluation mode, against the plain-loop reference too (within f32 rounding).
+        let (mut pre_eval, mut separate_eval, mut fused_eval) =
+            (vec![0.0; len], vec![0.0; len], vec![f32::NAN; len]);
+        batchnorm_forward_eval(
+            &mut pre_eval,
+            &inp,
+            &weight,
+            &bias,
+            &rm0,
+            &rv0,
+            n,
+            c,
+            hw,
+            BATCHNORM_EPS,
+        );
+        leaky_relu_forward(&mut separate_eval, &pre_eval, slope);
+        batchnorm_leaky_relu_forward_eval(
+            &mut fused_eval,
+            &inp,
+            &weight,
+            &bias,
+            &rm0,
+            &rv0,
+            n,
+            c,
+            hw,
+            BATCHNORM_EPS,
+            slope,
+        );
+        assert_same_bits(&format!("{name} eval out"), &fused_eval, &separate_eval);
+        let mut reference = vec![0.0; len];
+        batchnorm_forward_eval_reference(
+            &mut reference,
+            &inp,
+            &weight,
+            &bias,
+            &rm0,
+            &rv0,
+            n,
+            c,
+            hw,
+            BATCHNORM_EPS,
+        );
+        let reference: Vec<f32> = reference
+            .iter()
+            .map(|&v| if v > 0.0 { v } else { v * slope })
+            .collect();
+        // One f32 rounding of scale and shift against the f64 reference: ~1e-6 relative.
+        assert_close(
+            &format!("{name} eval vs reference"),
+            &fused_eval,
+            &reference,
+            1e-5,
+        );
+    }
+}
+
 mod kernels {
     //! kernels/batchnorm.cu against the CPU ops: training forward (statistics, running
     //! statistics, output), evaluation forward and the backward, each plain and fused with the

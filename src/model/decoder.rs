@@ -70,14 +70,10 @@ impl DecoderBlock {
             None => u,
         };
         let h = self.conv2d.forward(&u, None, mode);
-        let h = self.bn2d.forward(&h, mode);
-        let h = self.act2d.forward(&h, mode);
+        let h = self.bn2d.forward_leaky(&h, &mut self.act2d, mode);
         let y = self.conv1d.forward(&h, None, mode);
         match &mut self.bn1d {
-            Some((bn, act)) => {
-                let y = bn.forward(&y, mode);
-                act.forward(&y, mode)
-            }
+            Some((bn, act)) => bn.forward_leaky(&y, act, mode),
             None => y,
         }
     }
@@ -85,12 +81,11 @@ impl DecoderBlock {
     /// Returns the gradients of x and of the skip tensor (empty in the last block).
     pub fn backward(&mut self, d_y: &[f32]) -> (Storage, Storage) {
         let d = match &mut self.bn1d {
-            Some((bn, act)) => bn.backward(&act.backward(d_y)),
+            Some((bn, act)) => bn.backward_leaky(act, d_y),
             None => Storage::from(d_y.to_vec()),
         };
         let d_h = self.conv1d.backward(&d);
-        let d = self.act2d.backward(&d_h);
-        let d = self.bn2d.backward(&d);
+        let d = self.bn2d.backward_leaky(&mut self.act2d, &d_h);
         let d_u = self.conv2d.backward(&d);
         if self.skip_channels == 0 {
             return (self.us.backward(&d_u), Storage::default());

@@ -38,11 +38,9 @@ impl EncoderBlock {
     /// x (n, c_in, h, w) → y (n, c_out, h/2, w/2).
     pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         let a = self.conv1.forward(x, mode);
-        let a = self.bn1.forward(&a, mode);
-        let a = self.act1.forward(&a, mode);
+        let a = self.bn1.forward_leaky(&a, &mut self.act1, mode);
         let b = self.conv2.forward(&a, mode);
-        let b = self.bn2.forward(&b, mode);
-        let b = self.act2.forward(&b, mode);
+        let b = self.bn2.forward_leaky(&b, &mut self.act2, mode);
         // b = act2(…) + skip(x), summed into the skip's output: act2 keeps its own for backward.
         let b = add(self.skip.forward(x, mode), &b);
         let (_, _, h, w) = b.dims4();
@@ -60,11 +58,9 @@ impl EncoderBlock {
     pub fn backward_into(&mut self, d_y: &[f32], mut d_x: Option<&mut [f32]>) {
         let d_b = self.ds.backward(d_y);
         // b = act2(…) + skip(x): the gradient of b flows into both branches.
-        let d = self.act2.backward(&d_b);
-        let d = self.bn2.backward(&d);
+        let d = self.bn2.backward_leaky(&mut self.act2, &d_b);
         let d_a = self.conv2.backward(&d);
-        let d = self.act1.backward(&d_a);
-        let d = self.bn1.backward(&d);
+        let d = self.bn1.backward_leaky(&mut self.act1, &d_a);
         self.conv1.backward_into(&d, d_x.as_deref_mut());
         self.skip.backward_into(&d_b, d_x);
     }

@@ -297,12 +297,90 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
-        let _timer = profile::scope("batchnorm", &self.weight.name, "forward");
+        let name = self.weight.name.clone();
+        let _timer = profile::scope("batchnorm", &name, "forward");
+        self.forward_then(x, None, mode)
+    }
+
+    /// `act.forward(&self.forward(x, mode), mode)` in one pass over the output (the same values,
+    /// bit for bit), without the normalised tensor in between.
+    pub fn forward_leaky(&mut self, x: &Tensor, act: &mut LeakyRelu, mode: Mode) -> Tensor {
+        let name = self.weight.name.clone();
+        let _timer = profile::scope("batchnorm+leaky_relu", &name, "forward");
+        let out = self.forward_then(x, Some(activation::LEAKY_RELU_SLOPE), mode);
+        act.output = (mode == Mode::Train).then(|| out.clone());
+        out
+    }
+
+    /// The gradient of [`forward_leaky`](Self::forward_leaky)'s input, given its output's:
+    /// `self.backward(&act.backward(d_out))`, the activation's gradient formed on the fly.
+    pub fn backward_leaky(&mut self, act: &mut LeakyRelu, d_out: &[f32]) -> Storage {
+        let _timer = profile::scope("batchnorm+leaky_relu", &self.weight.name, "backward");
+        let y = act.output.take().expect(NOT_TRAINED);
+        let x = self.input.take().expect(NOT_TRAINED);
+        let (n, c, h, w) = x.dims4();
+        let mut d_inp = Storage::zeroed(x.len());
+        batchnorm::batchnorm_leaky_relu_backward(
+            Some(&mut d_inp),
+            &mut self.weight.grad,
+            &mut self.bias.grad,
+            d_out,
+            y.data(),
+            x.data(),
+            &self.weight.value,
+            &self.save_mean,
+            &self.save_rstd,
+            n,
+            c,
+            h * w,
+            activation::LEAKY_RELU_SLOPE,
+        );
+        d_inp
+    }
+
+    /// The forward, followed in the same pass by leaky ReLU of this slope when `Some`.
+    fn forward_then(&mut self, x: &Tensor, leaky: Option<f32>, mode: Mode) -> Tensor {
         let (n, c, h, w) = x.dims4();
         assert_eq!(c, self.c, "{}: channels", self.weight.name);
         let mut out = Storage::for_overwrite(x.len());
-        match mode {
-            Mode::Train => {
+        match (mode, leaky) {
+            (Mode::Train, Some(slope)) => {
+                batchnorm::batchnorm_leaky_relu_forward_train(
+                    &mut out,
+                    &mut self.save_mean,
+                    &mut self.save_rstd,
+                    &mut self.running_mean.value,
+                    &mut self.running_var.value,
+                    x.data(),
+                    &self.weight.value,
+                    &self.bias.value,
+                    n,
+                    c,
+                    h * w,
+                    batchnorm::BATCHNORM_MOMENTUM,
+                    batchnorm::BATCHNORM_EPS,
+                    slope,
+                );
+                self.num_batches_tracked += 1;
+                self.input = Some(x.clone());
+            }
+            (Mode::Eval, Some(slope)) => {
+                batchnorm::batchnorm_leaky_relu_forward_eval(
+                    &mut out,
+                    x.data(),
+                    &self.weight.value,
+                    &self.bias.value,
+                    &self.running_mean.value,
+                    &self.running_var.value,
+                    n,
+                    c,
+                    h * w,
+                    batchnorm::BATCHNORM_EPS,
+                    slope,
+                );
+                self.input = None;
+            }
+            (Mode::Train, None) => {
                 batchnorm::batchnorm_forward_train(
                     &mut out,
                     &mut self.save_mean,
@@ -321,7 +399,7 @@ impl BatchNorm2d {
                 self.num_batches_tracked += 1;
                 self.input = Some(x.clone());
             }
-            Mode::Eval => {
+            (Mode::Eval, None) => {
                 batchnorm::batchnorm_forward_eval(
                     &mut out,
                     x.data(),

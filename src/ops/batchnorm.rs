@@ -37,6 +37,78 @@ pub fn batchnorm_forward_train(
     momentum: f32,
     eps: f32,
 ) {
+    forward_train(
+        out,
+        save_mean,
+        save_rstd,
+        running_mean,
+        running_var,
+        inp,
+        weight,
+        bias,
+        n,
+        c,
+        hw,
+        momentum,
+        eps,
+        None,
+    );
+}
+
+/// [`batchnorm_forward_train`] then leaky ReLU with `negative_slope`, in one pass over the
+/// output: the same values, bit for bit, as the two ops one after the other, without writing
+/// and re-reading the normalised tensor.
+pub fn batchnorm_leaky_relu_forward_train(
+    out: &mut [f32],
+    save_mean: &mut [f32],
+    save_rstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    momentum: f32,
+    eps: f32,
+    negative_slope: f32,
+) {
+    forward_train(
+        out,
+        save_mean,
+        save_rstd,
+        running_mean,
+        running_var,
+        inp,
+        weight,
+        bias,
+        n,
+        c,
+        hw,
+        momentum,
+        eps,
+        Some(negative_slope),
+    );
+}
+
+/// The training forward, with leaky ReLU (of this slope) applied in the same pass when `Some`.
+fn forward_train(
+    out: &mut [f32],
+    save_mean: &mut [f32],
+    save_rstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    momentum: f32,
+    eps: f32,
+    leaky: Option<f32>,
+) {
     check_shapes(
         inp.len(),
         &[
@@ -81,7 +153,7 @@ pub fn batchnorm_forward_train(
         let scale = rstd * weight[ch] as f64;
         scale_shift.push((scale as f32, (bias[ch] as f64 - mean * scale) as f32));
     }
-    apply_scale_shift(out, inp, &scale_shift, c, hw);
+    apply_scale_shift(out, inp, &scale_shift, c, hw, leaky);
 }
 
 /// Evaluation mode: `out = (inp − running_mean)/sqrt(running_var + eps)·weight + bias`.
@@ -96,6 +168,64 @@ pub fn batchnorm_forward_eval(
     c: usize,
     hw: usize,
     eps: f32,
+) {
+    forward_eval(
+        out,
+        inp,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        n,
+        c,
+        hw,
+        eps,
+        None,
+    );
+}
+
+/// [`batchnorm_forward_eval`] then leaky ReLU with `negative_slope`, in one pass (bit for bit
+/// the two ops one after the other).
+pub fn batchnorm_leaky_relu_forward_eval(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    eps: f32,
+    negative_slope: f32,
+) {
+    forward_eval(
+        out,
+        inp,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        n,
+        c,
+        hw,
+        eps,
+        Some(negative_slope),
+    );
+}
+
+fn forward_eval(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    eps: f32,
+    leaky: Option<f32>,
 ) {
     check_shapes(
         inp.len(),
@@ -117,7 +247,7 @@ pub fn batchnorm_forward_eval(
             (scale as f32, shift as f32)
         })
         .collect();
-    apply_scale_shift(out, inp, &scale_shift, c, hw);
+    apply_scale_shift(out, inp, &scale_shift, c, hw, leaky);
 }
 
 /// Adds the training-mode gradients into `d_inp` (n, c, hw), `d_weight` and `d_bias` (c), given
@@ -127,6 +257,76 @@ pub fn batchnorm_backward(
     d_weight: &mut [f32],
     d_bias: &mut [f32],
     d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    save_mean: &[f32],
+    save_rstd: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+) {
+    backward(
+        d_inp, d_weight, d_bias, d_out, None, inp, weight, save_mean, save_rstd, n, c, hw,
+    );
+}
+
+/// The gradients of [`batchnorm_leaky_relu_forward_train`]: as [`batchnorm_backward`], but
+/// `d_out` is the gradient of the leaky ReLU's output `out` (the fused forward's result, whose
+/// sign is its input's). The BatchNorm output's gradient is formed on the fly, block by block,
+/// in the same order as the separate ops: the same values, bit for bit, as leaky ReLU's backward
+/// then BatchNorm's.
+pub fn batchnorm_leaky_relu_backward(
+    d_inp: Option<&mut [f32]>,
+    d_weight: &mut [f32],
+    d_bias: &mut [f32],
+    d_out: &[f32],
+    out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    save_mean: &[f32],
+    save_rstd: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    negative_slope: f32,
+) {
+    check_len("batchnorm leaky_relu out", out.len(), inp.len());
+    backward(
+        d_inp,
+        d_weight,
+        d_bias,
+        d_out,
+        Some((out, negative_slope)),
+        inp,
+        weight,
+        save_mean,
+        save_rstd,
+        n,
+        c,
+        hw,
+    );
+}
+
+/// The gradient that leaky ReLU's backward adds into a zeroed buffer: `d_out` where the
+/// activation's output is positive, else `negative_slope·d_out` (as `ops::activation`).
+#[inline(always)]
+fn leaky_grad(d_out: f32, out: f32, negative_slope: f32) -> f32 {
+    0.0 + if out > 0.0 {
+        d_out
+    } else {
+        d_out * negative_slope
+    }
+}
+
+/// The backward; with `leaky = Some((out, slope))`, `d_out` is the gradient of leaky ReLU's
+/// output `out`, turned into the BatchNorm output's gradient on the fly, one block of
+/// `sums::BLOCK` values at a time, so that the sums add the same block totals in the same order.
+fn backward(
+    d_inp: Option<&mut [f32]>,
+    d_weight: &mut [f32],
+    d_bias: &mut [f32],
+    d_out: &[f32],
+    leaky: Option<(&[f32], f32)>,
     inp: &[f32],
     weight: &[f32],
     save_mean: &[f32],
@@ -161,9 +361,30 @@ pub fn batchnorm_backward(
             let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
             for b in 0..n {
                 let plane = (b * c + ch) * hw..(b * c + ch + 1) * hw;
-                let (dy, x) = (&d_out[plane.clone()], &inp[plane]);
-                sum_dy += sums::sum(dy);
-                sum_dy_xhat += sums::sum_weighted_dev(dy, x, mean);
+                let (dy, x) = (&d_out[plane.clone()], &inp[plane.clone()]);
+                let Some((out, slope)) = leaky else {
+                    sum_dy += sums::sum(dy);
+                    sum_dy_xhat += sums::sum_weighted_dev(dy, x, mean);
+                    continue;
+                };
+                let out = &out[plane];
+                let mut block = [0.0f32; sums::BLOCK];
+                // Per plane first, then into the channel's total, as the unfused sums add.
+                let (mut plane_dy, mut plane_dy_xhat) = (0.0f64, 0.0f64);
+                for ((dy, x), out) in dy
+                    .chunks(sums::BLOCK)
+                    .zip(x.chunks(sums::BLOCK))
+                    .zip(out.chunks(sums::BLOCK))
+                {
+                    let block = &mut block[..dy.len()];
+                    for ((g, &dz), &z) in block.iter_mut().zip(dy).zip(out) {
+                        *g = leaky_grad(dz, z, slope);
+                    }
+                    plane_dy += sums::sum(block);
+                    plane_dy_xhat += sums::sum_weighted_dev(block, x, mean);
+                }
+                sum_dy += plane_dy;
+                sum_dy_xhat += plane_dy_xhat;
             }
             (sum_dy, sum_dy_xhat * rstd as f64)
         })
@@ -194,27 +415,49 @@ pub fn batchnorm_backward(
         .enumerate()
         .for_each(|(plane, (d_x, (dy, x)))| {
             let (a, b, k) = coefficients[plane % c];
-            for ((d_x, &dy), &x) in d_x.iter_mut().zip(dy).zip(x) {
-                *d_x += a * dy + b * x + k;
+            match leaky {
+                None => {
+                    for ((d_x, &dy), &x) in d_x.iter_mut().zip(dy).zip(x) {
+                        *d_x += a * dy + b * x + k;
+                    }
+                }
+                Some((out, slope)) => {
+                    let out = &out[plane * hw..][..hw];
+                    for (((d_x, &dz), &x), &z) in d_x.iter_mut().zip(dy).zip(x).zip(out) {
+                        *d_x += a * leaky_grad(dz, z, slope) + b * x + k;
+                    }
+                }
             }
         });
 }
 
-/// `out = inp·scale + shift` with one (scale, shift) per channel, planes in parallel.
+/// `out = inp·scale + shift` with one (scale, shift) per channel, planes in parallel; then
+/// leaky ReLU (as `ops::activation`) when `leaky` gives its slope.
 fn apply_scale_shift(
     out: &mut [f32],
     inp: &[f32],
     scale_shift: &[(f32, f32)],
     c: usize,
     hw: usize,
+    leaky: Option<f32>,
 ) {
     out.par_chunks_mut(hw)
         .zip(inp.par_chunks(hw))
         .enumerate()
         .for_each(|(plane, (out, inp))| {
             let (scale, shift) = scale_shift[plane % c];
-            for (y, &x) in out.iter_mut().zip(inp) {
-                *y = x * scale + shift;
+            match leaky {
+                None => {
+                    for (y, &x) in out.iter_mut().zip(inp) {
+                        *y = x * scale + shift;
+                    }
+                }
+                Some(slope) => {
+                    for (y, &x) in out.iter_mut().zip(inp) {
+                        let v = x * scale + shift;
+                        *y = if v > 0.0 { v } else { v * slope };
+                    }
+                }
             }
         });
 }

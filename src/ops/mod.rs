@@ -106,7 +106,8 @@ pub(crate) fn check_len(name: &str, slice_len: usize, expected: usize) {
 /// level of one block (~1e-6 relative), not of the whole run.
 pub(crate) mod sums {
     const LANES: usize = 16;
-    const BLOCK: usize = 1024;
+    /// Values per f32 block, whose totals are added in f64.
+    pub const BLOCK: usize = 1024;
 
     #[inline(always)]
     fn blocked(len: usize, mut block_sum: impl FnMut(std::ops::Range<usize>) -> f32) -> f64 {
