@@ -173,10 +173,8 @@ pub fn frame_lists(notes: &[FrameNote], frames: usize) -> (Vec<f64>, Vec<Vec<f64
     (times, freqs)
 }
 
-/// `440 * 2^((midi - 69) / 12)`.
-pub fn midi_to_hz(midi: f64) -> f64 {
-    440.0 * 2f64.powf((midi - 69.0) / 12.0)
-}
+/// `440 * 2^((midi - 69) / 12)`, the notes module's conversion (re-exported for the metrics).
+pub use crate::notes::midi_to_hz;
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,11 @@ pub struct Note {
     pub velocity: u8,
 }
 
+/// The frequency in Hz of a (fractional) MIDI pitch: `440 * 2^((midi - 69) / 12)`.
+pub fn midi_to_hz(midi: f64) -> f64 {
+    440.0 * 2f64.powf((midi - 69.0) / 12.0)
+}
+
 /// Velocity given to notes read from formats that carry none (MAPS txt, JAMS, mir_eval text).
 pub const DEFAULT_VELOCITY: u8 = 64;
 

@@ -139,7 +139,7 @@ pub(crate) fn key_of_frequency(frequency_hz: f64, line: usize) -> Result<u8, For
 
 /// The frequency in Hz of a MIDI key (A4 = 440 Hz = key 69).
 pub(crate) fn frequency_of_key(pitch: u8) -> f64 {
-    440.0 * 2f64.powf((f64::from(pitch) - 69.0) / 12.0)
+    super::midi_to_hz(f64::from(pitch))
 }
 
 fn velocity_value(value: f64, line: usize) -> Result<u8, FormatError> {
