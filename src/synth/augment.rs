@@ -260,9 +260,8 @@ fn one_pole_lowpass(audio: &mut [f32], cutoff_hz: f32, rate: f32) {
 /// Adds white or pink noise (half the time each) at `snr_db` below the audio's RMS. Silent
 /// audio gets no noise.
 fn add_noise(audio: &mut [f32], snr_db: f32, rng: &mut Rng) {
-    let rms =
-        (audio.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / audio.len() as f64).sqrt();
-    if rms == 0.0 {
+    let signal_rms = rms(audio);
+    if signal_rms == 0.0 {
         return;
     }
     let pink = rng.uniform_f32() < 0.5;
@@ -277,12 +276,16 @@ fn add_noise(audio: &mut [f32], snr_db: f32, rng: &mut Rng) {
             *x = b0 + b1 + b2 + *x * 0.1848;
         }
     }
-    let noise_rms =
-        (noise.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / noise.len() as f64).sqrt();
-    let scale = (rms / noise_rms.max(1e-30) * 10f64.powf(-f64::from(snr_db) / 20.0)) as f32;
+    let scale =
+        (signal_rms / rms(&noise).max(1e-30) * 10f64.powf(-f64::from(snr_db) / 20.0)) as f32;
     for (x, n) in audio.iter_mut().zip(&noise) {
         *x += n * scale;
     }
+}
+
+/// Root mean square, summed in f64 so long crops lose nothing.
+fn rms(x: &[f32]) -> f64 {
+    (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
 }
 
 #[cfg(test)]
@@ -293,10 +296,6 @@ mod tests {
         (0..len)
             .map(|n| (2.0 * std::f32::consts::PI * 440.0 * n as f32 / 16_000.0).sin() * 0.5)
             .collect()
-    }
-
-    fn rms(x: &[f32]) -> f64 {
-        (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
     }
 
     #[test]
