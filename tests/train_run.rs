@@ -161,8 +161,15 @@ fn a_run_killed_at_random_moments_resumes_to_bit_identical_parameters() {
     let set = set();
     let reference = set.root.join("reference");
     // --checkpoint-minutes 0: last.safetensors after every step (4 an epoch), so kills also land
-    // mid-epoch and mid-write.
-    let extra = ["--epochs", "3", "--checkpoint-minutes", "0"];
+    // mid-epoch and mid-write. Augmented, so that the per-batch draws are proven to resume too.
+    let extra = [
+        "--epochs",
+        "3",
+        "--checkpoint-minutes",
+        "0",
+        "--augment",
+        "recorded",
+    ];
     ok(&train_args(&set, &reference, &extra));
     let killed = set.root.join("killed");
     // The kill moments, replayable by the harness's rule (MTOSI_TEST_SEED).

@@ -7,7 +7,10 @@ use mtosi::audio::wav::write_wav16;
 use mtosi::data::{Item, Split};
 use mtosi::notes::{write_notes, Note};
 use mtosi::spectrogram::{Cqt, CqtParams};
-use mtosi::train::examples::{make_batch, Batch, Prefetcher, Recording};
+use mtosi::synth::augment::Augmentation;
+use mtosi::train::examples::{
+    batch_seeds, make_batch, AugmentPreset, Batch, Prefetcher, Recording,
+};
 use mtosi::train::sampler::{epoch_batches, tiled_length};
 
 fn recordings(dir: &std::path::Path) -> Vec<Recording> {
@@ -69,6 +72,9 @@ fn batches_are_the_same_bits_under_any_thread_count_and_loader() {
         "5 recordings in batches of 2: the fifth is dropped"
     );
     let cqt = Arc::new(Cqt::new(CqtParams::default()).unwrap());
+    // Augmented batches too must not depend on threads or on the loader.
+    let augment = AugmentPreset::Recorded.augmentation();
+    let seeds = batch_seeds(33, 4, 0, plan.len());
     let in_pool = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -76,7 +82,10 @@ fn batches_are_the_same_bits_under_any_thread_count_and_loader() {
             .unwrap();
         pool.install(|| {
             plan.iter()
-                .map(|crops| bits(&make_batch(&recs, &cqt, crops, crop_frames).unwrap()))
+                .enumerate()
+                .map(|(i, crops)| {
+                    bits(&make_batch(&recs, &cqt, crops, crop_frames, &augment, seeds[i]).unwrap())
+                })
                 .collect::<Vec<_>>()
         })
     };
@@ -87,6 +96,8 @@ fn batches_are_the_same_bits_under_any_thread_count_and_loader() {
         Arc::clone(&cqt),
         plan.clone(),
         crop_frames,
+        augment,
+        seeds.clone(),
         1,
     );
     let loaded: Vec<_> = (0..plan.len())
@@ -94,7 +105,18 @@ fn batches_are_the_same_bits_under_any_thread_count_and_loader() {
         .collect();
     assert_eq!(one, loaded);
     // Shapes: (2, 32, 176) inputs in [0, 1], (2, 32, 88) rolls of 0/1.
-    let batch = make_batch(&recs, &cqt, &plan[0], crop_frames).unwrap();
+    let batch = make_batch(&recs, &cqt, &plan[0], crop_frames, &Augmentation::none(), 0).unwrap();
+    // Augmentation changes the input, never the labels; another seed draws another input.
+    let augmented = make_batch(&recs, &cqt, &plan[0], crop_frames, &augment, seeds[0]).unwrap();
+    let reseeded = make_batch(&recs, &cqt, &plan[0], crop_frames, &augment, seeds[1]).unwrap();
+    assert_eq!(batch.frame_roll.data(), augmented.frame_roll.data());
+    assert_ne!(batch.spec.data(), augmented.spec.data());
+    assert_ne!(augmented.spec.data(), reseeded.spec.data());
+    assert!(augmented
+        .spec
+        .data()
+        .iter()
+        .all(|v| (0.0..=1.0).contains(v)));
     assert_eq!(batch.spec.shape(), [2, 32, 176]);
     assert_eq!(batch.frame_roll.shape(), [2, 32, 88]);
     assert!(batch.spec.data().iter().all(|v| (0.0..=1.0).contains(v)));

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use mtosi::data::source::DataSource;
 use mtosi::device::DeviceRequest;
+use mtosi::train::examples::AugmentPreset;
 use mtosi::train::run::{self, Reporter, StepProgress, TrainSettings};
 use mtosi::train::transfer::FreezePart;
 
@@ -67,6 +68,10 @@ pub struct TrainArgs {
     /// (yes|no) [default: no].
     #[arg(long, value_parser = parse_yes_no)]
     pub output_bias_prior: Option<bool>,
+    /// Augment the training crops: none (the paper) or recorded (generated rooms, EQ, noise
+    /// and gain, drawn per crop from the seed) [default: none].
+    #[arg(long, value_name = "none|recorded")]
+    pub augment: Option<AugmentPreset>,
     /// Transfer: initialise from this checkpoint (every tensor whose name and shape match).
     #[arg(long, value_name = "CKPT")]
     pub init: Option<PathBuf>,
@@ -152,6 +157,9 @@ impl TrainArgs {
         if let Some(v) = self.output_bias_prior {
             put("output_bias_prior", json!(v));
         }
+        if let Some(v) = self.augment {
+            put("augment", json!(v));
+        }
         if let Some(v) = &self.init {
             put("init", json!(Some(v)));
         }
@@ -190,6 +198,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
             checkpoint_minutes: self.checkpoint_minutes.unwrap_or(d.checkpoint_minutes),
             output_bias_prior: self.output_bias_prior.unwrap_or(d.output_bias_prior),
+            augment: self.augment.unwrap_or(d.augment),
             init: self.init.clone(),
             init_optimizer: self.init_optimizer.unwrap_or(d.init_optimizer),
             freeze: self.freeze.clone().unwrap_or_default(),

@@ -14,7 +14,9 @@ use crate::data::Item;
 use crate::model::{Tensor, N_BINS, N_KEYS};
 use crate::notes::roll::{LabelRoll, HOP_LENGTH, KEY_COUNT};
 use crate::notes::Note;
+use crate::rng::Rng;
 use crate::spectrogram::{features, Cqt, SpectrogramError};
+use crate::synth::augment::Augmentation;
 
 use super::sampler::{tiled_length, Crop};
 
@@ -192,6 +194,55 @@ pub fn crop_features(cqt: &Cqt, crops: &[Vec<f32>]) -> Result<Vec<f32>, Spectrog
         .collect())
 }
 
+/// The named augmentation settings a run can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentPreset {
+    /// The dry renders, as the paper trained.
+    #[default]
+    None,
+    /// [`Augmentation::recorded`]: rooms of RT60 0.2–1.6 s, EQ, noise, gain.
+    Recorded,
+}
+
+impl AugmentPreset {
+    pub fn augmentation(self) -> Augmentation {
+        match self {
+            AugmentPreset::None => Augmentation::none(),
+            AugmentPreset::Recorded => Augmentation::recorded(),
+        }
+    }
+}
+
+impl std::str::FromStr for AugmentPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(AugmentPreset::None),
+            "recorded" => Ok(AugmentPreset::Recorded),
+            _ => Err(format!(
+                "unknown augmentation {s:?} (expected none or recorded)"
+            )),
+        }
+    }
+}
+
+/// The seed of batch `batch_index` of `epoch`: the augmentation draws of a batch depend on
+/// the run's seed and the batch's place only, so a resumed or prefetched batch is the same.
+pub fn batch_seed(seed: u64, epoch: u64, batch_index: usize) -> u64 {
+    let mut rng = Rng::new(seed ^ 0xa076_1d64_78bd_642f);
+    let a = rng.next_u64();
+    Rng::new(a ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (batch_index as u64).rotate_left(32))
+        .next_u64()
+}
+
+/// [`batch_seed`] of `count` batches from `first_batch` on.
+pub fn batch_seeds(seed: u64, epoch: u64, first_batch: usize, count: usize) -> Vec<u64> {
+    (first_batch..first_batch + count)
+        .map(|b| batch_seed(seed, epoch, b))
+        .collect()
+}
+
 /// A training batch: the network's input (B, frames, 176) and the target frame roll (B, frames, 88).
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -201,12 +252,16 @@ pub struct Batch {
     pub prepare_s: f64,
 }
 
-/// Prepares the batch of `crops` from `recordings`: crops of `crop_frames × 512` samples.
+/// Prepares the batch of `crops` from `recordings`: crops of `crop_frames × 512` samples, each
+/// augmented with draws seeded by `seed` and its place in the batch (labels are unchanged:
+/// every effect keeps the notes' pitches and times).
 pub fn make_batch(
     recordings: &[Recording],
     cqt: &Cqt,
     crops: &[Crop],
     crop_frames: usize,
+    augment: &Augmentation,
+    seed: u64,
 ) -> Result<Batch, ExampleError> {
     let started = Instant::now();
     let crop_samples = crop_frames * HOP_LENGTH;
@@ -215,11 +270,12 @@ pub fn make_batch(
     for crop in crops {
         let rec = &recordings[crop.recording];
         let audio = rec.audio()?;
-        audio_crops.push(crop_audio(
-            &audio,
-            crop.start_frame * HOP_LENGTH,
-            crop_samples,
-        ));
+        let mut clip = crop_audio(&audio, crop.start_frame * HOP_LENGTH, crop_samples);
+        if !augment.is_none() {
+            let crop_seed = seed ^ (audio_crops.len() as u64).wrapping_mul(0xd1b5_4a32_d192_ed03);
+            augment.apply(&mut clip, SAMPLE_RATE_HZ, &mut Rng::new(crop_seed));
+        }
+        audio_crops.push(clip);
         rolls.extend(crop_frame_roll(
             &rec.notes,
             rec.samples,
@@ -252,14 +308,17 @@ impl Prefetcher {
         cqt: Arc<Cqt>,
         batches: Vec<Vec<Crop>>,
         crop_frames: usize,
+        augment: Augmentation,
+        seeds: Vec<u64>,
         depth: usize,
     ) -> Prefetcher {
+        assert_eq!(batches.len(), seeds.len(), "one seed per batch");
         let (sender, receiver) = mpsc::sync_channel(depth.max(1));
         let handle = thread::Builder::new()
             .name("mtosi-batch-loader".into())
             .spawn(move || {
-                for crops in batches {
-                    let batch = make_batch(&recordings, &cqt, &crops, crop_frames);
+                for (crops, seed) in batches.into_iter().zip(seeds) {
+                    let batch = make_batch(&recordings, &cqt, &crops, crop_frames, &augment, seed);
                     let failed = batch.is_err();
                     if sender.send(batch).is_err() || failed {
                         return;

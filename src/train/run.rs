@@ -37,7 +37,10 @@ use crate::spectrogram::{features, Cqt, CqtParams};
 use crate::train::adam::AdamConfig;
 use crate::train::step_lr::{StepLr, STEP_LR_GAMMA, STEP_LR_STEP_SIZE};
 
-use super::examples::{make_batch, ExampleError, Prefetcher, Recording, SAMPLE_RATE_HZ};
+use super::examples::{
+    batch_seed, batch_seeds, make_batch, AugmentPreset, ExampleError, Prefetcher, Recording,
+    SAMPLE_RATE_HZ,
+};
 use super::plots;
 use super::sampler::{batches_per_epoch, epoch_batches, tiled_length};
 use super::transfer::{self, FreezePart};
@@ -64,6 +67,11 @@ pub struct TrainSettings {
     pub checkpoint_minutes: f64,
     /// Initialise `linear.bias` to the logit of each key's frame-on rate in the training labels.
     pub output_bias_prior: bool,
+    /// Augmentation of the training crops (`none`, as the paper, or `recorded`: rooms, EQ,
+    /// noise and gain drawn per crop from the run's seed). Runs written before it existed
+    /// read as `none`.
+    #[serde(default)]
+    pub augment: AugmentPreset,
     /// Transfer: the checkpoint whose matching tensors initialise the network.
     pub init: Option<PathBuf>,
     /// Take the Adam state found beside `init` (as the original code did).
@@ -93,6 +101,7 @@ impl Default for TrainSettings {
             checkpoint_every: 50,
             checkpoint_minutes: 5.0,
             output_bias_prior: false,
+            augment: AugmentPreset::None,
             init: None,
             init_optimizer: true,
             freeze: Vec::new(),
@@ -953,6 +962,8 @@ impl<'a> Trainer<'a> {
                     Arc::clone(&self.cqt),
                     todo.clone(),
                     settings.crop_frames,
+                    settings.augment.augmentation(),
+                    batch_seeds(settings.seed, epoch, position.next_batch, todo.len()),
                     1,
                 )
             });
@@ -964,7 +975,14 @@ impl<'a> Trainer<'a> {
                 let wait_started = Instant::now();
                 let batch = match prefetcher.as_mut() {
                     Some(p) => p.next_batch()?.0,
-                    None => make_batch(&self.data.train, &self.cqt, crops, settings.crop_frames)?,
+                    None => make_batch(
+                        &self.data.train,
+                        &self.cqt,
+                        crops,
+                        settings.crop_frames,
+                        &settings.augment.augmentation(),
+                        batch_seed(settings.seed, epoch, batch_index),
+                    )?,
                 };
                 wait_s += wait_started.elapsed().as_secs_f64();
                 prepare_s += batch.prepare_s;
