@@ -8,6 +8,7 @@
 //! can be fuzzed without files.
 
 pub mod flac;
+pub mod mp4;
 pub mod resample;
 pub mod stream;
 pub mod wav;

@@ -69,8 +69,19 @@ pub fn decode_stream<S: MediaSource + 'static>(
             on_format,
             on_block,
         ),
-        AudioFormat::Mp3 | AudioFormat::Ogg | AudioFormat::Mp4 | AudioFormat::Adts => {
-            decode_symphonia_stream(format, Box::new(source), on_format, on_block)
+        AudioFormat::Mp4 => {
+            let mut source = source;
+            let edit = super::mp4::read_edit_list(&mut source);
+            source
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| DecodeError::Malformed {
+                    format: format.name(),
+                    detail: format!("seeking back to its start: {e}"),
+                })?;
+            decode_symphonia_stream(format, Box::new(source), edit, on_format, on_block)
+        }
+        AudioFormat::Mp3 | AudioFormat::Ogg | AudioFormat::Adts => {
+            decode_symphonia_stream(format, Box::new(source), None, on_format, on_block)
         }
     }
 }
@@ -382,9 +393,11 @@ pub(super) fn decode_flac_stream<R: Read>(
     Ok(())
 }
 
+/// `edit`: an MP4 edit list, applied to the decoded frames (symphonia 0.5 ignores it).
 fn decode_symphonia_stream(
     format: AudioFormat,
     source: Box<dyn MediaSource>,
+    edit: Option<super::mp4::EditList>,
     on_format: &mut dyn FnMut(StreamFormat) -> Result<(), DecodeError>,
     on_block: &mut dyn FnMut(&[f32]) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
@@ -447,6 +460,8 @@ fn decode_symphonia_stream(
     let mut samples: Option<SampleBuffer<f32>> = None;
     let mut decoded_frames = 0u64;
     let mut packet_index = 0u64;
+    // The presented frames [skip, skip + keep) of the decoded ones, once the rate is known.
+    let mut presented: (u64, Option<u64>) = (0, None);
     loop {
         let packet = match reader.next_packet() {
             Ok(packet) => packet,
@@ -485,6 +500,9 @@ fn decode_symphonia_stream(
                 }
                 on_format(here)?;
                 announced = Some(here);
+                if let Some(edit) = edit {
+                    presented = edit.frames(here.sample_rate_hz);
+                }
             }
             Some(first) if first != here => {
                 return Err(DecodeError::Unsupported {
@@ -510,8 +528,20 @@ fn decode_symphonia_stream(
             slot => slot.insert(SampleBuffer::new(frames as u64, spec)),
         };
         buffer.copy_interleaved_ref(audio);
+        let first = decoded_frames;
         decoded_frames += frames as u64;
-        on_block(buffer.samples())?;
+        let (skip, keep) = presented;
+        let from = skip.clamp(first, decoded_frames);
+        let to = keep
+            .map_or(decoded_frames, |k| skip.saturating_add(k))
+            .clamp(from, decoded_frames);
+        if to > from {
+            let channels = here.channel_count;
+            let samples = buffer.samples();
+            on_block(
+                &samples[(from - first) as usize * channels..(to - first) as usize * channels],
+            )?;
+        }
     }
     if announced.is_none() {
         return Err(DecodeError::Malformed {
