@@ -13,6 +13,7 @@ use crate::metrics::{
     mean_std, score_recording, MetricsError, Prf, RecordingScores, ReferenceKind,
 };
 use crate::model::{inference, Transcriber};
+use crate::notes::roll::{HIGHEST_KEY, LOWEST_KEY};
 use crate::spectrogram::{features, Cqt};
 use crate::train::examples::SAMPLE_RATE_HZ;
 
@@ -61,6 +62,10 @@ pub struct RecordingResult {
     pub name: String,
     pub frames: usize,
     pub seconds: f64,
+    /// Annotated notes, and those of them outside the 88 keys (MIDI 21–108), which no
+    /// piano-roll output can hold: misses against the annotation, absent from the label roll.
+    pub annotated_notes: usize,
+    pub notes_outside_keys: usize,
     pub scores: RecordingScores,
 }
 
@@ -146,6 +151,11 @@ pub fn evaluate_items_against(
                 name: item.name.clone(),
                 frames: roll.len() / crate::model::N_KEYS,
                 seconds: audio.len() as f64 / f64::from(SAMPLE_RATE_HZ),
+                annotated_notes: notes.len(),
+                notes_outside_keys: notes
+                    .iter()
+                    .filter(|n| !(LOWEST_KEY..=HIGHEST_KEY).contains(&n.pitch))
+                    .count(),
                 scores,
             });
         }

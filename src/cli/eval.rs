@@ -76,6 +76,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         |i, name| eprintln!("[{}/{count}] {name}", i + 1),
     )
     .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
+    for r in results.iter().filter(|r| r.notes_outside_keys > 0) {
+        eprintln!(
+            "note: {}: {} of its {} annotated notes lie outside the 88 keys (MIDI 21–108); no \
+             piano roll holds them (misses against the annotation, absent from the label roll)",
+            r.name, r.notes_outside_keys, r.annotated_notes
+        );
+    }
     let (mean, std) = evaluate::summary(&results);
     println!(
         "{} on {} ({} split), reference: {}",
