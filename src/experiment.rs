@@ -25,7 +25,7 @@ use crate::metrics::{Prf, RecordingScores, ReferenceKind};
 use crate::model::{checkpoint, Transcriber};
 use crate::spectrogram::{Cqt, CqtParams};
 use crate::synth::{self, RenderSettings, Score, ScoreSource, SynthSetOptions};
-use crate::train::plots::{line_chart_svg, Series};
+use crate::train::plots::{line_chart_svg, metric_points, Series};
 use crate::train::run::{self, Reporter, RunPaths, TrainSettings};
 
 /// How big the experiment is.
@@ -724,11 +724,7 @@ fn write_convergence(
                     std::fs::read_to_string(RunPaths::new(run_dir).metrics()).unwrap_or_default();
                 Series {
                     name: t.title(),
-                    points: text
-                        .lines()
-                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                        .filter_map(|v| Some((v["epoch"].as_f64()?, v["val_note_f1"].as_f64()?)))
-                        .collect(),
+                    points: metric_points(&text, "val_note_f1"),
                 }
             })
             .filter(|s| !s.points.is_empty())

@@ -2,6 +2,7 @@
 
 mod bench_step;
 mod cqt;
+mod curves;
 mod demo;
 mod devices;
 mod eval;
@@ -60,6 +61,8 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Score an estimate against a reference as mir_eval does (notes, or frames with --frames).
     Score(score::ScoreArgs),
+    /// Draw one metric of several training runs in one chart (SVG), per epoch.
+    Curves(curves::CurvesArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,5 +80,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => models::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Score(args) => score::run(args),
+        Command::Curves(args) => curves::run(args),
     }
 }

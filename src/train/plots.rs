@@ -176,6 +176,16 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The values of `key` (a `metrics.jsonl` field such as `val_note_f1`) per epoch, from a run's
+/// metrics lines; lines without it are skipped.
+pub fn metric_points(metrics_jsonl: &str, key: &str) -> Vec<(f64, f64)> {
+    metrics_jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["epoch"].as_f64()?, v[key].as_f64()?)))
+        .collect()
+}
+
 /// Redraws `loss.svg` (training and validation loss per epoch) and, when the metrics hold
 /// validation scores, `validation-f1.svg` (frame, note and note-with-offset F1 per epoch), from
 /// the run's `metrics.jsonl`.
