@@ -110,9 +110,22 @@ pub fn evaluate_items_against(
     items: &[Item],
     references: &[ReferenceKind],
     decode: &DecodeOptions,
+    progress: impl FnMut(usize, &str),
+) -> Result<Vec<Vec<RecordingResult>>, EvalError> {
+    let scorings: Vec<_> = references.iter().map(|&r| (r, *decode)).collect();
+    evaluate_items_scored(model, cqt, items, &scorings, progress)
+}
+
+/// [`evaluate_items`] for several (reference, decoding) pairs at once, e.g. a threshold sweep:
+/// the network runs once per recording; one result list per pair, in the order given.
+pub fn evaluate_items_scored(
+    model: &mut Transcriber,
+    cqt: &Cqt,
+    items: &[Item],
+    scorings: &[(ReferenceKind, DecodeOptions)],
     mut progress: impl FnMut(usize, &str),
 ) -> Result<Vec<Vec<RecordingResult>>, EvalError> {
-    let mut results = vec![Vec::with_capacity(items.len()); references.len()];
+    let mut results = vec![Vec::with_capacity(items.len()); scorings.len()];
     for (i, item) in items.iter().enumerate() {
         progress(i, &item.name);
         let name = || item.name.clone();
@@ -140,8 +153,8 @@ pub fn evaluate_items_against(
         // Each recording's activations have their own sizes: give them back to the allocator
         // rather than keep them pooled.
         crate::model::storage::release_pool();
-        for (out, &reference) in results.iter_mut().zip(references) {
-            let scores = score_recording(&roll, &notes, audio.len(), reference, decode).map_err(
+        for (out, (reference, decode)) in results.iter_mut().zip(scorings) {
+            let scores = score_recording(&roll, &notes, audio.len(), *reference, decode).map_err(
                 |source| EvalError::Metrics {
                     name: name(),
                     source,
@@ -250,6 +263,9 @@ pub struct EvalSummary {
     pub split: String,
     /// `annotation` or `roll` (the label-roll reference of the original code).
     pub reference: String,
+    /// The decoding: frame threshold (the paper: 0.5) and shortest note kept, in frames.
+    pub threshold: f32,
+    pub min_note_frames: usize,
     pub recordings: usize,
     pub mean: RecordingScores,
     pub std: RecordingScores,

@@ -128,7 +128,48 @@ fn eval_prints_the_table_and_writes_csv_and_json() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["recordings"], 1);
+    assert_eq!(summary["threshold"], 0.5);
     assert!(summary["mean"]["note"]["f1"].as_f64().unwrap() >= 0.0);
+
+    // A threshold sweep: one network pass, one table and one subfolder per threshold; its 0.5
+    // equals the single run.
+    let sweep = dir.path().join("sweep");
+    let (stdout, _) = run(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &maps_arg,
+        "--reference",
+        "roll",
+        "--threshold",
+        "0.3,0.5",
+        "--out",
+        sweep.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("threshold 0.3") && stdout.contains("threshold 0.5"),
+        "{stdout}"
+    );
+    let swept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sweep.join("threshold-0.5/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(swept["mean"], summary["mean"]);
+    assert!(sweep.join("threshold-0.3/results.csv").exists());
+    let bad = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+        .args([
+            "eval",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            &maps_arg,
+        ])
+        .args(["--threshold", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--threshold 1.5"));
 }
 
 #[test]

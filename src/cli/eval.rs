@@ -12,7 +12,9 @@ use mtosi::device::DeviceRequest;
 use mtosi::evaluate::{self, EvalSummary};
 use mtosi::metrics::ReferenceKind;
 use mtosi::model::{checkpoint, Transcriber};
+use mtosi::notes::roll::HOP_LENGTH;
 use mtosi::spectrogram::{Cqt, CqtParams};
+use mtosi::train::examples::SAMPLE_RATE_HZ;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -29,7 +31,16 @@ pub struct EvalArgs {
     /// the quantised label roll (what the paper's code did).
     #[arg(long, default_value = "annotation", value_parser = parse_reference)]
     pub reference: ReferenceKind,
-    /// Write results.csv (per recording) and summary.json here.
+    /// Frame threshold of the decoding (the paper: 0.5); a comma-separated list scores each
+    /// (the network runs once per recording), e.g. a sweep on validation data.
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    pub threshold: Vec<f32>,
+    /// Drop notes shorter than this many milliseconds (rounded up to frames; 0: keep all, as
+    /// the paper).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_note_ms: f64,
+    /// Write results.csv (per recording) and summary.json here (with several thresholds, in
+    /// one subfolder `threshold-T` each).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// auto or cpu (the network runs on the cpu for now).
@@ -65,49 +76,84 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.split
         );
     }
+    for &t in &args.threshold {
+        if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+            bail!("--threshold {t} is outside [0, 1)");
+        }
+    }
+    if !(args.min_note_ms.is_finite() && args.min_note_ms >= 0.0) {
+        bail!(
+            "--min-note-ms {} must be a non-negative number",
+            args.min_note_ms
+        );
+    }
+    let frame_ms = 1000.0 * HOP_LENGTH as f64 / f64::from(SAMPLE_RATE_HZ);
+    let scorings: Vec<(ReferenceKind, DecodeOptions)> = args
+        .threshold
+        .iter()
+        .map(|&t| {
+            let decode = DecodeOptions {
+                frame_threshold: t,
+                min_note_frames: (args.min_note_ms / frame_ms - 1e-9).ceil().max(0.0) as usize,
+                ..DecodeOptions::default()
+            };
+            (args.reference, decode)
+        })
+        .collect();
     let cqt = Cqt::new(CqtParams::default())?;
     let count = items.len();
-    let results = evaluate::evaluate_items(
-        &mut model,
-        &cqt,
-        &items,
-        args.reference,
-        &DecodeOptions::default(),
-        |i, name| eprintln!("[{}/{count}] {name}", i + 1),
-    )
+    let all = evaluate::evaluate_items_scored(&mut model, &cqt, &items, &scorings, |i, name| {
+        eprintln!("[{}/{count}] {name}", i + 1)
+    })
     .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
-    for r in results.iter().filter(|r| r.notes_outside_keys > 0) {
+    for r in all[0].iter().filter(|r| r.notes_outside_keys > 0) {
         eprintln!(
             "note: {}: {} of its {} annotated notes lie outside the 88 keys (MIDI 21–108); no \
              piano roll holds them (misses against the annotation, absent from the label roll)",
             r.name, r.notes_outside_keys, r.annotated_notes
         );
     }
-    let (mean, std) = evaluate::summary(&results);
-    println!(
-        "{} on {} ({} split), reference: {}",
-        args.checkpoint.display(),
-        args.data,
-        args.split,
-        evaluate::reference_name(args.reference)
-    );
-    print!("{}", evaluate::format_table(&mean, &std, results.len()));
-    if let Some(out) = &args.out {
-        let summary = EvalSummary {
-            checkpoint: args.checkpoint.clone(),
-            data: args.data.to_string(),
-            split: args.split.to_string(),
-            reference: evaluate::reference_name(args.reference).into(),
-            recordings: results.len(),
-            mean,
-            std,
-        };
-        evaluate::write_outputs(out, &results, &summary)?;
+    let several = scorings.len() > 1;
+    for ((_, decode), results) in scorings.iter().zip(&all) {
+        let (mean, std) = evaluate::summary(results);
         println!(
-            "wrote {} and {}",
-            out.join("results.csv").display(),
-            out.join("summary.json").display()
+            "{} on {} ({} split), reference: {}, threshold {}{}",
+            args.checkpoint.display(),
+            args.data,
+            args.split,
+            evaluate::reference_name(args.reference),
+            decode.frame_threshold,
+            if decode.min_note_frames > 0 {
+                format!(", notes of at least {} frames", decode.min_note_frames)
+            } else {
+                String::new()
+            }
         );
+        print!("{}", evaluate::format_table(&mean, &std, results.len()));
+        if let Some(out) = &args.out {
+            let out = if several {
+                out.join(format!("threshold-{}", decode.frame_threshold))
+            } else {
+                out.clone()
+            };
+            let summary = EvalSummary {
+                checkpoint: args.checkpoint.clone(),
+                data: args.data.to_string(),
+                split: args.split.to_string(),
+                reference: evaluate::reference_name(args.reference).into(),
+                threshold: decode.frame_threshold,
+                min_note_frames: decode.min_note_frames,
+                recordings: results.len(),
+                mean,
+                std,
+            };
+            evaluate::write_outputs(&out, results, &summary)?;
+            println!(
+                "wrote {} and {}",
+                out.join("results.csv").display(),
+                out.join("summary.json").display()
+            );
+        }
     }
     Ok(())
 }
