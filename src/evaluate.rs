@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::data::Item;
 use crate::decode::DecodeOptions;
+use crate::device::Device;
 use crate::metrics::{
     mean_std, score_recording, MetricsError, Prf, RecordingScores, ReferenceKind,
 };
@@ -66,6 +67,7 @@ pub struct RecordingResult {
 
 /// The frame probabilities (frames × 88) of a whole recording.
 pub fn recording_roll(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     audio: &[f32],
@@ -75,14 +77,18 @@ pub fn recording_roll(
             name: String::new(),
             source,
         })?;
-    inference::frame_probabilities(model, &spec, frames).map_err(|source| EvalError::Model {
-        name: String::new(),
-        source,
+    inference::frame_probabilities_on(device, model, &spec, frames).map_err(|source| {
+        EvalError::Model {
+            name: String::new(),
+            source,
+        }
     })
 }
 
-/// Scores every item, whole, in order; `progress(i, name)` is called before each.
+/// Scores every item, whole, in order, the network on `device`; `progress(i, name)` is called
+/// before each.
 pub fn evaluate_items(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     items: &[Item],
@@ -91,7 +97,7 @@ pub fn evaluate_items(
     progress: impl FnMut(usize, &str),
 ) -> Result<Vec<RecordingResult>, EvalError> {
     Ok(
-        evaluate_items_against(model, cqt, items, &[reference], decode, progress)?
+        evaluate_items_against(device, model, cqt, items, &[reference], decode, progress)?
             .pop()
             .expect("one reference in, one list out"),
     )
@@ -100,6 +106,7 @@ pub fn evaluate_items(
 /// [`evaluate_items`] against several references at once (the network runs once per
 /// recording): one result list per reference, in the order given.
 pub fn evaluate_items_against(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     items: &[Item],
@@ -121,7 +128,7 @@ pub fn evaluate_items_against(
             name: name(),
             source,
         })?;
-        let roll = recording_roll(model, cqt, &audio).map_err(|e| match e {
+        let roll = recording_roll(device, model, cqt, &audio).map_err(|e| match e {
             EvalError::Spectrogram { source, .. } => EvalError::Spectrogram {
                 name: name(),
                 source,

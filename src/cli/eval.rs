@@ -32,7 +32,8 @@ pub struct EvalArgs {
     /// Write results.csv (per recording) and summary.json here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto or cpu (the network runs on the cpu for now).
+    /// auto (cuda when present, else the cpu), cpu, emu (the CUDA kernels on the CPU, a check:
+    /// slow), cuda or cuda:N; the CQT runs on the cpu.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
 }
@@ -46,12 +47,11 @@ pub fn parse_reference(s: &str) -> Result<ReferenceKind, String> {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if !matches!(args.device, DeviceRequest::Auto | DeviceRequest::Cpu) {
-        bail!(
-            "--device {}: the network runs on the cpu only for now; use --device cpu or auto",
-            args.device
-        );
-    }
+    let selection = args
+        .device
+        .open()
+        .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
+    eprintln!("network on {}", selection.reason);
     let mut model = Transcriber::new(0);
     checkpoint::load_model(&args.checkpoint, &mut model)?;
     let (items, report) = args.data.split_items(args.split)?;
@@ -68,6 +68,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let cqt = Cqt::new(CqtParams::default())?;
     let count = items.len();
     let results = evaluate::evaluate_items(
+        &selection.device,
         &mut model,
         &cqt,
         &items,

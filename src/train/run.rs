@@ -26,9 +26,11 @@ use serde_json::json;
 use crate::data::source::DataSource;
 use crate::data::{Item, Split};
 use crate::decode::DecodeOptions;
+use crate::device::{Device, DeviceRequest};
 use crate::fsutil;
 use crate::metrics::{mean_std, score_recording, RecordingScores, ReferenceKind};
 use crate::model::checkpoint::{self, optimizer_path, CheckpointError};
+use crate::model::device_training::DeviceTrainer;
 use crate::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
 use crate::model::{Mode, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 use crate::notes::roll::{LabelRoll, HOP_LENGTH, KEY_COUNT};
@@ -924,7 +926,44 @@ impl<'a> Trainer<'a> {
         result
     }
 
+    /// The device `settings.device` names (`cpu`, `emu`, `cuda:N`), opened.
+    fn open_device(&mut self) -> Result<Device, TrainError> {
+        let device = &self.settings.device;
+        let selection = device
+            .parse::<DeviceRequest>()
+            .and_then(DeviceRequest::open)
+            .map_err(|e| TrainError::Settings(format!("--device {device}: {e}")))?;
+        if matches!(selection.device, Device::Kernels(_)) && self.frozen.iter().any(|&f| f) {
+            return Err(TrainError::Settings(format!(
+                "--freeze with --device {device}: the device step updates every parameter in one Adam launch over the arena, so frozen parts train on the cpu only for now (use --device cpu)"
+            )));
+        }
+        self.reporter
+            .message(&format!("training on {}", selection.reason));
+        Ok(selection.device)
+    }
+
     fn run_inner(&mut self, position: &mut Position) -> Result<RunSummary, TrainError> {
+        let device = self.open_device()?;
+        // On a kernel device the network and Adam's state live there between checkpoints:
+        // `sync` brings them back into `self.model` and `self.optimizer` before each use.
+        let mut on_device = match &device {
+            Device::Kernels(kernels) => Some(DeviceTrainer::upload(
+                kernels,
+                &mut self.model,
+                &self.optimizer,
+            )?),
+            Device::Cpu => None,
+        };
+        let sync = |trainer: &Option<DeviceTrainer>,
+                    model: &mut Transcriber,
+                    optimizer: &mut Optimizer|
+         -> Result<(), TrainError> {
+            match trainer {
+                Some(t) => Ok(t.download_into(model, optimizer)?),
+                None => Ok(()),
+            }
+        };
         let settings = self.settings.clone();
         let lengths = self.lengths();
         let batches = batches_per_epoch(lengths.len(), settings.batch);
@@ -969,12 +1008,20 @@ impl<'a> Trainer<'a> {
                 wait_s += wait_started.elapsed().as_secs_f64();
                 prepare_s += batch.prepare_s;
                 let step_started = Instant::now();
-                let (_, loss) = loss_and_gradients(
-                    &mut self.model,
-                    &batch.spec,
-                    &batch.frame_roll,
-                    &self.config.hooks,
-                )?;
+                let loss = match on_device.as_mut() {
+                    Some(t) => {
+                        t.loss_and_gradients(&batch.spec, &batch.frame_roll, &self.config.hooks)?
+                    }
+                    None => {
+                        loss_and_gradients(
+                            &mut self.model,
+                            &batch.spec,
+                            &batch.frame_roll,
+                            &self.config.hooks,
+                        )?
+                        .1
+                    }
+                };
                 if !loss.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
                         loss,
@@ -986,12 +1033,20 @@ impl<'a> Trainer<'a> {
                     });
                 }
                 let factor = self.lr_factor();
-                self.optimizer.step_scaled(
-                    &mut self.model,
-                    self.config.clip_value,
-                    factor,
-                    &self.frozen,
-                );
+                match on_device.as_mut() {
+                    Some(t) => {
+                        t.optimizer_step(self.config.clip_value, factor)?;
+                        // The host's counters follow the device's (warm-up, progress).
+                        self.optimizer.step = t.step;
+                        self.optimizer.scheduler = t.scheduler;
+                    }
+                    None => self.optimizer.step_scaled(
+                        &mut self.model,
+                        self.config.clip_value,
+                        factor,
+                        &self.frozen,
+                    ),
+                }
                 step_s += step_started.elapsed().as_secs_f64();
                 steps_here += 1;
                 position.loss_sum += f64::from(loss);
@@ -1010,11 +1065,13 @@ impl<'a> Trainer<'a> {
                 });
                 let more_in_epoch = batch_index + 1 < plan.len();
                 if more_in_epoch && self.last_save.elapsed().as_secs_f64() >= minutes * 60.0 {
+                    sync(&on_device, &mut self.model, &mut self.optimizer)?;
                     self.guard_parameters(epoch)?;
                     self.save_last(*position)?;
                 }
             }
             drop(prefetcher);
+            sync(&on_device, &mut self.model, &mut self.optimizer)?;
             self.guard_parameters(epoch)?;
             let loss = position.loss_sum / position.loss_count.max(1) as f64;
             last_loss = Some(loss);
