@@ -49,7 +49,7 @@ impl DeviceArena {
                 storage: DeviceMemory::View(ViewMemory {
                     cuda,
                     address: base + (offset * size_of::<f32>()) as u64,
-                    bytes: t.len() * size_of::<f32>(),
+                    bytes: size_of_val(*t),
                 }),
                 len: t.len(),
                 _element: PhantomData,

@@ -121,11 +121,14 @@ pub fn append_to_report(lines: &str) {
     }
 }
 
+/// A kernel device and its name in reports (`emu(forward)`, `emu(reverse)`, `cuda`).
+pub type NamedDevice = (String, KernelDevice);
+
 /// The kernel devices a check runs on, by name: emu in forward and in reverse thread order,
 /// and cuda when present. A missing cuda is a line of the returned skips, or an error when
 /// `MTOSI_REQUIRE_CUDA` is set (the GPU check).
-pub fn kernel_devices(op: &str) -> Result<(Vec<(String, KernelDevice)>, Vec<String>), String> {
-    let mut devices: Vec<(String, KernelDevice)> = [ThreadOrder::Forward, ThreadOrder::Reverse]
+pub fn kernel_devices(op: &str) -> Result<(Vec<NamedDevice>, Vec<String>), String> {
+    let mut devices: Vec<NamedDevice> = [ThreadOrder::Forward, ThreadOrder::Reverse]
         .into_iter()
         .map(|order| {
             let name = match order {
@@ -145,7 +148,7 @@ pub fn kernel_devices(op: &str) -> Result<(Vec<(String, KernelDevice)>, Vec<Stri
     match KernelDevice::cuda(0) {
         Ok(cuda) => devices.push(("cuda".to_string(), cuda)),
         Err(why) if std::env::var_os(REQUIRE_CUDA_VAR).is_some() => {
-            return Err(format!("{op}: {REQUIRE_CUDA_VAR} is set but {why}"))
+            return Err(format!("{op}: {REQUIRE_CUDA_VAR} is set but {why}"));
         }
         Err(why) => {
             let line = format!("{op}: cuda skipped: {why}");
