@@ -32,7 +32,7 @@ use crate::metrics::{mean_std, score_recording, RecordingScores, ReferenceKind};
 use crate::model::checkpoint::{self, optimizer_path, CheckpointError};
 use crate::model::device_training::DeviceTrainer;
 use crate::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
-use crate::model::{Mode, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
+use crate::model::{Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 use crate::notes::roll::{LabelRoll, HOP_LENGTH, KEY_COUNT};
 use crate::ops::loss::bce_forward;
 use crate::spectrogram::{features, Cqt, CqtParams};
@@ -787,6 +787,17 @@ pub fn validate(
     cqt: &Cqt,
     recordings: &[Recording],
 ) -> Result<Validation, TrainError> {
+    validate_on(&Device::Cpu, model, cqt, recordings)
+}
+
+/// [`validate`] with the network on `device` (the run's: on a kernel device the parameters are
+/// uploaded once per recording).
+pub fn validate_on(
+    device: &Device,
+    model: &mut Transcriber,
+    cqt: &Cqt,
+    recordings: &[Recording],
+) -> Result<Validation, TrainError> {
     let mut losses = Vec::with_capacity(recordings.len());
     let mut scores = Vec::with_capacity(recordings.len());
     let mut example = None;
@@ -795,10 +806,11 @@ pub fn validate(
         let (frames, spec) = features::model_input(cqt, &audio)?;
         let reference =
             LabelRoll::from_notes(&rec.notes, rec.samples, SAMPLE_RATE_HZ, HOP_LENGTH).frame_roll();
-        model.set_mode(Mode::Eval);
-        let roll = model
-            .forward(&Tensor::new(vec![1, frames, N_BINS], spec))?
-            .into_vec();
+        let roll = crate::model::inference::forward_eval_on(
+            device,
+            model,
+            &Tensor::new(vec![1, frames, N_BINS], spec),
+        )?;
         // Whole recordings come in sizes no training step reuses: give their buffers back.
         crate::model::storage::release_pool();
         losses.push(f64::from(bce_forward(&roll, &reference)));
@@ -1087,7 +1099,7 @@ impl<'a> Trainer<'a> {
                 "epoch_s": epoch_started.elapsed().as_secs_f64(),
             });
             if epoch.is_multiple_of(settings.validate_every) && !self.data.val.is_empty() {
-                let validation = validate(&mut self.model, &self.cqt, &self.data.val)?;
+                let validation = validate_on(&device, &mut self.model, &self.cqt, &self.data.val)?;
                 line["val_loss"] = json!(validation.loss);
                 for (name, value) in crate::evaluate::figures(&validation.scores) {
                     line[format!("val_{name}")] = json!(value);
