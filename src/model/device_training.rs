@@ -247,6 +247,8 @@ pub struct DeviceTrainer<'d> {
     ws: Workspaces,
     /// The mean BCE of the last step.
     loss: DeviceBuffer<f32>,
+    /// Parameters Adam leaves alone, by `params_mut` index.
+    frozen: Vec<bool>,
 }
 
 impl<'d> DeviceTrainer<'d> {
@@ -304,6 +306,7 @@ impl<'d> DeviceTrainer<'d> {
             batch_shape: None,
             ws: Workspaces::default(),
             loss: device.alloc(1)?,
+            frozen: Vec::new(),
         })
     }
 
@@ -406,27 +409,59 @@ impl<'d> DeviceTrainer<'d> {
         Ok(device.download(&self.loss)?[0])
     }
 
+    /// Holds the parameters marked in `frozen` (by `params_mut` index; missing entries are
+    /// trainable) fixed, as PyTorch's Adam skips parameters with `requires_grad=False`.
+    pub fn set_frozen(&mut self, frozen: &[bool]) {
+        self.frozen = frozen.to_vec();
+    }
+
     /// Clips every gradient to ±`clip_value` and applies one Adam update at `lr_factor` × the
-    /// scheduler's rate, each one launch over its whole arena; then steps the scheduler.
+    /// scheduler's rate, each one launch over its whole arena; then steps the scheduler. With
+    /// frozen parameters, both run tensor by tensor over the trainable views instead.
     pub fn optimizer_step(&mut self, clip_value: f32, lr_factor: f64) -> Result<(), ModelError> {
         let device = self.device;
-        clamp_in_place_launch(
-            device,
-            self.grads.arena.whole_mut(),
-            -clip_value,
-            clip_value,
-        )?;
         self.step += 1;
-        adam_update_launch(
-            device,
-            self.params.arena.whole_mut(),
-            self.grads.arena.whole(),
-            self.exp_avg.whole_mut(),
-            self.exp_avg_sq.whole_mut(),
-            self.step,
-            self.scheduler.lr() * lr_factor,
-            &self.adam,
-        )?;
+        let lr = self.scheduler.lr() * lr_factor;
+        if !self.frozen.iter().any(|&f| f) {
+            clamp_in_place_launch(
+                device,
+                self.grads.arena.whole_mut(),
+                -clip_value,
+                clip_value,
+            )?;
+            adam_update_launch(
+                device,
+                self.params.arena.whole_mut(),
+                self.grads.arena.whole(),
+                self.exp_avg.whole_mut(),
+                self.exp_avg_sq.whole_mut(),
+                self.step,
+                lr,
+                &self.adam,
+            )?;
+        } else {
+            for i in 0..self.params.arena.tensors() {
+                if self.frozen.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
+                clamp_in_place_launch(
+                    device,
+                    self.grads.arena.get_mut(i)?,
+                    -clip_value,
+                    clip_value,
+                )?;
+                adam_update_launch(
+                    device,
+                    self.params.arena.get_mut(i)?,
+                    self.grads.arena.get(i)?,
+                    self.exp_avg.get_mut(i)?,
+                    self.exp_avg_sq.get_mut(i)?,
+                    self.step,
+                    lr,
+                    &self.adam,
+                )?;
+            }
+        }
         self.scheduler.step();
         Ok(())
     }

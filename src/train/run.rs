@@ -945,11 +945,6 @@ impl<'a> Trainer<'a> {
             .parse::<DeviceRequest>()
             .and_then(DeviceRequest::open)
             .map_err(|e| TrainError::Settings(format!("--device {device}: {e}")))?;
-        if matches!(selection.device, Device::Kernels(_)) && self.frozen.iter().any(|&f| f) {
-            return Err(TrainError::Settings(format!(
-                "--freeze with --device {device}: the device step updates every parameter in one Adam launch over the arena, so frozen parts train on the cpu only for now (use --device cpu)"
-            )));
-        }
         self.reporter
             .message(&format!("training on {}", selection.reason));
         Ok(selection.device)
@@ -960,11 +955,11 @@ impl<'a> Trainer<'a> {
         // On a kernel device the network and Adam's state live there between checkpoints:
         // `sync` brings them back into `self.model` and `self.optimizer` before each use.
         let mut on_device = match &device {
-            Device::Kernels(kernels) => Some(DeviceTrainer::upload(
-                kernels,
-                &mut self.model,
-                &self.optimizer,
-            )?),
+            Device::Kernels(kernels) => {
+                let mut trainer = DeviceTrainer::upload(kernels, &mut self.model, &self.optimizer)?;
+                trainer.set_frozen(&self.frozen);
+                Some(trainer)
+            }
             Device::Cpu => None,
         };
         let sync = |trainer: &Option<DeviceTrainer>,
