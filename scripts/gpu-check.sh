@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check: every kernel test on a real GPU (and under compute-sanitizer), the benchmarks,
-# and PyTorch's training step of the same network on the same GPU (tools/bench/torch_step_gpu.py).
+# The GPU check: every kernel test on a real GPU (and under compute-sanitizer), the whole
+# training step against the CPU (tests/device_training.rs), the benchmarks, and mtosi's training
+# step beside PyTorch's of the same network on the same GPU (tools/bench/torch_step_gpu.py).
 #
 #   bash scripts/gpu-check.sh build   # here (needs cargo + NVRTC, see README): release test and
 #                                     # bench binaries, stripped, into target/gpu-bundle (< 64 MiB)
@@ -51,7 +52,10 @@ for line in sys.stdin:
     while IFS=$'\t' read -r name path; do cp "$path" "$BUNDLE/tests/$name"; done <"$BUNDLE/tests.list"
     while IFS=$'\t' read -r name path; do cp "$path" "$BUNDLE/benches/$name"; done <"$BUNDLE/benches.list"
     rm "$BUNDLE/tests.list" "$BUNDLE/benches.list"
-    strip --strip-debug "$BUNDLE"/tests/* "$BUNDLE"/benches/* 2>/dev/null || true
+    # The CLI, for mtosi's own training step on cuda (bench-step) beside PyTorch's.
+    cargo build --release --bin mtosi
+    cp target/release/mtosi "$BUNDLE/mtosi"
+    strip --strip-debug "$BUNDLE"/tests/* "$BUNDLE"/benches/* "$BUNDLE/mtosi" 2>/dev/null || true
     git rev-parse --short HEAD >"$BUNDLE/commit" 2>/dev/null || echo unknown >"$BUNDLE/commit"
     size=$(du -sb "$BUNDLE" | cut -f1)
     echo "bundle: $BUNDLE, $(ls "$BUNDLE/tests" | wc -l) test and $(ls "$BUNDLE/benches" | wc -l) bench binaries, $((size / 1024 / 1024)) MiB"
@@ -110,6 +114,11 @@ run() {
         cat "$MTOSI_EQUIVALENCE_REPORT" 2>/dev/null || echo "(no equivalence test ran)"
         echo '```'
     } >>"$report"
+    # The whole training step (tests/device_training.rs) must have run on cuda.
+    if ! grep -q '^training step: .*cuda worst relative error' "$MTOSI_EQUIVALENCE_REPORT" 2>/dev/null; then
+        echo "- the whole training step did not pass on cuda (no \"training step\" line with cuda above)" >>"$report"
+        failures=$((failures + 1))
+    fi
     if [ -n "${sanitizer:-}" ]; then
         {
             echo
@@ -151,13 +160,19 @@ run() {
     # torch.compile), the peer of mtosi's step on cuda.
     {
         echo
-        echo "## Training step on this GPU: PyTorch (eager + cuDNN, torch.compile)"
+        echo "## Training step on this GPU: mtosi (model::device_training), PyTorch (eager + cuDNN, torch.compile)"
         echo
-        echo "mtosi's step does not run on cuda yet (issue 11, item 1: the model over device buffers);"
-        echo "its per-kernel times are the benchmarks above, its analytic counts BENCHMARKS.md."
+        echo "mtosi: \`mtosi bench-step --device cuda\` (the batch copied in, forward, loss, backward, clip and"
+        echo "Adam on the device, the loss read back); its analytic counts are in BENCHMARKS.md."
         echo
         echo '```'
     } >>"$report"
+    for batch in 4 32; do
+        if ! "$BUNDLE/mtosi" bench-step --device cuda --batch "$batch" --frames 640 --repeats 5 >>"$report" 2>"$work/mtosi-step-$batch.log"; then
+            echo "mtosi bench-step batch $batch: FAILED (see mtosi-step-$batch.log)" >>"$report"
+            failures=$((failures + 1))
+        fi
+    done
     if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         for batch in 4 32; do
             if ! python3 tools/bench/torch_step_gpu.py --batch "$batch" --frames 640 >>"$report" 2>"$work/torch-step-$batch.log"; then

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::data::Item;
 use crate::decode::DecodeOptions;
+use crate::device::Device;
 use crate::metrics::{
     mean_std, score_recording, MetricsError, Prf, RecordingScores, ReferenceKind,
 };
@@ -71,6 +72,7 @@ pub struct RecordingResult {
 
 /// The frame probabilities (frames × 88) of a whole recording.
 pub fn recording_roll(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     audio: &[f32],
@@ -80,14 +82,18 @@ pub fn recording_roll(
             name: String::new(),
             source,
         })?;
-    inference::frame_probabilities(model, &spec, frames).map_err(|source| EvalError::Model {
-        name: String::new(),
-        source,
+    inference::frame_probabilities_on(device, model, &spec, frames).map_err(|source| {
+        EvalError::Model {
+            name: String::new(),
+            source,
+        }
     })
 }
 
-/// Scores every item, whole, in order; `progress(i, name)` is called before each.
+/// Scores every item, whole, in order, the network on `device`; `progress(i, name)` is called
+/// before each.
 pub fn evaluate_items(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     items: &[Item],
@@ -96,7 +102,7 @@ pub fn evaluate_items(
     progress: impl FnMut(usize, &str),
 ) -> Result<Vec<RecordingResult>, EvalError> {
     Ok(
-        evaluate_items_against(model, cqt, items, &[reference], decode, progress)?
+        evaluate_items_against(device, model, cqt, items, &[reference], decode, progress)?
             .pop()
             .expect("one reference in, one list out"),
     )
@@ -105,6 +111,7 @@ pub fn evaluate_items(
 /// [`evaluate_items`] against several references at once (the network runs once per
 /// recording): one result list per reference, in the order given.
 pub fn evaluate_items_against(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     items: &[Item],
@@ -113,12 +120,13 @@ pub fn evaluate_items_against(
     progress: impl FnMut(usize, &str),
 ) -> Result<Vec<Vec<RecordingResult>>, EvalError> {
     let scorings: Vec<_> = references.iter().map(|&r| (r, *decode)).collect();
-    evaluate_items_scored(model, cqt, items, &scorings, progress)
+    evaluate_items_scored(device, model, cqt, items, &scorings, progress)
 }
 
 /// [`evaluate_items`] for several (reference, decoding) pairs at once, e.g. a threshold sweep:
 /// the network runs once per recording; one result list per pair, in the order given.
 pub fn evaluate_items_scored(
+    device: &Device,
     model: &mut Transcriber,
     cqt: &Cqt,
     items: &[Item],
@@ -139,7 +147,7 @@ pub fn evaluate_items_scored(
             name: name(),
             source,
         })?;
-        let roll = recording_roll(model, cqt, &audio).map_err(|e| match e {
+        let roll = recording_roll(device, model, cqt, &audio).map_err(|e| match e {
             EvalError::Spectrogram { source, .. } => EvalError::Spectrogram {
                 name: name(),
                 source,

@@ -519,6 +519,7 @@ pub fn run_experiment(
                         .cloned()
                         .collect();
                     let per_ref = evaluate::evaluate_items_against(
+                        &crate::device::Device::Cpu,
                         &mut model,
                         &cqt,
                         &items,

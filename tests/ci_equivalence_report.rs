@@ -1,5 +1,6 @@
 //! `.ci/check-equivalence-report`, which CI runs after the tests, fails when a kernel of
-//! kernels/*.cu appears in no equivalence report line, and passes when all do.
+//! kernels/*.cu appears in no equivalence report line or the whole training step's line is
+//! missing, and passes when all are there.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,7 +47,19 @@ fn a_report_naming_every_kernel_passes() {
     let (ok, output) = check(
         "axpy: 8 shapes, …; kernels: axpy\n\
          reduce: 3 shapes, …; kernels: reduce_sum_rows\n\
-         cqt (Direct): 4 shapes, …; kernels: cqt_direct, axpy\n",
+         cqt (Direct): 4 shapes, …; kernels: cqt_direct, axpy\n\
+         training step: 2 shapes × 3 Adam steps, …; kernels: axpy\n",
     );
     assert!(ok, "{output}");
+}
+
+#[test]
+fn a_report_without_the_training_step_line_fails_ci() {
+    let (ok, output) = check(
+        "axpy: 8 shapes, …; kernels: axpy\n\
+         reduce: 3 shapes, …; kernels: reduce_sum_rows\n\
+         cqt (Direct): 4 shapes, …; kernels: cqt_direct\n",
+    );
+    assert!(!ok, "passed without the training step: {output}");
+    assert!(output.contains("training step"), "{output}");
 }

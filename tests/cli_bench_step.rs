@@ -36,8 +36,9 @@ fn the_library_refuses_them_too() {
     assert!(time_eval_forward(15, 1, false).is_err());
 }
 
-/// `--device emu --eval` times the network's kernels; a training step or `--breakdown` on a
-/// kernel device is refused with the reason, and an unknown device names the option.
+/// `--device emu` times the network's kernels (the training step, or `--eval` the forward);
+/// `--breakdown` on a kernel device is refused with the reason, and a missing device names the
+/// option.
 #[test]
 fn bench_step_takes_the_device_argument() {
     let out = bench_step(&[
@@ -55,8 +56,24 @@ fn bench_step_takes_the_device_argument() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The training step runs on the kernels too.
+    let out = bench_step(&[
+        "--device",
+        "emu",
+        "--batch",
+        "1",
+        "--frames",
+        "16",
+        "--repeats",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("train step on emu"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (args, names) in [
-        (&["--device", "emu", "--frames", "16"][..], "training step"),
         (
             &["--device", "emu", "--eval", "--frames", "16", "--breakdown"][..],
             "--breakdown",

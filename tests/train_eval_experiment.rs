@@ -170,6 +170,39 @@ fn eval_prints_the_table_and_writes_csv_and_json() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--threshold 1.5"));
+
+    // The network on the kernels (emu) scores as on the cpu: its probabilities agree within
+    // ~1e-6, so at most a cell sitting at the 0.5 threshold can flip.
+    let emu_out = dir.path().join("eval-emu");
+    let (_, stderr) = run(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        &maps_arg,
+        "--split",
+        "test",
+        "--reference",
+        "roll",
+        "--device",
+        "emu",
+        "--out",
+        emu_out.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("network on emu"), "{stderr}");
+    let emu_summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(emu_out.join("summary.json")).unwrap())
+            .unwrap();
+    for figure in ["frame", "note", "note_with_offset"] {
+        for field in ["precision", "recall", "f1"] {
+            let cpu = summary["mean"][figure][field].as_f64();
+            let emu = emu_summary["mean"][figure][field].as_f64();
+            assert!(
+                matches!((cpu, emu), (Some(c), Some(e)) if (c - e).abs() <= 0.02),
+                "{figure}.{field}: cpu {cpu:?}, emu {emu:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -443,3 +443,95 @@ fn transfer_copies_matching_tensors_and_frozen_parts_stay_fixed() {
         assert!(held > 0 && moved > 0, "{part}: held {held}, moved {moved}");
     }
 }
+
+/// The mean loss of each epoch in a run's metrics.jsonl.
+fn epoch_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `--device emu` runs the whole step on the kernels (`model::device_training`) and follows
+/// the cpu run, `--freeze` included; a device that is not there is an error naming the option.
+#[test]
+fn a_run_on_emu_follows_the_cpu_run_and_a_missing_gpu_is_refused() {
+    let set = set();
+    let (cpu, emu) = (set.root.join("cpu"), set.root.join("emu"));
+    ok(&train_args(
+        &set,
+        &cpu,
+        &["--epochs", "1", "--device", "cpu"],
+    ));
+    let stderr = ok(&train_args(
+        &set,
+        &emu,
+        &["--epochs", "1", "--device", "emu"],
+    ));
+    assert!(stderr.contains("training on emu"), "{stderr}");
+    let (cpu_loss, emu_loss) = (epoch_losses(&cpu), epoch_losses(&emu));
+    assert_eq!(cpu_loss.len(), 1);
+    assert_eq!(emu_loss.len(), 1);
+    // One epoch of ~8 steps at the protocol's lr 0.01: the two sides' sums differ in order
+    // (~1e-6 a step), which Adam's sign-like first steps carry along; a wrong step (no Adam on
+    // the device, stale parameters) differs by far more than this.
+    let relative = (cpu_loss[0] - emu_loss[0]).abs() / cpu_loss[0];
+    println!(
+        "epoch loss: cpu {}, emu {}, relative difference {relative:.2e}",
+        cpu_loss[0], emu_loss[0]
+    );
+    assert!(
+        relative < 1e-2,
+        "epoch loss: cpu {cpu_loss:?}, emu {emu_loss:?}"
+    );
+    let last = emu.join("checkpoints/last.safetensors");
+    let trained = params(&last);
+    let cpu_trained = params(&cpu.join("checkpoints/last.safetensors"));
+    assert!(trained.iter().flat_map(|(_, v)| v).all(|v| v.is_finite()));
+    // The kernels sum in other orders than the cpu: identical bits would mean the cpu ran.
+    assert!(
+        trained != cpu_trained,
+        "emu gave the cpu's parameters bit for bit"
+    );
+    for ((name, a), (_, b)) in trained.iter().zip(&cpu_trained) {
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let peak = b.iter().fold(0f32, |m, y| m.max(y.abs())).max(1e-3);
+        assert!(
+            worst <= 0.05 * peak + 1e-3,
+            "{name}: emu and cpu apart by {worst} (peak {peak})"
+        );
+    }
+    let missing = fail(&train_args(
+        &set,
+        &set.root.join("gpu"),
+        &["--device", "cuda:7"],
+    ));
+    assert!(missing.contains("--device cuda:7"), "{missing}");
+    // --freeze on the device: the frozen encoder keeps its initial values bit for bit (equal
+    // to the cpu run's, which keeps them too), the rest trains.
+    let frozen = |device: &str| {
+        let out = set.root.join(format!("frozen-{device}"));
+        ok(&train_args(
+            &set,
+            &out,
+            &["--epochs", "1", "--device", device, "--freeze", "encoder"],
+        ));
+        params(&out.join("checkpoints/last.safetensors"))
+    };
+    let (cpu_frozen, emu_frozen) = (frozen("cpu"), frozen("emu"));
+    let (mut held, mut moved) = (0, 0);
+    for ((name, c), (_, e)) in cpu_frozen.iter().zip(&emu_frozen) {
+        if name.starts_with("Unet1_encoder.") {
+            assert!(c == e, "frozen {name} differs between the cpu and emu runs");
+            held += 1;
+        } else if c != e {
+            moved += 1;
+        }
+    }
+    assert!(held > 0 && moved > 0, "held {held}, moved {moved}");
+}

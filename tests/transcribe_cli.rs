@@ -455,3 +455,49 @@ fn without_a_bundled_model_or_checkpoint_the_error_says_what_to_pass() {
     assert!(out.status.success());
     assert!(text(&out).contains("no bundled model"), "{}", text(&out));
 }
+
+/// `--device emu` runs the network's kernels on every batch of windows and gives the cpu's
+/// probabilities (within 1e-4 of the peak, what `mtosi forward --device emu` promises); a
+/// device that is not there is an error naming the option.
+#[test]
+fn transcription_on_emu_gives_the_cpu_roll_and_a_missing_gpu_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = checkpoint(dir.path());
+    let input = dir.path().join("chord.wav");
+    // 3 s: 94 frames, in two windows of 64 frames with --chunk-frames 32 --context-frames 16.
+    write_tone_wav(&input, 3.0);
+    let roll_on = |device: &str| {
+        let roll = dir.path().join(format!("roll-{device}.npy"));
+        let out = run(&[
+            "transcribe",
+            input.to_str().unwrap(),
+            "-o",
+            dir.path().join(device).to_str().unwrap(),
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--roll",
+            roll.to_str().unwrap(),
+            "--device",
+            device,
+            "--chunk-frames",
+            "32",
+            "--context-frames",
+            "16",
+        ]);
+        assert!(out.status.success(), "{device}: {}", text(&out));
+        mtosi::npy::read(&roll).unwrap()
+    };
+    let cpu = roll_on("cpu");
+    let emu = roll_on("emu");
+    assert_eq!(emu.shape, cpu.shape);
+    mtosi::compare::assert_close(
+        "transcribe roll, emu against cpu",
+        &emu.data,
+        &cpu.data,
+        mtosi::compare::ErrorScale::of_peak(),
+        1e-4,
+    );
+    let out = run(&["transcribe", input.to_str().unwrap(), "--device", "cuda:7"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--device cuda:7"), "{}", text(&out));
+}

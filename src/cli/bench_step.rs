@@ -1,5 +1,5 @@
 //! `mtosi bench-step`: times one training step (forward, backward, clip, Adam) or the
-//! evaluation forward pass on the CPU, with an optional per-layer breakdown. One configuration
+//! evaluation forward pass on any device, on the CPU with an optional per-layer breakdown. One configuration
 //! per process, so `/usr/bin/time -v` reports its peak memory.
 
 use std::collections::BTreeMap;
@@ -26,8 +26,9 @@ pub struct BenchStepArgs {
     /// Print where the time goes, per op kind and per layer (one extra, accounted run).
     #[arg(long)]
     pub breakdown: bool,
-    /// cpu, emu, cuda, cuda:N or auto (cuda when present, else the cpu). On emu and cuda only
-    /// the evaluation forward (`--eval`) runs on the kernels so far, without `--breakdown`.
+    /// cpu, emu, cuda, cuda:N or auto (cuda when present, else the cpu). On emu and cuda the
+    /// training step (or with `--eval` the evaluation forward) runs on the kernels, without
+    /// `--breakdown`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,
 }
@@ -51,28 +52,36 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads();
     let (what, (timings, records)) = if let Device::Kernels(kernels) = &selection.device {
         anyhow::ensure!(
-            args.eval,
-            "--device {}: the training step runs on the cpu only so far; `--eval` times the \
-             evaluation forward on {}",
-            args.device,
-            kernels.describe()
-        );
-        anyhow::ensure!(
             !args.breakdown,
             "--breakdown accounts the cpu layers; leave it out with --device {}",
             args.device
         );
-        (
-            format!(
-                "eval forward on {}, 1 x {} frames",
-                kernels.describe(),
-                args.frames
-            ),
+        if args.eval {
             (
-                bench::time_eval_forward_on(kernels, args.frames, args.repeats)?,
-                Vec::new(),
-            ),
-        )
+                format!(
+                    "eval forward on {}, 1 x {} frames",
+                    kernels.describe(),
+                    args.frames
+                ),
+                (
+                    bench::time_eval_forward_on(kernels, args.frames, args.repeats)?,
+                    Vec::new(),
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "train step on {}, batch {} x {} frames",
+                    kernels.describe(),
+                    args.batch,
+                    args.frames
+                ),
+                (
+                    bench::time_train_step_on(kernels, args.batch, args.frames, args.repeats)?,
+                    Vec::new(),
+                ),
+            )
+        }
     } else if args.eval {
         (
             format!("eval forward, 1 x {} frames", args.frames),

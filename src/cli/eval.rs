@@ -43,7 +43,8 @@ pub struct EvalArgs {
     /// one subfolder `threshold-T` each).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto or cpu (the network runs on the cpu for now).
+    /// auto (cuda when present, else the cpu), cpu, emu (the CUDA kernels on the CPU, a check:
+    /// slow), cuda or cuda:N; the CQT runs on the cpu.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
 }
@@ -57,12 +58,11 @@ pub fn parse_reference(s: &str) -> Result<ReferenceKind, String> {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if !matches!(args.device, DeviceRequest::Auto | DeviceRequest::Cpu) {
-        bail!(
-            "--device {}: the network runs on the cpu only for now; use --device cpu or auto",
-            args.device
-        );
-    }
+    let selection = args
+        .device
+        .open()
+        .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
+    eprintln!("network on {}", selection.reason);
     let mut model = Transcriber::new(0);
     checkpoint::load_model(&args.checkpoint, &mut model)?;
     let (items, report) = args.data.split_items(args.split)?;
@@ -102,9 +102,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .collect();
     let cqt = Cqt::new(CqtParams::default())?;
     let count = items.len();
-    let all = evaluate::evaluate_items_scored(&mut model, &cqt, &items, &scorings, |i, name| {
-        eprintln!("[{}/{count}] {name}", i + 1)
-    })
+    let all = evaluate::evaluate_items_scored(
+        &selection.device,
+        &mut model,
+        &cqt,
+        &items,
+        &scorings,
+        |i, name| eprintln!("[{}/{count}] {name}", i + 1),
+    )
     .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
     for r in all[0].iter().filter(|r| r.notes_outside_keys > 0) {
         eprintln!(

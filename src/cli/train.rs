@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// Parts to hold fixed (comma-separated: encoder, decoder, lstm, linear).
     #[arg(long, value_delimiter = ',')]
     pub freeze: Option<Vec<FreezePart>>,
-    /// auto, cpu, emu, cuda or cuda:N; the network trains on the cpu for now.
+    /// auto, cpu, emu, cuda or cuda:N [default: auto: cuda when a GPU is present, else cpu].
+    /// emu runs the CUDA kernels on the CPU (a check, far slower than cpu).
     #[arg(long)]
     pub device: Option<DeviceRequest>,
     /// Prepare the next batch while the step runs (yes|no) [default: yes].
@@ -100,13 +101,22 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-/// The device the network trains on: the cpu (its only implementation so far).
+/// The device the network trains on, by the name the run's config keeps (`cpu`, `emu` or
+/// `cuda:N`): `auto` resolved now, and a missing GPU an error here rather than at the first
+/// step.
 fn resolve_device(request: &DeviceRequest) -> anyhow::Result<String> {
     match request {
-        DeviceRequest::Auto | DeviceRequest::Cpu => Ok("cpu".into()),
-        other => bail!(
-            "--device {other}: the network's layers run on the cpu only for now (the CUDA kernels cover the CQT and toy ops); use --device cpu or auto"
-        ),
+        DeviceRequest::Cpu => Ok("cpu".into()),
+        DeviceRequest::Emu => Ok("emu".into()),
+        DeviceRequest::Cuda(n) => {
+            mtosi::device::KernelDevice::cuda(*n)
+                .map_err(|e| anyhow::anyhow!("--device {request}: {e}"))?;
+            Ok(format!("cuda:{n}"))
+        }
+        DeviceRequest::Auto => match mtosi::device::KernelDevice::cuda(0) {
+            Ok(_) => Ok("cuda:0".into()),
+            Err(_) => Ok("cpu".into()),
+        },
     }
 }
 

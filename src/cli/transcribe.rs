@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use mtosi::audio::AUDIO_EXTENSIONS;
 use mtosi::decode::{DecodeOptions, FRAME_S};
+use mtosi::device::{Device, DeviceRequest};
 use mtosi::model::N_KEYS;
 use mtosi::notes::midi::MidiSettings;
 use mtosi::transcribe::bundled::{load_model, LoadedModel};
@@ -27,9 +28,10 @@ pub struct TranscribeArgs {
     /// Model checkpoint (safetensors); default: the model bundled in the binary.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Where the network runs; its CUDA path is not wired yet, so only `cpu`.
+    /// Where the network runs: cpu, emu (the CUDA kernels on the CPU, a check: slow), cuda,
+    /// cuda:N or auto (cuda when present, else the cpu). The CQT runs on the cpu.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceRequest,
     /// Also write the notes as text: tsv, txt (mir_eval) or jams.
     #[arg(long, value_enum)]
     pub notes: Option<NotesFormat>,
@@ -95,12 +97,10 @@ impl Job {
 }
 
 pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
-    if args.device != "cpu" {
-        bail!(
-            "device {:?}: the network runs on the cpu device only for now",
-            args.device
-        );
-    }
+    let selection = args
+        .device
+        .open()
+        .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
     let options = options(&args)?;
     let midi = MidiSettings::for_tempo(args.program, args.tempo, 1e-3)
         .map_err(|e| anyhow::anyhow!("--tempo/--program: {e}"))?;
@@ -136,7 +136,16 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
             files_bar.inc(1);
             continue;
         }
-        let result = transcribe_one(&args, job, &mut model, &cqt, &options, &midi, &files_bar);
+        let result = transcribe_one(
+            &args,
+            &selection.device,
+            job,
+            &mut model,
+            &cqt,
+            &options,
+            &midi,
+            &files_bar,
+        );
         if let Err(err) = result {
             files_bar.suspend(|| eprintln!("error: {}", with_causes(&err)));
             failures.push(job.input.clone());
@@ -288,8 +297,10 @@ fn collect_audio(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn transcribe_one(
     args: &TranscribeArgs,
+    device: &Device,
     job: &Job,
     model: &mut mtosi::model::Transcriber,
     cqt: &mtosi::spectrogram::Cqt,
@@ -303,15 +314,17 @@ fn transcribe_one(
         "  {msg} [{bar:30}] {pos}/{len}",
     );
     let transcription =
-        transcribe::transcribe_file(&job.input, model, cqt, options, &mut |stage| match stage {
-            Stage::Reading { seconds } => {
-                chunk_bar.set_message(format!("reading, {seconds} s of audio"));
-                chunk_bar.tick();
-            }
-            Stage::Network { done, total } => {
-                chunk_bar.set_message("network chunks".to_string());
-                chunk_bar.set_length(total as u64);
-                chunk_bar.set_position(done as u64);
+        transcribe::transcribe_file_on(device, &job.input, model, cqt, options, &mut |stage| {
+            match stage {
+                Stage::Reading { seconds } => {
+                    chunk_bar.set_message(format!("reading, {seconds} s of audio"));
+                    chunk_bar.tick();
+                }
+                Stage::Network { done, total } => {
+                    chunk_bar.set_message("network chunks".to_string());
+                    chunk_bar.set_length(total as u64);
+                    chunk_bar.set_position(done as u64);
+                }
             }
         });
     chunk_bar.finish_and_clear();

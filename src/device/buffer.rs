@@ -213,6 +213,17 @@ impl Drop for GuardedAlloc {
 pub(crate) enum DeviceMemory {
     Emu(GuardedAlloc),
     Cuda(cudarc::driver::CudaSlice<u8>),
+    /// A range of one arena's allocation ([`super::arena::DeviceArena`]): the arena owns the
+    /// memory and lends its views only by reference, so a view cannot outlive it.
+    View(ViewMemory),
+}
+
+/// Where a view's bytes lie: a host address on emu, a device address on cuda.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViewMemory {
+    pub cuda: bool,
+    pub address: u64,
+    pub bytes: usize,
 }
 
 /// `len` elements of `T` on a kernel device (emu or cuda). Created by

@@ -216,6 +216,24 @@ impl CudaDevice {
         Ok(slice)
     }
 
+    /// `bytes` into an existing allocation of at least that size, in stream order.
+    pub fn copy_to_device(
+        &self,
+        bytes: &[u8],
+        slice: &mut CudaSlice<u8>,
+    ) -> Result<(), DeviceError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_error("binding the context"))?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut view = slice.slice_mut(0..bytes.len());
+        self.stream
+            .memcpy_htod(bytes, &mut view)
+            .map_err(driver_error("copying to the GPU"))
+    }
+
     pub fn download(&self, slice: &CudaSlice<u8>, bytes: usize) -> Result<Vec<u8>, DeviceError> {
         self.ctx
             .bind_to_thread()
@@ -225,6 +243,24 @@ impl CudaDevice {
             .clone_dtoh(slice)
             .map_err(driver_error("copying from the GPU"))?;
         host.truncate(bytes);
+        Ok(host)
+    }
+
+    /// The device address of an allocation, for the views of an arena.
+    pub fn address(&self, slice: &CudaSlice<u8>) -> u64 {
+        slice.device_ptr(&self.stream).0
+    }
+
+    /// `bytes` from device address `address` (a view inside an arena), after every launch.
+    pub fn download_view(&self, address: u64, bytes: usize) -> Result<Vec<u8>, DeviceError> {
+        self.synchronize()?;
+        let mut host = vec![0u8; bytes];
+        if bytes > 0 {
+            // SAFETY: the view's range lies inside a live allocation of this context (the
+            // arena that lent it is borrowed for the call).
+            unsafe { result::memcpy_dtoh_sync(&mut host, address) }
+                .map_err(driver_error("copying from the GPU"))?;
+        }
         Ok(host)
     }
 
@@ -249,7 +285,8 @@ impl CudaDevice {
             let bytes = match arg {
                 KernelArg::Buffer(b) => match b.storage {
                     DeviceMemory::Cuda(slice) => slice.device_ptr(&self.stream).0.to_ne_bytes(),
-                    DeviceMemory::Emu(_) => {
+                    DeviceMemory::View(view) if view.cuda => view.address.to_ne_bytes(),
+                    DeviceMemory::Emu(_) | DeviceMemory::View(_) => {
                         return Err(DeviceError::Arguments {
                             kernel: kernel.name,
                             source_file: kernel.source,

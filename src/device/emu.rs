@@ -134,7 +134,13 @@ pub(crate) fn launch(
                     buffers[index].bytes = alloc.data().len();
                     (alloc.data_ptr() as usize).to_ne_bytes()
                 }
-                DeviceMemory::Cuda(_) => {
+                DeviceMemory::View(view) if !view.cuda => {
+                    // Inside an arena: only the arena's two ends lie against guard pages.
+                    buffers[index].data = view.address as *mut u8;
+                    buffers[index].bytes = view.bytes;
+                    (view.address as usize).to_ne_bytes()
+                }
+                DeviceMemory::Cuda(_) | DeviceMemory::View(_) => {
                     return Err(DeviceError::Arguments {
                         kernel: kernel.name,
                         source_file: kernel.source,

@@ -105,6 +105,60 @@ pub fn worst_relative_error(
     }))
 }
 
+/// Appends `lines` to the file `MTOSI_EQUIVALENCE_REPORT` names, when set: for checks that
+/// compare more than one output and so do not go through [`Equivalence::run`] (the whole
+/// training step); their summary line ends in `; kernels: <names>` as the harness's do.
+pub fn append_to_report(lines: &str) {
+    if let Ok(path) = std::env::var(REPORT_VAR) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            // One write of whole lines, so that concurrent tests' lines do not interleave.
+            let _ = file.write_all(format!("{lines}\n").as_bytes());
+        }
+    }
+}
+
+/// A kernel device and its name in reports (`emu(forward)`, `emu(reverse)`, `cuda`).
+pub type NamedDevice = (String, KernelDevice);
+
+/// The kernel devices a check runs on, by name: emu in forward and in reverse thread order,
+/// and cuda when present. A missing cuda is a line of the returned skips, or an error when
+/// `MTOSI_REQUIRE_CUDA` is set (the GPU check).
+pub fn kernel_devices(op: &str) -> Result<(Vec<NamedDevice>, Vec<String>), String> {
+    let mut devices: Vec<NamedDevice> = [ThreadOrder::Forward, ThreadOrder::Reverse]
+        .into_iter()
+        .map(|order| {
+            let name = match order {
+                ThreadOrder::Forward => "emu(forward)",
+                ThreadOrder::Reverse => "emu(reverse)",
+            };
+            (
+                name.to_string(),
+                KernelDevice::emu(EmuOptions {
+                    order,
+                    ..EmuOptions::default()
+                }),
+            )
+        })
+        .collect();
+    let mut skipped = Vec::new();
+    match KernelDevice::cuda(0) {
+        Ok(cuda) => devices.push(("cuda".to_string(), cuda)),
+        Err(why) if std::env::var_os(REQUIRE_CUDA_VAR).is_some() => {
+            return Err(format!("{op}: {REQUIRE_CUDA_VAR} is set but {why}"));
+        }
+        Err(why) => {
+            let line = format!("{op}: cuda skipped: {why}");
+            println!("{line}");
+            skipped.push(line);
+        }
+    }
+    Ok((devices, skipped))
+}
+
 /// One equivalence check of an op; see the module doc.
 pub struct Equivalence {
     op: String,
@@ -148,16 +202,7 @@ impl Equivalence {
             .check(shapes, make_inputs, op)
             .unwrap_or_else(|e| panic!("{e}"));
         println!("{report}");
-        if let Ok(path) = std::env::var(REPORT_VAR) {
-            if let Ok(mut file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
-                // One write of whole lines, so that concurrent tests' lines do not interleave.
-                let _ = file.write_all(format!("{report}\n").as_bytes());
-            }
-        }
+        append_to_report(&report);
     }
 
     /// As [`Equivalence::run`], returning the failure instead of panicking, and on success the
@@ -174,38 +219,11 @@ impl Equivalence {
         if shapes.is_empty() {
             return Err(format!("{op_name}: no shapes to check"));
         }
-        let mut devices: Vec<(String, Device)> = [ThreadOrder::Forward, ThreadOrder::Reverse]
+        let (kernel_devices, mut skipped) = kernel_devices(op_name)?;
+        let devices: Vec<(String, Device)> = kernel_devices
             .into_iter()
-            .map(|order| {
-                let name = format!(
-                    "emu({})",
-                    if order == ThreadOrder::Forward {
-                        "forward"
-                    } else {
-                        "reverse"
-                    }
-                );
-                (
-                    name,
-                    Device::emu(EmuOptions {
-                        order,
-                        ..EmuOptions::default()
-                    }),
-                )
-            })
+            .map(|(name, device)| (name, Device::Kernels(device)))
             .collect();
-        let mut skipped = Vec::new();
-        match KernelDevice::cuda(0) {
-            Ok(cuda) => devices.push(("cuda".to_string(), Device::Kernels(cuda))),
-            Err(why) if std::env::var_os(REQUIRE_CUDA_VAR).is_some() => {
-                return Err(format!("{op_name}: {REQUIRE_CUDA_VAR} is set but {why}"))
-            }
-            Err(why) => {
-                let line = format!("{op_name}: cuda skipped: {why}");
-                println!("{line}");
-                skipped.push(line);
-            }
-        }
         let scale = ErrorScale::relative(self.floor_fraction);
         let mut worst_per_device: Vec<f64> = vec![0.0; devices.len()];
         let mut rng = Rng::new(seed);

@@ -6,6 +6,7 @@
 //! for `emu` and `cuda`: [`DeviceBuffer`]s, kernels looked up by name, arguments checked against
 //! the kernel's C signature.
 
+pub mod arena;
 mod buffer;
 mod cuda;
 mod emu;
@@ -19,6 +20,7 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+pub use arena::DeviceArena;
 pub use buffer::{DeviceBuffer, Element};
 pub use emu::EmuOptions;
 pub use kernels::{
@@ -270,12 +272,47 @@ impl KernelDevice {
         })
     }
 
+    /// Copies `host` into an existing buffer of the same length (a batch into the buffer the
+    /// previous batch used), so a training step allocates nothing.
+    pub fn copy_to_device<T: Element>(
+        &self,
+        host: &[T],
+        buffer: &mut DeviceBuffer<T>,
+    ) -> Result<(), DeviceError> {
+        if host.len() != buffer.len {
+            return Err(DeviceError::InvalidInput {
+                op: "copy_to_device",
+                message: format!("{} values into a buffer of {}", host.len(), buffer.len),
+            });
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(host);
+        match (&self.backend, &mut buffer.storage) {
+            (Backend::Emu(_), DeviceMemory::Emu(alloc)) => {
+                alloc.data_mut().copy_from_slice(bytes);
+                Ok(())
+            }
+            (Backend::Cuda(c), DeviceMemory::Cuda(slice)) => c.copy_to_device(bytes, slice),
+            _ => Err(DeviceError::InvalidInput {
+                op: "copy_to_device",
+                message: "the buffer belongs to another device, or is a view into an arena".into(),
+            }),
+        }
+    }
+
     /// Copies a buffer to the host, after every launch before it has finished.
     pub fn download<T: Element>(&self, buffer: &DeviceBuffer<T>) -> Result<Vec<T>, DeviceError> {
         let bytes = buffer.len * size_of::<T>();
         let raw = match (&self.backend, &buffer.storage) {
             (Backend::Emu(_), DeviceMemory::Emu(alloc)) => alloc.data().to_vec(),
             (Backend::Cuda(c), DeviceMemory::Cuda(slice)) => c.download(slice, bytes)?,
+            (Backend::Emu(_), DeviceMemory::View(view)) if !view.cuda => {
+                // SAFETY: the view lies inside its arena's live allocation, borrowed for the call.
+                unsafe { std::slice::from_raw_parts(view.address as *const u8, view.bytes) }
+                    .to_vec()
+            }
+            (Backend::Cuda(c), DeviceMemory::View(view)) if view.cuda => {
+                c.download_view(view.address, view.bytes)?
+            }
             _ => {
                 return Err(DeviceError::InvalidInput {
                     op: "download",
@@ -288,6 +325,21 @@ impl KernelDevice {
             .chunks_exact(size_of::<T>())
             .map(bytemuck::pod_read_unaligned)
             .collect())
+    }
+
+    /// (whether on cuda, the address) of an owned buffer's memory: the base of an arena's views.
+    pub(crate) fn address_of<T: Element>(
+        &self,
+        buffer: &DeviceBuffer<T>,
+    ) -> Result<(bool, u64), DeviceError> {
+        match (&self.backend, &buffer.storage) {
+            (Backend::Emu(_), DeviceMemory::Emu(alloc)) => Ok((false, alloc.data_ptr() as u64)),
+            (Backend::Cuda(c), DeviceMemory::Cuda(slice)) => Ok((true, c.address(slice))),
+            _ => Err(DeviceError::InvalidInput {
+                op: "arena",
+                message: "an arena needs a buffer of its own device".into(),
+            }),
+        }
     }
 
     /// Waits for every launch so far (emu launches are synchronous).

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::device::KernelDevice;
 
 use super::device_forward::DeviceTranscriber;
+use super::device_training::DeviceTrainer;
 use super::init::uniform_unit;
 use super::profile::{self, Record};
 use super::tensor::{Mode, Tensor};
@@ -161,4 +162,28 @@ pub fn time_eval_forward_on(
     };
     forward()?;
     repeat(repeats, &mut forward)
+}
+
+/// [`time_train_step`] on a kernel device: the network and Adam's state are uploaded once;
+/// each timed step copies the batch in, runs forward, loss, backward, clip and Adam on the
+/// device and reads back the loss (which waits for the device).
+pub fn time_train_step_on(
+    device: &KernelDevice,
+    batch: usize,
+    frames: usize,
+    repeats: usize,
+) -> Result<Timings, ModelError> {
+    check_input_shape(&[batch, frames, N_BINS])?;
+    let config = TrainingConfig::default();
+    let mut model = Transcriber::new(33);
+    let optimizer = Optimizer::new(&mut model, config.adam);
+    let mut trainer = DeviceTrainer::upload(device, &mut model, &optimizer)?;
+    let (spec, roll) = random_batch(1, batch, frames);
+    let mut step = || {
+        let start = Instant::now();
+        trainer.train_step(&spec, &roll, &config)?;
+        Ok(start.elapsed())
+    };
+    step()?;
+    repeat(repeats, &mut step)
 }

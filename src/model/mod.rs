@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod decoder;
 pub mod device_forward;
+pub mod device_training;
 pub mod encoder;
 pub mod inference;
 pub mod init;

@@ -26,11 +26,13 @@ use serde_json::json;
 use crate::data::source::DataSource;
 use crate::data::{Item, Split};
 use crate::decode::DecodeOptions;
+use crate::device::{Device, DeviceRequest};
 use crate::fsutil;
 use crate::metrics::{mean_std, score_recording, RecordingScores, ReferenceKind};
 use crate::model::checkpoint::{self, optimizer_path, CheckpointError};
+use crate::model::device_training::DeviceTrainer;
 use crate::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
-use crate::model::{Mode, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
+use crate::model::{Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 use crate::notes::roll::{LabelRoll, HOP_LENGTH, KEY_COUNT};
 use crate::ops::loss::bce_forward;
 use crate::spectrogram::{features, Cqt, CqtParams};
@@ -794,6 +796,17 @@ pub fn validate(
     cqt: &Cqt,
     recordings: &[Recording],
 ) -> Result<Validation, TrainError> {
+    validate_on(&Device::Cpu, model, cqt, recordings)
+}
+
+/// [`validate`] with the network on `device` (the run's: on a kernel device the parameters are
+/// uploaded once per recording).
+pub fn validate_on(
+    device: &Device,
+    model: &mut Transcriber,
+    cqt: &Cqt,
+    recordings: &[Recording],
+) -> Result<Validation, TrainError> {
     let mut losses = Vec::with_capacity(recordings.len());
     let mut scores = Vec::with_capacity(recordings.len());
     let mut example = None;
@@ -802,10 +815,11 @@ pub fn validate(
         let (frames, spec) = features::model_input(cqt, &audio)?;
         let reference =
             LabelRoll::from_notes(&rec.notes, rec.samples, SAMPLE_RATE_HZ, HOP_LENGTH).frame_roll();
-        model.set_mode(Mode::Eval);
-        let roll = model
-            .forward(&Tensor::new(vec![1, frames, N_BINS], spec))?
-            .into_vec();
+        let roll = crate::model::inference::forward_eval_on(
+            device,
+            model,
+            &Tensor::new(vec![1, frames, N_BINS], spec),
+        )?;
         // Whole recordings come in sizes no training step reuses: give their buffers back.
         crate::model::storage::release_pool();
         losses.push(f64::from(bce_forward(&roll, &reference)));
@@ -933,7 +947,39 @@ impl<'a> Trainer<'a> {
         result
     }
 
+    /// The device `settings.device` names (`cpu`, `emu`, `cuda:N`), opened.
+    fn open_device(&mut self) -> Result<Device, TrainError> {
+        let device = &self.settings.device;
+        let selection = device
+            .parse::<DeviceRequest>()
+            .and_then(DeviceRequest::open)
+            .map_err(|e| TrainError::Settings(format!("--device {device}: {e}")))?;
+        self.reporter
+            .message(&format!("training on {}", selection.reason));
+        Ok(selection.device)
+    }
+
     fn run_inner(&mut self, position: &mut Position) -> Result<RunSummary, TrainError> {
+        let device = self.open_device()?;
+        // On a kernel device the network and Adam's state live there between checkpoints:
+        // `sync` brings them back into `self.model` and `self.optimizer` before each use.
+        let mut on_device = match &device {
+            Device::Kernels(kernels) => {
+                let mut trainer = DeviceTrainer::upload(kernels, &mut self.model, &self.optimizer)?;
+                trainer.set_frozen(&self.frozen);
+                Some(trainer)
+            }
+            Device::Cpu => None,
+        };
+        let sync = |trainer: &Option<DeviceTrainer>,
+                    model: &mut Transcriber,
+                    optimizer: &mut Optimizer|
+         -> Result<(), TrainError> {
+            match trainer {
+                Some(t) => Ok(t.download_into(model, optimizer)?),
+                None => Ok(()),
+            }
+        };
         let settings = self.settings.clone();
         let lengths = self.lengths();
         let batches = batches_per_epoch(lengths.len(), settings.batch);
@@ -987,12 +1033,20 @@ impl<'a> Trainer<'a> {
                 wait_s += wait_started.elapsed().as_secs_f64();
                 prepare_s += batch.prepare_s;
                 let step_started = Instant::now();
-                let (_, loss) = loss_and_gradients(
-                    &mut self.model,
-                    &batch.spec,
-                    &batch.frame_roll,
-                    &self.config.hooks,
-                )?;
+                let loss = match on_device.as_mut() {
+                    Some(t) => {
+                        t.loss_and_gradients(&batch.spec, &batch.frame_roll, &self.config.hooks)?
+                    }
+                    None => {
+                        loss_and_gradients(
+                            &mut self.model,
+                            &batch.spec,
+                            &batch.frame_roll,
+                            &self.config.hooks,
+                        )?
+                        .1
+                    }
+                };
                 if !loss.is_finite() {
                     return Err(TrainError::NonFiniteLoss {
                         loss,
@@ -1004,12 +1058,20 @@ impl<'a> Trainer<'a> {
                     });
                 }
                 let factor = self.lr_factor();
-                self.optimizer.step_scaled(
-                    &mut self.model,
-                    self.config.clip_value,
-                    factor,
-                    &self.frozen,
-                );
+                match on_device.as_mut() {
+                    Some(t) => {
+                        t.optimizer_step(self.config.clip_value, factor)?;
+                        // The host's counters follow the device's (warm-up, progress).
+                        self.optimizer.step = t.step;
+                        self.optimizer.scheduler = t.scheduler;
+                    }
+                    None => self.optimizer.step_scaled(
+                        &mut self.model,
+                        self.config.clip_value,
+                        factor,
+                        &self.frozen,
+                    ),
+                }
                 step_s += step_started.elapsed().as_secs_f64();
                 steps_here += 1;
                 position.loss_sum += f64::from(loss);
@@ -1028,11 +1090,13 @@ impl<'a> Trainer<'a> {
                 });
                 let more_in_epoch = batch_index + 1 < plan.len();
                 if more_in_epoch && self.last_save.elapsed().as_secs_f64() >= minutes * 60.0 {
+                    sync(&on_device, &mut self.model, &mut self.optimizer)?;
                     self.guard_parameters(epoch)?;
                     self.save_last(*position)?;
                 }
             }
             drop(prefetcher);
+            sync(&on_device, &mut self.model, &mut self.optimizer)?;
             self.guard_parameters(epoch)?;
             let loss = position.loss_sum / position.loss_count.max(1) as f64;
             last_loss = Some(loss);
@@ -1048,7 +1112,7 @@ impl<'a> Trainer<'a> {
                 "epoch_s": epoch_started.elapsed().as_secs_f64(),
             });
             if epoch.is_multiple_of(settings.validate_every) && !self.data.val.is_empty() {
-                let validation = validate(&mut self.model, &self.cqt, &self.data.val)?;
+                let validation = validate_on(&device, &mut self.model, &self.cqt, &self.data.val)?;
                 line["val_loss"] = json!(validation.loss);
                 for (name, value) in crate::evaluate::figures(&validation.scores) {
                     line[format!("val_{name}")] = json!(value);

@@ -8,6 +8,8 @@
 //! whole-recording output is measured in BENCHMARKS.md ("Chunked against whole-recording
 //! inference").
 
+use crate::device::Device;
+use crate::model::device_forward::DeviceTranscriber;
 use crate::model::{Mode, ModelError, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 
 /// How a long recording is cut for the network.
@@ -99,12 +101,30 @@ pub fn frame_probabilities_chunked(
     plan: &ChunkPlan,
     on_window: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>, ModelError> {
-    assert_eq!(
-        input.len(),
-        frames * N_BINS,
-        "a model input has 176 bins per frame"
-    );
+    frame_probabilities_chunked_on(&Device::Cpu, model, input, frames, plan, on_window)
+}
+
+/// [`frame_probabilities_chunked`] on `device`: on a kernel device the parameters are uploaded
+/// once and every batch of windows runs the network's kernels
+/// ([`crate::model::device_forward`]).
+pub fn frame_probabilities_chunked_on(
+    device: &Device,
+    model: &mut Transcriber,
+    input: &[f32],
+    frames: usize,
+    plan: &ChunkPlan,
+    on_window: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f32>, ModelError> {
+    if input.len() != frames * N_BINS {
+        return Err(ModelError::InputShape {
+            shape: vec![input.len() / N_BINS, N_BINS],
+        });
+    }
     model.set_mode(Mode::Eval);
+    let on_device = match device {
+        Device::Kernels(kernels) => Some(DeviceTranscriber::upload(kernels, model)?),
+        Device::Cpu => None,
+    };
     let windows = plan.windows(frames);
     let mut roll = vec![0f32; frames * N_KEYS];
     let mut done = 0;
@@ -114,8 +134,14 @@ pub fn frame_probabilities_chunked(
         for w in group {
             batch.extend_from_slice(&input[w.start * N_BINS..(w.start + w.len) * N_BINS]);
         }
-        let out = model.forward(&Tensor::new(vec![group.len(), len, N_BINS], batch))?;
-        for (w, window_roll) in group.iter().zip(out.data().chunks_exact(len * N_KEYS)) {
+        let shape = [group.len(), len, N_BINS];
+        let out = match &on_device {
+            Some(network) => network.forward_eval(&batch, &shape)?,
+            None => model
+                .forward(&Tensor::new(shape.to_vec(), batch))?
+                .into_vec(),
+        };
+        for (w, window_roll) in group.iter().zip(out.chunks_exact(len * N_KEYS)) {
             let from = (w.core_start - w.start) * N_KEYS;
             let to = (w.core_end - w.start) * N_KEYS;
             roll[w.core_start * N_KEYS..w.core_end * N_KEYS]

@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use crate::audio::stream::{stream_mono, StreamSummary};
 use crate::audio::{AudioError, MODEL_SAMPLE_RATE_HZ};
 use crate::decode::{decode_frame_notes, DecodeOptions, FrameNote};
+use crate::device::Device;
 use crate::model::{ModelError, Transcriber, MIN_FRAMES};
 use crate::spectrogram::{Cqt, CqtParams, SpectrogramError};
 
-pub use chunked::{frame_probabilities_chunked, ChunkPlan};
+pub use chunked::{frame_probabilities_chunked, frame_probabilities_chunked_on, ChunkPlan};
 pub use features::{ModelInput, StreamingFeatures};
 
 /// Errors of transcribing one file; each names it.
@@ -136,10 +137,23 @@ pub fn transcribe_file(
     options: &TranscribeOptions,
     on_stage: &mut dyn FnMut(Stage),
 ) -> Result<Transcription, TranscribeError> {
+    transcribe_file_on(&Device::Cpu, path, model, cqt, options, on_stage)
+}
+
+/// [`transcribe_file`] with the network on `device`.
+pub fn transcribe_file_on(
+    device: &Device,
+    path: &Path,
+    model: &mut Transcriber,
+    cqt: &Cqt,
+    options: &TranscribeOptions,
+    on_stage: &mut dyn FnMut(Stage),
+) -> Result<Transcription, TranscribeError> {
     let started = std::time::Instant::now();
     let (input, source) = model_input_of_file(path, cqt, on_stage)?;
     let reading_s = started.elapsed().as_secs_f64();
-    let roll = frame_probabilities_chunked(
+    let roll = frame_probabilities_chunked_on(
+        device,
         model,
         &input.values,
         input.frames,
