@@ -19,8 +19,7 @@ use crate::ops::batchnorm::{batchnorm_forward_eval_launch, BatchNormWorkspace, B
 use crate::ops::concat::concat_channels_forward_launch;
 use crate::ops::conv2d::{conv2d_forward_launch, ConvWorkspace, DeviceConvGeometry};
 use crate::ops::conv_transpose2d::{
-    conv_transpose2d_adjoint_geometry, conv_transpose2d_forward_launch,
-    conv_transpose2d_output_padding,
+    conv_transpose2d_adjoint_geometry_for, conv_transpose2d_forward_launch,
 };
 use crate::ops::elementwise::add_in_place_launch;
 use crate::ops::linear::linear_forward_launch;
@@ -226,16 +225,9 @@ impl<'d> DeviceTranscriber<'d> {
             [c_in, c_out, k, _] if c_in == c => (c_out, k),
             ref shape => return Err(invalid(format!("{name}: weight {shape:?}, input {c} ch"))),
         };
-        let padding = |size: usize, requested: Option<usize>| match requested {
-            None => Ok(0),
-            Some(requested) => conv_transpose2d_output_padding(size, requested, k, stride, pad)
-                .map_err(|e| invalid(format!("{name}: {e}"))),
-        };
-        let (pad_h, pad_w) = (
-            padding(h, output_size.map(|s| s.0))?,
-            padding(w, output_size.map(|s| s.1))?,
-        );
-        let g = conv_transpose2d_adjoint_geometry(n, c, h, w, c_out, k, stride, pad, pad_h, pad_w);
+        let g =
+            conv_transpose2d_adjoint_geometry_for(n, c, h, w, c_out, k, stride, pad, output_size)
+                .map_err(|e| invalid(format!("{name}: {e}")))?;
         let mut ws = ConvWorkspace::new(self.device, &g)?;
         // The adjoint convolution's input is the transposed convolution's output.
         let mut out = self.output(vec![n, c_out, g.h, g.w])?;

@@ -31,8 +31,8 @@ use crate::ops::conv2d::{
     conv2d_backward_launch, conv2d_forward_launch, ConvWorkspace, DeviceConvGeometry,
 };
 use crate::ops::conv_transpose2d::{
-    conv_transpose2d_adjoint_geometry, conv_transpose2d_backward_launch,
-    conv_transpose2d_forward_launch, conv_transpose2d_output_padding,
+    conv_transpose2d_adjoint_geometry_for, conv_transpose2d_backward_launch,
+    conv_transpose2d_forward_launch,
 };
 use crate::ops::elementwise::{add_in_place_launch, fill_launch};
 use crate::ops::linear::{
@@ -220,6 +220,30 @@ impl Workspaces {
         }
     }
 }
+
+/// `conv2d_forward_launch` or `conv_transpose2d_forward_launch`: one signature.
+type ConvForwardLaunch = fn(
+    &KernelDevice,
+    &mut ConvWorkspace,
+    &mut DeviceBuffer<f32>,
+    &DeviceBuffer<f32>,
+    &DeviceBuffer<f32>,
+    Option<&DeviceBuffer<f32>>,
+    &DeviceConvGeometry,
+) -> Result<(), DeviceError>;
+
+/// `conv2d_backward_launch` or `conv_transpose2d_backward_launch`: one signature.
+type ConvBackwardLaunch = fn(
+    &KernelDevice,
+    &mut ConvWorkspace,
+    Option<&mut DeviceBuffer<f32>>,
+    &mut DeviceBuffer<f32>,
+    Option<&mut DeviceBuffer<f32>>,
+    &DeviceBuffer<f32>,
+    &DeviceBuffer<f32>,
+    &DeviceBuffer<f32>,
+    &DeviceConvGeometry,
+) -> Result<(), DeviceError>;
 
 /// Key of the gradient of activation `key`.
 fn grad(key: &str) -> String {
@@ -707,7 +731,6 @@ impl<'d> DeviceTrainer<'d> {
         stride: usize,
         pad: usize,
     ) -> Result<String, DeviceError> {
-        let device = self.device;
         let weight = format!("{name}.weight");
         let (c_out, k) = match *self.params.shape(&weight)? {
             [c_out, _, k, _] => (c_out, k),
@@ -715,22 +738,59 @@ impl<'d> DeviceTrainer<'d> {
         };
         let (n, c, h, w) = self.ws.get(x)?.dims4()?;
         let g = DeviceConvGeometry::conv2d(n, c, h, w, c_out, k, stride, pad);
+        let shape = vec![n, c_out, g.h_out, g.w_out];
+        self.conv_forward(name, x, g, shape, conv2d_forward_launch)
+    }
+
+    /// ConvTranspose2d `name` with bias on `x`, reaching `output_size` through the output
+    /// padding as PyTorch does; returns the output's key (`name`).
+    fn conv_transpose2d(
+        &mut self,
+        name: &str,
+        x: &str,
+        stride: usize,
+        pad: usize,
+        output_size: Option<(usize, usize)>,
+    ) -> Result<String, DeviceError> {
+        let weight = format!("{name}.weight");
+        let (c_out, k) = match *self.params.shape(&weight)? {
+            [_, c_out, k, _] => (c_out, k),
+            ref shape => return Err(invalid(format!("{weight}: shape {shape:?}"))),
+        };
+        let (n, c, h, w) = self.ws.get(x)?.dims4()?;
+        let g =
+            conv_transpose2d_adjoint_geometry_for(n, c, h, w, c_out, k, stride, pad, output_size)
+                .map_err(|e| invalid(format!("{name}: {e}")))?;
+        // The adjoint convolution's input is the transposed convolution's output.
+        let shape = vec![n, c_out, g.h, g.w];
+        self.conv_forward(name, x, g, shape, conv_transpose2d_forward_launch)
+    }
+
+    /// Either convolution's forward (`launch`) of layer `name` on `x` into `name`, keeping its
+    /// geometry and workspace for the backward.
+    fn conv_forward(
+        &mut self,
+        name: &str,
+        x: &str,
+        g: DeviceConvGeometry,
+        out_shape: Vec<usize>,
+        launch: ConvForwardLaunch,
+    ) -> Result<String, DeviceError> {
+        let device = self.device;
         let mut ws = self.ws.conv(device, name, g)?;
-        let mut out = self
-            .ws
-            .take(device, name, vec![n, c_out, g.h_out, g.w_out])?;
-        conv2d_forward_launch(
+        let mut out = self.ws.take(device, name, out_shape)?;
+        let result = launch(
             device,
             &mut ws,
             &mut out.data,
             &self.ws.get(x)?.data,
-            self.params.get(&weight)?,
+            self.params.get(&format!("{name}.weight"))?,
             Some(self.params.get(&format!("{name}.bias"))?),
             &g,
-        )?;
+        );
         self.ws.conv.insert(name.to_string(), (g, ws));
         self.ws.put(name, out);
-        Ok(name.to_string())
+        result.map(|()| name.to_string())
     }
 
     /// Conv2d `name`'s backward (its input was `x`) from `d:name` (or `d_out`), adding into
@@ -741,13 +801,8 @@ impl<'d> DeviceTrainer<'d> {
         x: &str,
         d_out: Option<&str>,
     ) -> Result<String, DeviceError> {
-        let shape = self.ws.get(x)?.shape.clone();
-        let d_x = grad(x);
-        let zeroed = self.ws.take_zeroed(self.device, &d_x, shape)?;
-        self.ws.put(&d_x, zeroed);
         let d_out = d_out.map_or_else(|| grad(name), str::to_string);
-        self.conv2d_backward_into(name, x, &d_out, Some(&d_x))?;
-        Ok(d_x)
+        self.conv_backward(name, x, &d_out, conv2d_backward_launch)
     }
 
     /// Conv2d `name`'s backward from `d_out`, adding the input's gradient into `d_x` if given.
@@ -758,6 +813,46 @@ impl<'d> DeviceTrainer<'d> {
         d_out: &str,
         d_x: Option<&str>,
     ) -> Result<(), DeviceError> {
+        self.conv_backward_into(name, x, d_out, d_x, conv2d_backward_launch)
+    }
+
+    /// ConvTranspose2d `name`'s backward (input `x`) from `d_out`; returns the key of a fresh
+    /// gradient of `x`.
+    fn conv_transpose2d_backward(
+        &mut self,
+        name: &str,
+        x: &str,
+        d_out: &str,
+    ) -> Result<String, DeviceError> {
+        self.conv_backward(name, x, d_out, conv_transpose2d_backward_launch)
+    }
+
+    /// Either convolution's backward (`launch`) into a fresh, zeroed gradient of `x`.
+    fn conv_backward(
+        &mut self,
+        name: &str,
+        x: &str,
+        d_out: &str,
+        launch: ConvBackwardLaunch,
+    ) -> Result<String, DeviceError> {
+        let shape = self.ws.get(x)?.shape.clone();
+        let d_x = grad(x);
+        let zeroed = self.ws.take_zeroed(self.device, &d_x, shape)?;
+        self.ws.put(&d_x, zeroed);
+        self.conv_backward_into(name, x, d_out, Some(&d_x), launch)?;
+        Ok(d_x)
+    }
+
+    /// Either convolution's backward (`launch`) from `d_out`, adding into the weight and bias
+    /// gradients and into `d_x` if given.
+    fn conv_backward_into(
+        &mut self,
+        name: &str,
+        x: &str,
+        d_out: &str,
+        d_x: Option<&str>,
+        launch: ConvBackwardLaunch,
+    ) -> Result<(), DeviceError> {
         let device = self.device;
         let (g, mut ws) = self.ws.conv_of_forward(name)?;
         let mut d_inp = d_x
@@ -766,7 +861,7 @@ impl<'d> DeviceTrainer<'d> {
         let [d_weight, d_bias] = self
             .grads
             .get_mut([&format!("{name}.weight"), &format!("{name}.bias")])?;
-        let result = conv2d_backward_launch(
+        let result = launch(
             device,
             &mut ws,
             d_inp.as_mut().map(|s| &mut s.data),
@@ -782,82 +877,6 @@ impl<'d> DeviceTrainer<'d> {
             self.ws.put(k, slot);
         }
         result
-    }
-
-    /// ConvTranspose2d `name` with bias on `x`, reaching `output_size` through the output
-    /// padding as PyTorch does; returns the output's key (`name`).
-    fn conv_transpose2d(
-        &mut self,
-        name: &str,
-        x: &str,
-        stride: usize,
-        pad: usize,
-        output_size: Option<(usize, usize)>,
-    ) -> Result<String, DeviceError> {
-        let device = self.device;
-        let weight = format!("{name}.weight");
-        let (c_out, k) = match *self.params.shape(&weight)? {
-            [_, c_out, k, _] => (c_out, k),
-            ref shape => return Err(invalid(format!("{weight}: shape {shape:?}"))),
-        };
-        let (n, c, h, w) = self.ws.get(x)?.dims4()?;
-        let padding = |size: usize, requested: Option<usize>| match requested {
-            None => Ok(0),
-            Some(requested) => conv_transpose2d_output_padding(size, requested, k, stride, pad)
-                .map_err(|e| invalid(format!("{name}: {e}"))),
-        };
-        let (pad_h, pad_w) = (
-            padding(h, output_size.map(|s| s.0))?,
-            padding(w, output_size.map(|s| s.1))?,
-        );
-        let g = conv_transpose2d_adjoint_geometry(n, c, h, w, c_out, k, stride, pad, pad_h, pad_w);
-        let mut ws = self.ws.conv(device, name, g)?;
-        // The adjoint convolution's input is the transposed convolution's output.
-        let mut out = self.ws.take(device, name, vec![n, c_out, g.h, g.w])?;
-        conv_transpose2d_forward_launch(
-            device,
-            &mut ws,
-            &mut out.data,
-            &self.ws.get(x)?.data,
-            self.params.get(&weight)?,
-            Some(self.params.get(&format!("{name}.bias"))?),
-            &g,
-        )?;
-        self.ws.conv.insert(name.to_string(), (g, ws));
-        self.ws.put(name, out);
-        Ok(name.to_string())
-    }
-
-    /// ConvTranspose2d `name`'s backward (input `x`) from `d_out`; returns the key of a fresh
-    /// gradient of `x`.
-    fn conv_transpose2d_backward(
-        &mut self,
-        name: &str,
-        x: &str,
-        d_out: &str,
-    ) -> Result<String, DeviceError> {
-        let device = self.device;
-        let shape = self.ws.get(x)?.shape.clone();
-        let d_x = grad(x);
-        let mut d_inp = self.ws.take_zeroed(device, &d_x, shape)?;
-        let (g, mut ws) = self.ws.conv_of_forward(name)?;
-        let [d_weight, d_bias] = self
-            .grads
-            .get_mut([&format!("{name}.weight"), &format!("{name}.bias")])?;
-        let result = conv_transpose2d_backward_launch(
-            device,
-            &mut ws,
-            Some(&mut d_inp.data),
-            d_weight,
-            Some(d_bias),
-            &self.ws.get(d_out)?.data,
-            &self.ws.get(x)?.data,
-            self.params.get(&format!("{name}.weight"))?,
-            &g,
-        );
-        self.ws.conv.insert(name.to_string(), (g, ws));
-        self.ws.put(&d_x, d_inp);
-        result.map(|()| d_x)
     }
 
     /// BatchNorm2d `name` in training mode fused with the leaky ReLU after it: batch

@@ -380,6 +380,31 @@ use super::conv2d::{
 use super::elementwise::fill_launch;
 use crate::device::{DeviceBuffer, DeviceError, KernelDevice};
 
+/// [`conv_transpose2d_adjoint_geometry`] of a call with PyTorch's `output_size` (h, w) when
+/// given, through the output paddings that reach it (none otherwise).
+pub fn conv_transpose2d_adjoint_geometry_for(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    output_size: Option<(usize, usize)>,
+) -> Result<DeviceConvGeometry, OpsError> {
+    let (pad_h, pad_w) = match output_size {
+        None => (0, 0),
+        Some((h_out, w_out)) => (
+            conv_transpose2d_output_padding(h, h_out, k, stride, pad)?,
+            conv_transpose2d_output_padding(w, w_out, k, stride, pad)?,
+        ),
+    };
+    Ok(conv_transpose2d_adjoint_geometry(
+        n, c_in, h, w, c_out, k, stride, pad, pad_h, pad_w,
+    ))
+}
+
 /// The device convolution whose adjoint `conv_transpose2d(n, c_in, h, w → c_out, …)` is: from
 /// the transposed convolution's output shape back to its input shape. Allocate the layer's
 /// [`ConvWorkspace`] for it.
