@@ -5,16 +5,20 @@
 //!
 //! Three engine functions (`forward_into`, `backward_data_into`, `backward_weight_into`)
 //! pick the fast path per layer: `direct` (register-blocked AVX-512/AVX2 kernels for stride-1
-//! layers with few channels) or `im2col` (im2col + GEMM over row chunks, everything else).
+//! layers with few channels), `implicit` (implicit GEMM over flattened padded planes for
+//! stride-1 layers with more than 16 output channels) or `im2col` (im2col + GEMM over row
+//! chunks, everything else).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
 mod direct;
 mod im2col;
+mod implicit;
 mod launch;
 
 pub use direct::FORCE_ISA_VAR;
+pub use implicit::IMPLICIT_VAR;
 pub use launch::{
     backward_data_into_launch, backward_weight_into_launch, channel_sums_launch,
     conv2d_backward_launch, conv2d_forward_launch, fill_bias_launch, forward_into_launch,
@@ -362,7 +366,9 @@ pub(crate) fn forward_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if direct::forward_applies(g) {
+    if implicit::applies(g) {
+        implicit::forward(out, inp, weight, start, n, g);
+    } else if direct::forward_applies(g) {
         direct::forward(out, inp, weight, start, n, g);
     } else {
         im2col::conv_gemm_forward(out, inp, weight, start, n, g);
@@ -394,7 +400,9 @@ pub(crate) fn backward_data_into(
     // Batches smaller than the thread pool (inference on one recording, through ConvTranspose2d)
     // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
     let small_batch = n < rayon::current_num_threads();
-    if let Some(adjoint) = adjoint.filter(|a| small_batch || direct::forward_applies(a)) {
+    if let Some(adjoint) =
+        adjoint.filter(|a| small_batch || direct::forward_applies(a) || implicit::applies(a))
+    {
         let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
         forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
     } else {
