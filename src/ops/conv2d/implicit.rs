@@ -287,3 +287,185 @@ unsafe fn task_avx2(job: &Task) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The weight gradient over the same flattened planes: `d_weight[co, ci, kh, kw] = Σ_p
+// d_out[co, p] · x[ci, p + kh·wp + kw]`, with the output gradient laid out `wp` wide too and
+// zero in the columns past `w_out`, so that those contribute nothing. One pass over each task's
+// input rows per block of 8 output channels, no im2col matrix.
+
+/// Whether this kernel computes the weight gradient of `g` (on this CPU).
+pub(crate) fn weight_grad_applies(g: &ConvGeometry) -> bool {
+    g.stride == 1
+        && (2..=3).contains(&g.k)
+        && g.pad < g.k
+        && g.c_out.min(g.c_in) > super::direct::MAX_CHANNELS
+        && !matches!(detect_isa(), Isa::Portable)
+        && std::env::var(IMPLICIT_VAR).map_or(true, |v| v != "0")
+}
+
+/// Output rows per weight-gradient task: a block of 8 channels' gradient rows (`8 · rows · wp`
+/// values) stays within ~24 KiB of L1 while the input rows stream by. From the geometry alone,
+/// so that the order of the float sums never depends on the thread count.
+fn weight_rows_per_task(g: &ConvGeometry) -> usize {
+    let wp = g.w + 2 * g.pad;
+    (768 / wp).clamp(1, 32).min(g.h_out.max(1))
+}
+
+/// The output-gradient rows of one task, `wp` wide with zeros past `w_out`, channels padded to
+/// a whole block of 8 and each channel's run to a whole number of 16-lane vectors.
+struct FlatGrad {
+    data: Vec<f32>,
+    /// Values per channel (a multiple of 16).
+    run: usize,
+}
+
+impl FlatGrad {
+    fn new(d_out: &[f32], g: &ConvGeometry, rows: std::ops::Range<usize>) -> Self {
+        let wp = g.w + 2 * g.pad;
+        let run = (rows.len() * wp).div_ceil(16) * 16;
+        let channels = g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK;
+        let mut data = vec![0.0f32; channels * run];
+        let out_plane = g.h_out * g.w_out;
+        for co in 0..g.c_out {
+            for (r, oh) in rows.clone().enumerate() {
+                let src = &d_out[co * out_plane + oh * g.w_out..][..g.w_out];
+                data[co * run + r * wp..][..g.w_out].copy_from_slice(src);
+            }
+        }
+        Self { data, run }
+    }
+}
+
+/// Weight gradient, stride 1: `d_weight` (c_out, c_in, k, k) += Σ d_out ⋆ inp over the batch.
+pub(crate) fn backward_weight(
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    n: usize,
+    g: &ConvGeometry,
+) {
+    assert!(weight_grad_applies(g));
+    let isa = detect_isa();
+    let rows_per_task = weight_rows_per_task(g);
+    let row_blocks = g.h_out.div_ceil(rows_per_task);
+    let (in_len, out_len) = (g.c_in * g.h * g.w, g.c_out * g.h_out * g.w_out);
+    let partial = crate::ops::ordered_sum(n * row_blocks, g.c_out * g.taps(), |acc, task| {
+        let (b, block) = (task / row_blocks, task % row_blocks);
+        let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
+        let strip = FlatStrip::new(&inp[b * in_len..][..in_len], g, rows.clone());
+        let grad = FlatGrad::new(&d_out[b * out_len..][..out_len], g, rows);
+        // SAFETY: each variant runs only on a CPU with its features (`weight_grad_applies`
+        // excludes the portable case); the kernels read inside the strip and the gradient rows
+        // (their slack covers the last vector) and write inside `acc`.
+        match (isa, g.k) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2) => unsafe { weight_avx512::<2>(g, &strip, &grad, acc) },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _) => unsafe { weight_avx512::<3>(g, &strip, &grad, acc) },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 2) => unsafe { weight_avx2::<2>(g, &strip, &grad, acc) },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _) => unsafe { weight_avx2::<3>(g, &strip, &grad, acc) },
+            (Isa::Portable, _) => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
+        }
+    });
+    if let Some(partial) = partial {
+        d_weight.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
+    }
+}
+
+/// AVX-512: per (block of 8 output channels, input channel, kernel row), 8 × K accumulators
+/// of 16 lanes over the task's flat pixels; each vector step loads 8 gradient vectors and K
+/// shifted input vectors for 8·K fused multiply-adds.
+///
+/// # Safety
+/// AVX-512F must be available; `strip` and `grad` are this task's (see `backward_weight`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_avx512<const K: usize>(
+    g: &ConvGeometry,
+    strip: &FlatStrip,
+    grad: &FlatGrad,
+    acc_weight: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    debug_assert_eq!(g.k, K);
+    let (x, d) = (strip.data.as_ptr(), grad.data.as_ptr());
+    for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
+        let co_count = CO_BLOCK.min(g.c_out - cb * CO_BLOCK);
+        for ci in 0..g.c_in {
+            for kh in 0..K {
+                let row = x.add(ci * strip.plane + kh * strip.wp);
+                let mut acc = [[_mm512_setzero_ps(); K]; CO_BLOCK];
+                for p in (0..grad.run).step_by(L) {
+                    let mut xv = [_mm512_setzero_ps(); K];
+                    for kw in 0..K {
+                        xv[kw] = _mm512_loadu_ps(row.add(p + kw));
+                    }
+                    for co in 0..CO_BLOCK {
+                        let dv = _mm512_loadu_ps(d.add((cb * CO_BLOCK + co) * grad.run + p));
+                        for kw in 0..K {
+                            acc[co][kw] = _mm512_fmadd_ps(dv, xv[kw], acc[co][kw]);
+                        }
+                    }
+                }
+                for co in 0..co_count {
+                    let at = (cb * CO_BLOCK + co) * g.taps() + (ci * K + kh) * K;
+                    for kw in 0..K {
+                        acc_weight[at + kw] += _mm512_reduce_add_ps(acc[co][kw]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// AVX2: as the AVX-512 kernel with half a channel block (4 × K accumulators of 8 lanes).
+///
+/// # Safety
+/// AVX2 and FMA must be available; `strip` and `grad` are this task's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_avx2<const K: usize>(
+    g: &ConvGeometry,
+    strip: &FlatStrip,
+    grad: &FlatGrad,
+    acc_weight: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    const CO: usize = 4;
+    debug_assert_eq!(g.k, K);
+    let (x, d) = (strip.data.as_ptr(), grad.data.as_ptr());
+    for c0 in (0..g.c_out).step_by(CO) {
+        let co_count = CO.min(g.c_out - c0);
+        for ci in 0..g.c_in {
+            for kh in 0..K {
+                let row = x.add(ci * strip.plane + kh * strip.wp);
+                let mut acc = [[_mm256_setzero_ps(); K]; CO];
+                for p in (0..grad.run).step_by(L) {
+                    let mut xv = [_mm256_setzero_ps(); K];
+                    for kw in 0..K {
+                        xv[kw] = _mm256_loadu_ps(row.add(p + kw));
+                    }
+                    for co in 0..CO {
+                        let dv = _mm256_loadu_ps(d.add((c0 + co) * grad.run + p));
+                        for kw in 0..K {
+                            acc[co][kw] = _mm256_fmadd_ps(dv, xv[kw], acc[co][kw]);
+                        }
+                    }
+                }
+                for co in 0..co_count {
+                    let at = (c0 + co) * g.taps() + (ci * K + kh) * K;
+                    for kw in 0..K {
+                        let mut lanes = [0.0f32; L];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[co][kw]);
+                        acc_weight[at + kw] += lanes.iter().sum::<f32>();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@ mod implicit;
 mod launch;
 
 pub use direct::FORCE_ISA_VAR;
+pub(crate) use direct::{detect_isa, Isa};
 pub use implicit::IMPLICIT_VAR;
 pub use launch::{
     backward_data_into_launch, backward_weight_into_launch, channel_sums_launch,
@@ -420,6 +421,8 @@ pub(crate) fn backward_weight_into(
 ) {
     if direct::weight_grad_applies(g) {
         direct::backward_weight(d_weight, d_out, inp, n, g);
+    } else if implicit::weight_grad_applies(g) {
+        implicit::backward_weight(d_weight, d_out, inp, n, g);
     } else {
         im2col::conv_gemm_backward_weight(d_weight, d_out, inp, n, g);
     }
