@@ -1,7 +1,8 @@
 //! The implicit-GEMM convolution (stride 1, more than 16 output channels: the U-net's middle
 //! and deep layers, their data gradients and the decoder's transposed convolutions) against the
 //! plain reference, in its AVX-512 and AVX2 versions and against the im2col + GEMM path it
-//! replaces, on fresh random odd shapes (partial pixel blocks, row blocks, channel blocks).
+//! replaces, on fresh random odd shapes (partial pixel blocks, row blocks, channel blocks); and
+//! likewise the direct 2×2 stride-2 data-gradient kernel (the decoder's upsampling).
 
 mod op_check;
 
@@ -192,19 +193,29 @@ fn compare(name: &str, fast: &Results, reference: &Results) {
     );
 }
 
+// One test, so that nothing else in this binary reads the environment variables it sets.
 #[test]
-fn implicit_gemm_conv_matches_reference_and_im2col() {
-    let mut rng = Rng::new(seed("implicit_gemm_conv_matches_reference_and_im2col"));
+fn implicit_gemm_and_stride2_conv_match_reference_and_im2col() {
+    let mut rng = Rng::new(seed(
+        "implicit_gemm_and_stride2_conv_match_reference_and_im2col",
+    ));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .expect("thread pool");
-    let mut cases: Vec<Case> = (0..10).map(|_| random_case(&mut rng)).collect();
+    stride1_cases(&mut rng, &pool);
+    stride2_cases(&mut rng, &pool);
+    std::env::remove_var(FORCE_ISA_VAR);
+    std::env::remove_var(IMPLICIT_VAR);
+}
+
+fn stride1_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
+    let mut cases: Vec<Case> = (0..10).map(|_| random_case(rng)).collect();
     // The network's kind of layer: 3×3 pad 1, several row blocks, one and two samples.
     cases.push((1, 24, 41, 88, 48, 3, 1));
     cases.push((2, 40, 19, 22, 32, 3, 1));
     for case in cases {
-        let x = inputs(case, &mut rng);
+        let x = inputs(case, rng);
         let reference = run(case, &x, true);
         // The only test in this binary: nothing else reads the variables meanwhile.
         for (isa, implicit) in [("", "1"), ("avx2", "1"), ("", "0")] {
@@ -218,6 +229,96 @@ fn implicit_gemm_conv_matches_reference_and_im2col() {
             );
         }
     }
-    std::env::remove_var(FORCE_ISA_VAR);
-    std::env::remove_var(IMPLICIT_VAR);
+}
+
+/// The 2×2 stride-2 data gradient (direct kernel) through Conv2d's backward and
+/// ConvTranspose2d's forward (the upsampling, with output padding for odd sizes).
+fn stride2_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
+    for case in 0..8 {
+        let (n, c_in, c_out) = (
+            rng.range_usize(1, 3),
+            rng.range_usize(1, 21),
+            rng.range_usize(1, 21),
+        );
+        // Odd sizes: the convolution drops the last row or column, the transposed one pads it.
+        let (h, w) = (rng.range_usize(2, 41), rng.range_usize(2, 75));
+        let (h_out, w_out) = (h / 2, w / 2);
+        let inp = rng.vec_f32(n * c_in * h * w, -1.0, 1.0);
+        let weight = rng.vec_f32(c_out * c_in * 4, -1.0, 1.0);
+        let bias_in = rng.vec_f32(c_in, -1.0, 1.0);
+        let d_out = rng.vec_f32(n * c_out * h_out * w_out, -1.0, 1.0);
+        let prior = rng.vec_f32(inp.len(), -1.0, 1.0);
+        let data_grad = |reference: bool| {
+            let mut d_inp = prior.clone();
+            let mut d_weight = vec![0.0; weight.len()];
+            let backward = if reference {
+                conv2d_backward_reference
+            } else {
+                conv2d_backward
+            };
+            backward(
+                Some(&mut d_inp),
+                &mut d_weight,
+                None,
+                &d_out,
+                &inp,
+                &weight,
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                2,
+                2,
+                0,
+            );
+            d_inp
+        };
+        let upsample = |reference: bool| {
+            let mut out = vec![f32::NAN; inp.len()];
+            let forward = if reference {
+                conv_transpose2d_forward_reference
+            } else {
+                conv_transpose2d_forward
+            };
+            forward(
+                &mut out,
+                &d_out,
+                &weight,
+                Some(&bias_in),
+                n,
+                c_out,
+                h_out,
+                w_out,
+                c_in,
+                2,
+                2,
+                0,
+                h % 2,
+                w % 2,
+            );
+            out
+        };
+        let (ref_grad, ref_up) = (data_grad(true), upsample(true));
+        for (isa, implicit) in [("", "1"), ("avx2", "1"), ("", "0")] {
+            std::env::set_var(FORCE_ISA_VAR, isa);
+            std::env::set_var(IMPLICIT_VAR, implicit);
+            let name = format!(
+                "stride-2 case {case} n {n} {c_in}<-{c_out} {h}x{w} isa '{isa}' {implicit}"
+            );
+            // Sums of at most 21 products: far below 1e-5 of the peak.
+            assert_close(
+                &format!("{name} d_inp"),
+                &pool.install(|| data_grad(false)),
+                &ref_grad,
+                1e-5,
+            );
+            assert_close(
+                &format!("{name} upsample"),
+                &pool.install(|| upsample(false)),
+                &ref_up,
+                1e-5,
+            );
+        }
+    }
 }

@@ -10,6 +10,8 @@
 // Register blocks are arrays indexed by loop counters that the compiler unrolls.
 #![allow(clippy::needless_range_loop)]
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::direct::{detect_isa, pack_weights, Isa};
@@ -41,27 +43,67 @@ unsafe impl Sync for SharedOut {}
 
 /// Input rows of one task, zero-padded and flattened: per input channel a plane of `plane`
 /// values holding rows of `wp` columns (input column x at `pad + x`), then slack zeros so that
-/// the last pixel block may read past the last row.
-struct FlatStrip {
-    data: Vec<f32>,
+/// the last pixel block may read past the last row. Lives in a per-thread scratch buffer.
+struct FlatStrip<'a> {
+    data: &'a [f32],
     wp: usize,
     plane: usize,
 }
 
-impl FlatStrip {
-    fn new(inp: &[f32], g: &ConvGeometry, out_rows: std::ops::Range<usize>) -> Self {
+thread_local! {
+    /// Per-thread scratch for the strips and gradient rows: reused from task to task, so that
+    /// no buffer is allocated (and zeroed, then overwritten) per task.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, at least `a` and `b` values long (contents
+/// undefined: the fillers below write every value they expose).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (x, y) = &mut *guard;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
+}
+
+impl<'a> FlatStrip<'a> {
+    /// The values the strip of `out_rows` needs.
+    fn len(g: &ConvGeometry, out_rows: usize) -> usize {
+        g.c_in * Self::plane_len(g, out_rows)
+    }
+
+    fn plane_len(g: &ConvGeometry, out_rows: usize) -> usize {
+        (out_rows + g.k - 1) * (g.w + 2 * g.pad) + PX_BLOCK + g.k
+    }
+
+    /// Fills `data` (of [`FlatStrip::len`] values) with the strip, writing each value once.
+    fn fill(
+        data: &'a mut [f32],
+        inp: &[f32],
+        g: &ConvGeometry,
+        out_rows: std::ops::Range<usize>,
+    ) -> Self {
         let wp = g.w + 2 * g.pad;
         let rows = out_rows.len() + g.k - 1;
-        let plane = rows * wp + PX_BLOCK + g.k;
-        let mut data = vec![0.0f32; g.c_in * plane];
-        for ci in 0..g.c_in {
-            for r in 0..rows {
+        let plane = Self::plane_len(g, out_rows.len());
+        for (ci, plane_data) in data.chunks_exact_mut(plane).enumerate() {
+            let (body, slack) = plane_data.split_at_mut(rows * wp);
+            slack.fill(0.0);
+            for (r, row) in body.chunks_exact_mut(wp).enumerate() {
                 // Strip row r is input row out_rows.start + r − pad.
                 let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
+                    row.fill(0.0);
                     continue;
                 };
-                let src = &inp[(ci * g.h + ih) * g.w..][..g.w];
-                data[ci * plane + r * wp + g.pad..][..g.w].copy_from_slice(src);
+                row[..g.pad].fill(0.0);
+                row[g.pad..g.pad + g.w].copy_from_slice(&inp[(ci * g.h + ih) * g.w..][..g.w]);
+                row[g.pad + g.w..].fill(0.0);
             }
         }
         Self { data, wp, plane }
@@ -76,7 +118,7 @@ struct Task<'a> {
     g: &'a ConvGeometry,
     b: usize,
     rows: std::ops::Range<usize>,
-    strip: &'a FlatStrip,
+    strip: &'a FlatStrip<'a>,
 }
 
 impl Task<'_> {
@@ -160,25 +202,27 @@ pub(crate) fn forward(
     (0..n * row_blocks).into_par_iter().for_each(|task| {
         let (b, block) = (task / row_blocks, task % row_blocks);
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
-        let strip = FlatStrip::new(&inp[b * in_len..][..in_len], g, rows.clone());
-        let job = Task {
-            out: shared,
-            packed: &packed,
-            start,
-            g,
-            b,
-            rows,
-            strip: &strip,
-        };
-        // SAFETY: each variant runs only on a CPU with its features (`applies` excludes the
-        // portable case), and each task writes only its own output rows.
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { task_avx512(&job) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { task_avx2(&job) },
-            Isa::Portable => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
-        }
+        with_scratch(FlatStrip::len(g, rows.len()), 0, |data, _| {
+            let strip = FlatStrip::fill(data, &inp[b * in_len..][..in_len], g, rows.clone());
+            let job = Task {
+                out: shared,
+                packed: &packed,
+                start,
+                g,
+                b,
+                rows,
+                strip: &strip,
+            };
+            // SAFETY: each variant runs only on a CPU with its features (`applies` excludes the
+            // portable case), and each task writes only its own output rows.
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { task_avx512(&job) },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { task_avx2(&job) },
+                Isa::Portable => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
+            }
+        });
     });
 }
 
@@ -314,23 +358,41 @@ fn weight_rows_per_task(g: &ConvGeometry) -> usize {
 
 /// The output-gradient rows of one task, `wp` wide with zeros past `w_out`, channels padded to
 /// a whole block of 8 and each channel's run to a whole number of 16-lane vectors.
-struct FlatGrad {
-    data: Vec<f32>,
+struct FlatGrad<'a> {
+    data: &'a [f32],
     /// Values per channel (a multiple of 16).
     run: usize,
 }
 
-impl FlatGrad {
-    fn new(d_out: &[f32], g: &ConvGeometry, rows: std::ops::Range<usize>) -> Self {
+impl<'a> FlatGrad<'a> {
+    fn run_len(g: &ConvGeometry, rows: usize) -> usize {
+        (rows * (g.w + 2 * g.pad)).div_ceil(16) * 16
+    }
+
+    fn len(g: &ConvGeometry, rows: usize) -> usize {
+        g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK * Self::run_len(g, rows)
+    }
+
+    /// Fills `data` (of [`FlatGrad::len`] values), writing each value once.
+    fn fill(
+        data: &'a mut [f32],
+        d_out: &[f32],
+        g: &ConvGeometry,
+        rows: std::ops::Range<usize>,
+    ) -> Self {
         let wp = g.w + 2 * g.pad;
-        let run = (rows.len() * wp).div_ceil(16) * 16;
-        let channels = g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK;
-        let mut data = vec![0.0f32; channels * run];
+        let run = Self::run_len(g, rows.len());
         let out_plane = g.h_out * g.w_out;
-        for co in 0..g.c_out {
-            for (r, oh) in rows.clone().enumerate() {
-                let src = &d_out[co * out_plane + oh * g.w_out..][..g.w_out];
-                data[co * run + r * wp..][..g.w_out].copy_from_slice(src);
+        for (co, channel) in data.chunks_exact_mut(run).enumerate() {
+            if co >= g.c_out {
+                channel.fill(0.0);
+                continue;
+            }
+            let (body, slack) = channel.split_at_mut(rows.len() * wp);
+            slack.fill(0.0);
+            for (row, oh) in body.chunks_exact_mut(wp).zip(rows.clone()) {
+                row[..g.w_out].copy_from_slice(&d_out[co * out_plane + oh * g.w_out..][..g.w_out]);
+                row[g.w_out..].fill(0.0);
             }
         }
         Self { data, run }
@@ -353,22 +415,25 @@ pub(crate) fn backward_weight(
     let partial = crate::ops::ordered_sum(n * row_blocks, g.c_out * g.taps(), |acc, task| {
         let (b, block) = (task / row_blocks, task % row_blocks);
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
-        let strip = FlatStrip::new(&inp[b * in_len..][..in_len], g, rows.clone());
-        let grad = FlatGrad::new(&d_out[b * out_len..][..out_len], g, rows);
-        // SAFETY: each variant runs only on a CPU with its features (`weight_grad_applies`
-        // excludes the portable case); the kernels read inside the strip and the gradient rows
-        // (their slack covers the last vector) and write inside `acc`.
-        match (isa, g.k) {
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 2) => unsafe { weight_avx512::<2>(g, &strip, &grad, acc) },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _) => unsafe { weight_avx512::<3>(g, &strip, &grad, acc) },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 2) => unsafe { weight_avx2::<2>(g, &strip, &grad, acc) },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _) => unsafe { weight_avx2::<3>(g, &strip, &grad, acc) },
-            (Isa::Portable, _) => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
-        }
+        let (strip_len, grad_len) = (FlatStrip::len(g, rows.len()), FlatGrad::len(g, rows.len()));
+        with_scratch(strip_len, grad_len, |strip, grad| {
+            let strip = FlatStrip::fill(strip, &inp[b * in_len..][..in_len], g, rows.clone());
+            let grad = FlatGrad::fill(grad, &d_out[b * out_len..][..out_len], g, rows);
+            // SAFETY: each variant runs only on a CPU with its features (`weight_grad_applies`
+            // excludes the portable case); the kernels read inside the strip and the gradient rows
+            // (their slack covers the last vector) and write inside `acc`.
+            match (isa, g.k) {
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 2) => unsafe { weight_avx512::<2>(g, &strip, &grad, acc) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, _) => unsafe { weight_avx512::<3>(g, &strip, &grad, acc) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 2) => unsafe { weight_avx2::<2>(g, &strip, &grad, acc) },
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, _) => unsafe { weight_avx2::<3>(g, &strip, &grad, acc) },
+                (Isa::Portable, _) => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
+            }
+        });
     });
     if let Some(partial) = partial {
         d_weight.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
