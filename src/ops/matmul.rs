@@ -242,6 +242,8 @@ struct SmallRows<'a> {
 /// AVX-512F must be available; the views and `dst` must hold every index (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#[allow(clippy::needless_range_loop)]
 unsafe fn small_rows_avx512(job: &SmallRows) {
     use std::arch::x86_64::*;
     const L: usize = 16;
@@ -295,6 +297,8 @@ unsafe fn small_rows_avx512(job: &SmallRows) {
 /// caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#[allow(clippy::needless_range_loop)]
 unsafe fn small_rows_avx2(job: &SmallRows) {
     use std::arch::x86_64::*;
     const L: usize = 8;
