@@ -1,5 +1,6 @@
 //! GFLOP per CPU-second of the convolution paths at the network's shapes (batch 4 × 640 frames,
-//! and batch 1 × 1875 for the evaluation), the implicit-GEMM kernel against im2col + GEMM. CPU
+//! and batch 1 × 1875 for the evaluation), the implicit-GEMM and stride-2 kernels
+//! (`MTOSI_CONV_IMPLICIT=1`, the default) against im2col + GEMM (`=0`). CPU
 //! time (user + system, all threads) is what a loaded machine disturbs least.
 //!
 //!     cargo run --release --example conv_paths [filter]
@@ -20,7 +21,7 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// (name, n, c_in, h, w, c_out, k, pad)
+/// (name, n, c_in, h, w, c_out, k, pad); k = 2 is the 2×2 stride-2 downsampling.
 type Layer = (
     &'static str,
     usize,
@@ -31,7 +32,20 @@ type Layer = (
     usize,
     usize,
 );
-const LAYERS: [Layer; 10] = [
+const LAYERS: [Layer; 14] = [
+    ("enc1.ds 16-16 2x2s2 640x176", 4, 16, 640, 176, 16, 2, 0),
+    ("enc3.ds 64-64 2x2s2 160x44", 4, 64, 160, 44, 64, 2, 0),
+    (
+        "eval enc1.ds 16-16 2x2s2 1875x176",
+        1,
+        16,
+        1875,
+        176,
+        16,
+        2,
+        0,
+    ),
+    ("eval enc3.ds 64-64 2x2s2 468x44", 1, 64, 468, 44, 64, 2, 0),
     ("enc2.conv1 16-32 320x88", 4, 16, 320, 88, 32, 3, 1),
     ("enc2.conv2 32-32 320x88", 4, 32, 320, 88, 32, 3, 1),
     ("enc3.conv2 64-64 160x44", 4, 64, 160, 44, 64, 3, 1),
@@ -71,11 +85,16 @@ fn main() {
         let inp = values(n * c_in * h * w);
         let weight = values(c_out * c_in * k * k);
         let bias = values(c_out);
-        let mut out = vec![0.0; n * c_out * h * w];
+        let stride = if k == 2 { 2 } else { 1 };
+        let (h_out, w_out) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        let mut out = vec![0.0; n * c_out * h_out * w_out];
         let d_out = values(out.len());
         let mut d_inp = vec![0.0; inp.len()];
         let mut d_weight = vec![0.0; weight.len()];
-        let gflop = 2.0 * (n * c_out * h * w * c_in * k * k) as f64 * 1e-9;
+        let gflop = 2.0 * (n * c_out * h_out * w_out * c_in * k * k) as f64 * 1e-9;
         let mut line = format!("{name:36}");
         for implicit in ["0", "1"] {
             std::env::set_var(IMPLICIT_VAR, implicit);
@@ -101,7 +120,7 @@ fn main() {
                     w,
                     c_out,
                     k,
-                    1,
+                    stride,
                     pad,
                 )
             });
@@ -119,7 +138,7 @@ fn main() {
                     w,
                     c_out,
                     k,
-                    1,
+                    stride,
                     pad,
                 )
             });

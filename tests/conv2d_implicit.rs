@@ -231,8 +231,9 @@ fn stride1_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
     }
 }
 
-/// The 2×2 stride-2 data gradient (direct kernel) through Conv2d's backward and
-/// ConvTranspose2d's forward (the upsampling, with output padding for odd sizes).
+/// The 2×2 stride-2 layers: the data gradient (direct kernel) through Conv2d's backward and
+/// ConvTranspose2d's forward (the upsampling, with output padding for odd sizes), and the
+/// downsampling forward (the implicit kernel over the pixel unshuffle, from 8 channels).
 fn stride2_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
     for case in 0..8 {
         let (n, c_in, c_out) = (
@@ -241,11 +242,13 @@ fn stride2_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
             rng.range_usize(1, 21),
         );
         // Odd sizes: the convolution drops the last row or column, the transposed one pads it.
-        let (h, w) = (rng.range_usize(2, 41), rng.range_usize(2, 75));
+        // Widths from 64 up: the direct data-gradient kernel takes 32 gradient columns or more.
+        let (h, w) = (rng.range_usize(2, 41), rng.range_usize(64, 141));
         let (h_out, w_out) = (h / 2, w / 2);
         let inp = rng.vec_f32(n * c_in * h * w, -1.0, 1.0);
         let weight = rng.vec_f32(c_out * c_in * 4, -1.0, 1.0);
         let bias_in = rng.vec_f32(c_in, -1.0, 1.0);
+        let bias_out = rng.vec_f32(c_out, -1.0, 1.0);
         let d_out = rng.vec_f32(n * c_out * h_out * w_out, -1.0, 1.0);
         let prior = rng.vec_f32(inp.len(), -1.0, 1.0);
         let data_grad = |reference: bool| {
@@ -299,7 +302,30 @@ fn stride2_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
             );
             out
         };
-        let (ref_grad, ref_up) = (data_grad(true), upsample(true));
+        let downsample = |reference: bool| {
+            let mut out = vec![f32::NAN; d_out.len()];
+            let forward = if reference {
+                conv2d_forward_reference
+            } else {
+                conv2d_forward
+            };
+            forward(
+                &mut out,
+                &inp,
+                &weight,
+                Some(&bias_out),
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                2,
+                2,
+                0,
+            );
+            out
+        };
+        let (ref_grad, ref_up, ref_down) = (data_grad(true), upsample(true), downsample(true));
         for (isa, implicit) in [("", "1"), ("avx2", "1"), ("", "0")] {
             std::env::set_var(FORCE_ISA_VAR, isa);
             std::env::set_var(IMPLICIT_VAR, implicit);
@@ -317,6 +343,12 @@ fn stride2_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
                 &format!("{name} upsample"),
                 &pool.install(|| upsample(false)),
                 &ref_up,
+                1e-5,
+            );
+            assert_close(
+                &format!("{name} downsample"),
+                &pool.install(|| downsample(false)),
+                &ref_down,
                 1e-5,
             );
         }

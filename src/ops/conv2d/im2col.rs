@@ -396,9 +396,9 @@ fn is_pixel_unshuffle(g: &ConvGeometry) -> bool {
 }
 
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$meta])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -427,7 +427,7 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]`.
-    fn deinterleave(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    pub(crate) fn deinterleave(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
         for ((pair, e), o) in src.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
             *e = pair[0];
             *o = pair[1];

@@ -24,14 +24,19 @@ const PX_BLOCK: usize = 48;
 /// Environment variable that turns this path off (`0`), for comparisons against im2col + GEMM.
 pub const IMPLICIT_VAR: &str = "MTOSI_CONV_IMPLICIT";
 
-/// Whether this kernel computes the forward of `g` (on this CPU).
+/// Whether this kernel computes the forward of `g` (on this CPU): stride-1 layers with more
+/// than 16 output channels, and the 2×2 stride-2 downsampling with at least 8, whose strip is
+/// its pixel unshuffle (four planes per input channel, `w_out` wide: nothing to drop).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    g.stride == 1
-        && g.k >= 2
-        && g.pad < g.k
-        && g.c_out > super::direct::MAX_CHANNELS
+    let stride1 = g.stride == 1 && g.k >= 2 && g.pad < g.k && g.c_out > super::direct::MAX_CHANNELS;
+    (stride1 || (is_unshuffle(g) && g.c_out >= CO_BLOCK))
         && !matches!(detect_isa(), Isa::Portable)
         && std::env::var(IMPLICIT_VAR).map_or(true, |v| v != "0")
+}
+
+/// 2×2 stride 2 without padding: each output pixel reads its own 2×2 input patch.
+fn is_unshuffle(g: &ConvGeometry) -> bool {
+    g.k == 2 && g.stride == 2 && g.pad == 0
 }
 
 /// A raw pointer to the output tensor; tasks write disjoint (sample, row block) parts.
@@ -75,11 +80,44 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 impl<'a> FlatStrip<'a> {
     /// The values the strip of `out_rows` needs.
     fn len(g: &ConvGeometry, out_rows: usize) -> usize {
+        if is_unshuffle(g) {
+            return g.taps() * (out_rows * g.w_out + PX_BLOCK);
+        }
         g.c_in * Self::plane_len(g, out_rows)
     }
 
     fn plane_len(g: &ConvGeometry, out_rows: usize) -> usize {
         (out_rows + g.k - 1) * (g.w + 2 * g.pad) + PX_BLOCK + g.k
+    }
+
+    /// For 2×2 stride 2: per tap (ci, kh, kw) a plane of the task's `rows · w_out` input values
+    /// it reads (the even or odd columns of input rows 2·oh + kh), then slack zeros.
+    fn fill_unshuffled(
+        data: &'a mut [f32],
+        inp: &[f32],
+        g: &ConvGeometry,
+        out_rows: std::ops::Range<usize>,
+    ) -> Self {
+        let span = out_rows.len() * g.w_out;
+        let plane = span + PX_BLOCK;
+        for ci in 0..g.c_in {
+            for kh in 0..2 {
+                let tap = (ci * 2 + kh) * 2;
+                let (even, odd) = data[tap * plane..(tap + 2) * plane].split_at_mut(plane);
+                for (j, oh) in out_rows.clone().enumerate() {
+                    let src = &inp[(ci * g.h + 2 * oh + kh) * g.w..][..2 * g.w_out];
+                    let seg = j * g.w_out..(j + 1) * g.w_out;
+                    super::im2col::deinterleave(src, &mut even[seg.clone()], &mut odd[seg]);
+                }
+                even[span..].fill(0.0);
+                odd[span..].fill(0.0);
+            }
+        }
+        Self {
+            data,
+            wp: g.w_out,
+            plane,
+        }
     }
 
     /// Fills `data` (of [`FlatStrip::len`] values) with the strip, writing each value once.
@@ -125,6 +163,9 @@ impl Task<'_> {
     /// Offsets into the strip of each tap (ci, kh, kw), in the packed weights' order.
     fn tap_offsets(&self) -> Vec<usize> {
         let (g, s) = (self.g, self.strip);
+        if is_unshuffle(g) {
+            return (0..g.taps()).map(|tap| tap * s.plane).collect();
+        }
         let mut offsets = Vec::with_capacity(g.taps());
         for ci in 0..g.c_in {
             for kh in 0..g.k {
@@ -203,7 +244,12 @@ pub(crate) fn forward(
         let (b, block) = (task / row_blocks, task % row_blocks);
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
         with_scratch(FlatStrip::len(g, rows.len()), 0, |data, _| {
-            let strip = FlatStrip::fill(data, &inp[b * in_len..][..in_len], g, rows.clone());
+            let inp = &inp[b * in_len..][..in_len];
+            let strip = if is_unshuffle(g) {
+                FlatStrip::fill_unshuffled(data, inp, g, rows.clone())
+            } else {
+                FlatStrip::fill(data, inp, g, rows.clone())
+            };
             let job = Task {
                 out: shared,
                 packed: &packed,
