@@ -7,7 +7,7 @@ mod common;
 
 use common::{configure, values, BATCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, conv2d_output_size};
+use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, conv2d_output_size, IMPLICIT_VAR};
 
 /// (layer, c_in, h, w, c_out, k, stride, pad) for batch 4 × 640 frames.
 type Layer = (
@@ -34,7 +34,27 @@ const LAYERS: [Layer; 8] = [
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d");
     configure(&mut group);
+    // Each layer through the default paths, then (where they apply: stride-1 layers with more
+    // than 16 output channels, the 2×2 stride-2 ones) with the implicit-GEMM and stride-2
+    // kernels off, i.e. im2col + GEMM, for the comparison.
+    for (variant, implicit) in [("", "1"), (" im2col", "0")] {
+        std::env::set_var(IMPLICIT_VAR, implicit);
+        bench_layers(&mut group, variant, implicit == "0");
+    }
+    std::env::remove_var(IMPLICIT_VAR);
+    group.finish();
+}
+
+fn bench_layers(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    variant: &str,
+    only_changed: bool,
+) {
     for (name, c_in, h, w, c_out, k, stride, pad) in LAYERS {
+        let changed = (stride == 1 && k > 1 && c_out > 16) || (k == 2 && stride == 2);
+        if only_changed && !changed {
+            continue;
+        }
         let (h_out, w_out) = (
             conv2d_output_size(h, k, stride, pad),
             conv2d_output_size(w, k, stride, pad),
@@ -43,7 +63,7 @@ fn bench(c: &mut Criterion) {
         let weight = values(c_out * c_in * k * k);
         let bias = values(c_out);
         let mut out = vec![0.0; BATCH * c_out * h_out * w_out];
-        group.bench_function(BenchmarkId::new("forward", name), |b| {
+        group.bench_function(BenchmarkId::new(format!("forward{variant}"), name), |b| {
             b.iter(|| {
                 conv2d_forward(
                     &mut out,
@@ -65,7 +85,7 @@ fn bench(c: &mut Criterion) {
         let mut d_inp = vec![0.0; inp.len()];
         let mut d_weight = vec![0.0; weight.len()];
         let mut d_bias = vec![0.0; c_out];
-        group.bench_function(BenchmarkId::new("backward", name), |b| {
+        group.bench_function(BenchmarkId::new(format!("backward{variant}"), name), |b| {
             b.iter(|| {
                 conv2d_backward(
                     Some(&mut d_inp),
@@ -86,7 +106,6 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    group.finish();
 }
 
 /// Small layers for emu (same kinds: 3×3 pad 1, 1×1 skip, 2×2 stride 2).

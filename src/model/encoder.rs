@@ -1,6 +1,8 @@
 //! The U-net's encoder (PROTOCOL.md, "Network"): four blocks that halve time and frequency,
 //! and three side convolutions whose outputs the decoder concatenates back in.
 
+use rayon::prelude::*;
+
 use super::layers::{BatchNorm2d, Conv2d, LeakyRelu};
 use super::profile;
 use super::storage::Storage;
@@ -80,9 +82,11 @@ fn add(a: Tensor, b: &Tensor) -> Tensor {
     let _timer = profile::scope("add", "encoder skip sums", "forward");
     let shape = a.shape().to_vec();
     let mut sum = a.into_storage();
-    for (s, &v) in sum.iter_mut().zip(b.data()) {
-        *s += v;
-    }
+    // In parallel blocks: one thread leaves the other core idle through a memory-bound pass.
+    const BLOCK: usize = 1 << 14;
+    sum.par_chunks_mut(BLOCK)
+        .zip(b.data().par_chunks(BLOCK))
+        .for_each(|(s, v)| s.iter_mut().zip(v).for_each(|(s, &v)| *s += v));
     Tensor::new(shape, sum)
 }
 

@@ -8,7 +8,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::conv2d::{
-    add_channel_sums, backward_data_into, backward_weight_into, forward_into, ConvGeometry,
+    add_channel_sums, backward_data_from, backward_weight_into, forward_into, ConvGeometry,
     OutputStart,
 };
 use super::{check_len, OpsError};
@@ -99,15 +99,7 @@ pub fn conv_transpose2d_forward(
     let adjoint = adjoint_conv(c_in, h, w, c_out, k, stride, pad, h_out, w_out);
     // The transposed convolution is the data gradient of the convolution that maps `out`'s
     // shape back to `inp`'s: scatter each input pixel through the kernel onto the output.
-    let plane = h_out * w_out;
-    out.chunks_mut(c_out * plane).for_each(|sample| match bias {
-        Some(bias) => sample
-            .chunks_mut(plane)
-            .zip(bias)
-            .for_each(|(p, &b)| p.fill(b)),
-        None => sample.fill(0.0),
-    });
-    backward_data_into(out, inp, weight, n, &adjoint);
+    backward_data_from(out, inp, weight, bias, n, &adjoint);
 }
 
 /// Adds the gradients of `conv_transpose2d_forward` into `d_inp` (n, c_in, h, w), `d_weight`

@@ -14,7 +14,7 @@
 // llm.c style: the shapes are arguments.
 #![allow(clippy::too_many_arguments)]
 
-use super::matmul::{matmul, MatRef, Threads};
+use super::matmul::{matmul, matmul_small_rows, MatRef, Threads};
 use super::{check_len, fast_math};
 
 /// The parameters of one direction, in PyTorch's layout.
@@ -452,14 +452,7 @@ fn recur_forward(
         if step > 0 {
             // pre(b, t) += h_prev(b)·W_hhᵀ for the whole batch: rows `frames` apart.
             let h = MatRef::row_major(&h_prev, batch, hid);
-            matmul(
-                &mut gates[t * 4 * hid..],
-                frames * 4 * hid,
-                h,
-                w_hh_t,
-                true,
-                Threads::Single,
-            );
+            matmul_small_rows(&mut gates[t * 4 * hid..], frames * 4 * hid, h, w_hh_t, true);
         }
         for b in 0..batch {
             let slot = b * frames + t;
@@ -540,7 +533,7 @@ fn recur_backward(
             row_stride: frames * 4 * hid,
             col_stride: 1,
         };
-        matmul(&mut d_h_next, hid, d_pre, w_hh, false, Threads::Single);
+        matmul_small_rows(&mut d_h_next, hid, d_pre, w_hh, false);
     }
 }
 

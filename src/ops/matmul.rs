@@ -178,6 +178,175 @@ pub(crate) unsafe fn matmul_to_ptr(
     );
 }
 
+/// Rows per register block of [`matmul_small_rows`].
+const SMALL_ROWS: usize = 4;
+/// The most rows [`matmul_small_rows`] is meant for (more: use [`matmul`]).
+pub const SMALL_ROWS_MAX: usize = 16;
+
+/// `dst = a·b` (or `+=`) on the calling thread for a few rows (`a.rows` ≤ [`SMALL_ROWS_MAX`]):
+/// the LSTM's recurrence, one `h·W_hh` product of batch × hidden by hidden × 4·hidden per time
+/// step. GEMM packs `b` on every call, which at one to a few rows costs more than the product;
+/// this kernel reads `b` in place (it stays in L2 across the steps), 4 rows × 64 columns of
+/// sums in registers. `a` and `b` need unit column stride (else it falls back to [`matmul`]).
+pub fn matmul_small_rows(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    accumulate: bool,
+) {
+    assert_eq!(
+        a.cols, b.rows,
+        "matmul: inner dimensions {} and {} differ",
+        a.cols, b.rows
+    );
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    a.check("lhs");
+    b.check("rhs");
+    check_extent("dst", dst.len(), m, n, dst_row_stride, 1);
+    #[cfg(target_arch = "x86_64")]
+    if a.col_stride == 1 && b.col_stride == 1 && m <= SMALL_ROWS_MAX && k > 0 && n > 0 {
+        use crate::ops::conv2d::{detect_isa, Isa};
+        let job = SmallRows {
+            dst: dst.as_mut_ptr(),
+            dst_row_stride,
+            a,
+            b,
+            accumulate,
+        };
+        match detect_isa() {
+            // SAFETY: the features are present (detect_isa); every index the kernels touch is
+            // inside the views and `dst`, checked above.
+            Isa::Avx512 => return unsafe { small_rows_avx512(&job) },
+            Isa::Avx2 => return unsafe { small_rows_avx2(&job) },
+            Isa::Portable => {}
+        }
+    }
+    matmul(dst, dst_row_stride, a, b, accumulate, Threads::Single);
+}
+
+/// The operands of one [`matmul_small_rows`] call.
+#[cfg(target_arch = "x86_64")]
+struct SmallRows<'a> {
+    dst: *mut f32,
+    dst_row_stride: usize,
+    a: MatRef<'a>,
+    b: MatRef<'a>,
+    accumulate: bool,
+}
+
+/// AVX-512: per block of up to 4 rows and 64 columns, 16 sums in registers; each step of the
+/// inner dimension loads 4 vectors of `b` and broadcasts one value of `a` per row.
+///
+/// # Safety
+/// AVX-512F must be available; the views and `dst` must hold every index (checked by the caller).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#[allow(clippy::needless_range_loop)]
+unsafe fn small_rows_avx512(job: &SmallRows) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    const V: usize = 4;
+    let (a, b) = (job.a, job.b);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+    for r0 in (0..m).step_by(SMALL_ROWS) {
+        let rows = SMALL_ROWS.min(m - r0);
+        for c0 in (0..n).step_by(V * L) {
+            let mut masks = [0u16; V];
+            for (v, mask) in masks.iter_mut().enumerate() {
+                let width = n.saturating_sub(c0 + v * L).min(L);
+                *mask = if width == L { !0 } else { (1u16 << width) - 1 };
+            }
+            let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
+            for kk in 0..k {
+                let row = bp.add(kk * b.row_stride + c0);
+                let mut x = [_mm512_setzero_ps(); V];
+                for v in 0..V {
+                    x[v] = _mm512_maskz_loadu_ps(masks[v], row.add(v * L));
+                }
+                for r in 0..SMALL_ROWS {
+                    if r < rows {
+                        let s = _mm512_set1_ps(*ap.add((r0 + r) * a.row_stride + kk));
+                        for v in 0..V {
+                            acc[r][v] = _mm512_fmadd_ps(s, x[v], acc[r][v]);
+                        }
+                    }
+                }
+            }
+            for r in 0..rows {
+                let out = job.dst.add((r0 + r) * job.dst_row_stride + c0);
+                for v in 0..V {
+                    let mut sum = acc[r][v];
+                    if job.accumulate {
+                        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(masks[v], out.add(v * L)));
+                    }
+                    _mm512_mask_storeu_ps(out.add(v * L), masks[v], sum);
+                }
+            }
+        }
+    }
+}
+
+/// AVX2: per block of up to 4 rows and 16 columns, 8 sums in registers; the last columns
+/// (fewer than 16) in plain loops.
+///
+/// # Safety
+/// AVX2 and FMA must be available; the views and `dst` must hold every index (checked by the
+/// caller).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#[allow(clippy::needless_range_loop)]
+unsafe fn small_rows_avx2(job: &SmallRows) {
+    use std::arch::x86_64::*;
+    const L: usize = 8;
+    const V: usize = 2;
+    let (a, b) = (job.a, job.b);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+    let full = n / (V * L) * (V * L);
+    for r0 in (0..m).step_by(SMALL_ROWS) {
+        let rows = SMALL_ROWS.min(m - r0);
+        for c0 in (0..full).step_by(V * L) {
+            let mut acc = [[_mm256_setzero_ps(); V]; SMALL_ROWS];
+            for kk in 0..k {
+                let row = bp.add(kk * b.row_stride + c0);
+                let x = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(L))];
+                for r in 0..SMALL_ROWS {
+                    if r < rows {
+                        let s = _mm256_set1_ps(*ap.add((r0 + r) * a.row_stride + kk));
+                        for v in 0..V {
+                            acc[r][v] = _mm256_fmadd_ps(s, x[v], acc[r][v]);
+                        }
+                    }
+                }
+            }
+            for r in 0..rows {
+                let out = job.dst.add((r0 + r) * job.dst_row_stride + c0);
+                for v in 0..V {
+                    let mut sum = acc[r][v];
+                    if job.accumulate {
+                        sum = _mm256_add_ps(sum, _mm256_loadu_ps(out.add(v * L)));
+                    }
+                    _mm256_storeu_ps(out.add(v * L), sum);
+                }
+            }
+        }
+        for r in r0..r0 + rows {
+            for c in full..n {
+                let mut sum = 0.0f32;
+                for kk in 0..k {
+                    sum += *ap.add(r * a.row_stride + kk) * *bp.add(kk * b.row_stride + c);
+                }
+                let out = job.dst.add(r * job.dst_row_stride + c);
+                *out = if job.accumulate { *out + sum } else { sum };
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The kernel (kernels/matmul.cu): the same product on device buffers.
 

@@ -70,7 +70,7 @@ impl PaddedStrip {
 
 /// The widest vector instructions this CPU has, detected once per call.
 #[derive(Clone, Copy)]
-enum Isa {
+pub(crate) enum Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -82,7 +82,7 @@ enum Isa {
 /// the CPU allows), so that every variant can be tested and timed on one machine.
 pub const FORCE_ISA_VAR: &str = "MTOSI_FORCE_ISA";
 
-fn detect_isa() -> Isa {
+pub(crate) fn detect_isa() -> Isa {
     let forced = std::env::var(FORCE_ISA_VAR).unwrap_or_default();
     if forced == "portable" {
         return Isa::Portable;
@@ -278,7 +278,7 @@ unsafe fn forward_task_avx2(job: &ForwardTask) {
 
 /// Weights regrouped for the kernels: per block of `co_block` output channels, per tap
 /// (ci, kh, kw), the block's weights side by side (zero for channels past c_out).
-fn pack_weights(weight: &[f32], g: &ConvGeometry, co_block: usize) -> Vec<f32> {
+pub(crate) fn pack_weights(weight: &[f32], g: &ConvGeometry, co_block: usize) -> Vec<f32> {
     let taps = g.taps();
     let mut packed = vec![0.0f32; g.c_out.div_ceil(co_block) * taps * co_block];
     for co in 0..g.c_out {

@@ -254,6 +254,9 @@ pub(crate) fn conv_gemm_backward_data(
     let (in_len, out_plane) = (g.c_in * g.h * g.w, g.h_out * g.w_out);
     let threads = gemm_threads(n);
     let weights_t = MatRef::row_major(weight, g.c_out, g.taps()).t();
+    if threads == Threads::All && is_pixel_unshuffle(g) {
+        return backward_data_unshuffle_by_chunks(d_inp, d_out, weights_t, n, g);
+    }
     d_inp
         .par_chunks_mut(in_len)
         .zip(d_out.par_chunks(g.c_out * out_plane))
@@ -286,6 +289,62 @@ pub(crate) fn conv_gemm_backward_data(
                 col2im_add(d_inp, &col[..g.taps() * span], g, rows);
             }
         });
+}
+
+/// The data gradient of a 2×2 stride-2 convolution (the decoder's upsampling, as a transposed
+/// convolution) for batches smaller than the thread pool: each output row reads only its own two
+/// input rows, so row chunks of every sample run in parallel, each a single-threaded GEMM into a
+/// column block and its pixel shuffle onto its own input rows. (One sample's chunks in sequence
+/// left a core idle through every col2im.)
+fn backward_data_unshuffle_by_chunks(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    weights_t: MatRef,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    let (in_len, out_plane) = (g.c_in * g.h * g.w, g.h_out * g.w_out);
+    let rows_per_chunk = g.rows_per_chunk();
+    let chunks = g.h_out.div_ceil(rows_per_chunk);
+    let shared = SharedOut(d_inp.as_mut_ptr());
+    (0..n * chunks).into_par_iter().for_each_init(
+        || vec![0.0f32; g.taps() * rows_per_chunk * g.w_out],
+        |col, task| {
+            let (b, chunk) = (task / chunks, task % chunks);
+            let rows = chunk * rows_per_chunk..((chunk + 1) * rows_per_chunk).min(g.h_out);
+            let span = rows.len() * g.w_out;
+            let d_out = MatRef {
+                data: &d_out[b * g.c_out * out_plane + rows.start * g.w_out..],
+                rows: g.c_out,
+                cols: span,
+                row_stride: out_plane,
+                col_stride: 1,
+            };
+            let col = &mut col[..g.taps() * span];
+            matmul(col, span, weights_t, d_out, false, Threads::Single);
+            for ci in 0..g.c_in {
+                for kh in 0..2 {
+                    let tap = (ci * 2 + kh) * 2;
+                    let (even, odd) = col[tap * span..(tap + 2) * span].split_at(span);
+                    for (j, oh) in rows.clone().enumerate() {
+                        // SAFETY: input row 2·oh + kh of channel ci in sample b is read by output
+                        // row oh alone, which only this task computes; the row lies inside the
+                        // d_inp tensor (2·w_out ≤ w, 2·oh + kh < h).
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                shared
+                                    .ptr()
+                                    .add(b * in_len + (ci * g.h + 2 * oh + kh) * g.w),
+                                2 * g.w_out,
+                            )
+                        };
+                        let seg = j * g.w_out..(j + 1) * g.w_out;
+                        interleave_add(dst, &even[seg.clone()], &odd[seg]);
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Backward weight: `d_weight` (c_out, c_in, k, k) += Σ d_out · im2col(inp)ᵀ over the batch.
@@ -337,9 +396,9 @@ fn is_pixel_unshuffle(g: &ConvGeometry) -> bool {
 }
 
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$meta])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -368,7 +427,7 @@ macro_rules! multiversion {
 
 multiversion! {
     /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]`.
-    fn deinterleave(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    pub(crate) fn deinterleave(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
         for ((pair, e), o) in src.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
             *e = pair[0];
             *o = pair[1];

@@ -5,16 +5,23 @@
 //!
 //! Three engine functions (`forward_into`, `backward_data_into`, `backward_weight_into`)
 //! pick the fast path per layer: `direct` (register-blocked AVX-512/AVX2 kernels for stride-1
-//! layers with few channels) or `im2col` (im2col + GEMM over row chunks, everything else).
+//! layers with few channels), `implicit` (implicit GEMM over flattened padded planes for
+//! stride-1 layers with more than 16 output channels), `stride2` (the 2×2 stride-2 data
+//! gradient, i.e. the decoder's upsampling) or `im2col` (im2col + GEMM over row
+//! chunks, everything else).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
 mod direct;
 mod im2col;
+mod implicit;
 mod launch;
+mod stride2;
 
 pub use direct::FORCE_ISA_VAR;
+pub(crate) use direct::{detect_isa, Isa};
+pub use implicit::IMPLICIT_VAR;
 pub use launch::{
     backward_data_into_launch, backward_weight_into_launch, channel_sums_launch,
     conv2d_backward_launch, conv2d_forward_launch, fill_bias_launch, forward_into_launch,
@@ -362,7 +369,9 @@ pub(crate) fn forward_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if direct::forward_applies(g) {
+    if implicit::applies(g) {
+        implicit::forward(out, inp, weight, start, n, g);
+    } else if direct::forward_applies(g) {
         direct::forward(out, inp, weight, start, n, g);
     } else {
         im2col::conv_gemm_forward(out, inp, weight, start, n, g);
@@ -394,12 +403,39 @@ pub(crate) fn backward_data_into(
     // Batches smaller than the thread pool (inference on one recording, through ConvTranspose2d)
     // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
     let small_batch = n < rayon::current_num_threads();
-    if let Some(adjoint) = adjoint.filter(|a| small_batch || direct::forward_applies(a)) {
+    if let Some(adjoint) =
+        adjoint.filter(|a| small_batch || direct::forward_applies(a) || implicit::applies(a))
+    {
         let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
         forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
+    } else if stride2::backward_data_applies(g) {
+        stride2::backward_data(d_inp, d_out, weight, None, n, g);
     } else {
         im2col::conv_gemm_backward_data(d_inp, d_out, weight, n, g);
     }
+}
+
+/// `d_inp` (n, c_in, h, w) = `start` (per channel; zero when `None`) + convᵀ(d_out, weight):
+/// ConvTranspose2d's forward with its bias, every element written (the 2×2 stride-2 kernel
+/// writes the bias with the sums, in one pass over the output).
+pub(crate) fn backward_data_from(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    start: Option<&[f32]>,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    if stride2::backward_data_applies(g) {
+        let zeros = vec![0.0f32; g.c_in];
+        return stride2::backward_data(d_inp, d_out, weight, Some(start.unwrap_or(&zeros)), n, g);
+    }
+    let plane = g.h * g.w;
+    d_inp
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(i, p)| p.fill(start.map_or(0.0, |start| start[i % g.c_in])));
+    backward_data_into(d_inp, d_out, weight, n, g);
 }
 
 /// Backward weight: `d_weight` (c_out, c_in, k, k) += Σ d_out ⋆ inp over the batch.
@@ -412,6 +448,8 @@ pub(crate) fn backward_weight_into(
 ) {
     if direct::weight_grad_applies(g) {
         direct::backward_weight(d_weight, d_out, inp, n, g);
+    } else if implicit::weight_grad_applies(g) {
+        implicit::backward_weight(d_weight, d_out, inp, n, g);
     } else {
         im2col::conv_gemm_backward_weight(d_weight, d_out, inp, n, g);
     }
