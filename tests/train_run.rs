@@ -498,12 +498,28 @@ fn a_run_on_emu_follows_the_cpu_run_and_a_missing_gpu_is_refused() {
         trained != cpu_trained,
         "emu gave the cpu's parameters bit for bit"
     );
+    // Adam moves an element by at most ~lr a step whatever its gradient, so elements whose
+    // gradient is near zero (sign decided by rounding) may drift apart by up to 2 × lr × steps;
+    // all others must agree. So: every element within that bound, and 99 % of each tensor
+    // within 5 % of its peak (a wrong step, e.g. stale parameters or no Adam on the device,
+    // moves most elements of some tensor).
+    let adam_bound = 2.0 * 0.01 * 10.0;
     for ((name, a), (_, b)) in trained.iter().zip(&cpu_trained) {
-        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         let peak = b.iter().fold(0f32, |m, y| m.max(y.abs())).max(1e-3);
+        let apart = |x: &f32, y: &f32| (x - y).abs();
         assert!(
-            worst <= 0.05 * peak + 1e-3,
-            "{name}: emu and cpu apart by {worst} (peak {peak})"
+            a.iter().zip(b).all(|(x, y)| apart(x, y) <= adam_bound),
+            "{name}: an element moved further than Adam can in one epoch"
+        );
+        let far = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| !(apart(x, y) <= 0.05 * peak + 1e-3))
+            .count();
+        assert!(
+            far <= (a.len() / 100).max(1),
+            "{name}: {far} of {} elements of emu and cpu apart by more than 5 % of the peak {peak}",
+            a.len()
         );
     }
     let missing = fail(&train_args(
