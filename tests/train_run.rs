@@ -507,6 +507,7 @@ fn a_run_on_emu_follows_the_cpu_run_and_a_missing_gpu_is_refused() {
     for ((name, a), (_, b)) in trained.iter().zip(&cpu_trained) {
         let peak = b.iter().fold(0f32, |m, y| m.max(y.abs())).max(1e-3);
         let apart = |x: &f32, y: &f32| (x - y).abs();
+        // (A NaN fails here, so the count below sees finite differences only.)
         assert!(
             a.iter().zip(b).all(|(x, y)| apart(x, y) <= adam_bound),
             "{name}: an element moved further than Adam can in one epoch"
@@ -514,7 +515,7 @@ fn a_run_on_emu_follows_the_cpu_run_and_a_missing_gpu_is_refused() {
         let far = a
             .iter()
             .zip(b)
-            .filter(|(x, y)| !(apart(x, y) <= 0.05 * peak + 1e-3))
+            .filter(|(x, y)| apart(x, y) > 0.05 * peak + 1e-3)
             .count();
         assert!(
             far <= (a.len() / 100).max(1),
