@@ -12,6 +12,12 @@ use crate::notes::{Note, DEFAULT_VELOCITY};
 /// Seconds per frame of the roll: 512 samples at 16 kHz.
 pub const FRAME_S: f64 = HOP_LENGTH as f64 / 16_000.0;
 
+/// `DecodeOptions::min_note_frames` for a shortest note of `min_note_ms` milliseconds: whole
+/// frames, rounded up (the 1e-9 keeps an exact multiple from rounding up a frame more).
+pub fn min_note_frames_for_ms(min_note_ms: f64) -> usize {
+    (min_note_ms / (FRAME_S * 1e3) - 1e-9).ceil().max(0.0) as usize
+}
+
 /// How a probability roll becomes notes. `Default` is the paper's decoding.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecodeOptions {

@@ -12,9 +12,7 @@ use mtosi::device::DeviceRequest;
 use mtosi::evaluate::{self, EvalSummary};
 use mtosi::metrics::ReferenceKind;
 use mtosi::model::{checkpoint, Transcriber};
-use mtosi::notes::roll::HOP_LENGTH;
 use mtosi::spectrogram::{Cqt, CqtParams};
-use mtosi::train::examples::SAMPLE_RATE_HZ;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -87,14 +85,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.min_note_ms
         );
     }
-    let frame_ms = 1000.0 * HOP_LENGTH as f64 / f64::from(SAMPLE_RATE_HZ);
     let scorings: Vec<(ReferenceKind, DecodeOptions)> = args
         .threshold
         .iter()
         .map(|&t| {
             let decode = DecodeOptions {
                 frame_threshold: t,
-                min_note_frames: (args.min_note_ms / frame_ms - 1e-9).ceil().max(0.0) as usize,
+                min_note_frames: mtosi::decode::min_note_frames_for_ms(args.min_note_ms),
                 ..DecodeOptions::default()
             };
             (args.reference, decode)

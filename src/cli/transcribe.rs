@@ -205,7 +205,7 @@ fn options(args: &TranscribeArgs) -> anyhow::Result<TranscribeOptions> {
         chunks,
         decode: DecodeOptions {
             frame_threshold: args.threshold,
-            min_note_frames: (args.min_note_ms / frame_ms - 1e-9).ceil().max(0.0) as usize,
+            min_note_frames: mtosi::decode::min_note_frames_for_ms(args.min_note_ms),
             close_gap_frames: (args.close_gap_ms / frame_ms + 1e-9).floor() as usize,
             ..DecodeOptions::default()
         },
