@@ -7,7 +7,9 @@ mod common;
 
 use common::{configure, values, BATCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, conv2d_output_size, IMPLICIT_VAR};
+use mtosi::ops::conv2d::{
+    conv2d_backward, conv2d_forward, conv2d_output_size, IMPLICIT_VAR, WINOGRAD_VAR,
+};
 
 /// (layer, c_in, h, w, c_out, k, stride, pad) for batch 4 × 640 frames.
 type Layer = (
@@ -36,25 +38,41 @@ fn bench(c: &mut Criterion) {
     configure(&mut group);
     // Each layer through the default paths, then (where they apply: stride-1 layers with more
     // than 16 output channels, the 2×2 stride-2 ones) with the implicit-GEMM and stride-2
-    // kernels off, i.e. im2col + GEMM, for the comparison.
-    for (variant, implicit) in [("", "1"), (" im2col", "0")] {
+    // kernels off, i.e. im2col + GEMM, for the comparison; and the opt-in Winograd F(2×2, 3×3)
+    // path on the 3×3 layers with more than 16 channels each side.
+    for (variant, implicit, winograd) in [
+        ("", "1", "0"),
+        (" im2col", "0", "0"),
+        (" winograd", "1", "1"),
+    ] {
         std::env::set_var(IMPLICIT_VAR, implicit);
-        bench_layers(&mut group, variant, implicit == "0");
+        std::env::set_var(WINOGRAD_VAR, winograd);
+        let changed: fn(&Layer) -> bool = match variant {
+            "" => |_| true,
+            " im2col" => |&(_, _, _, _, c_out, k, stride, _)| {
+                (stride == 1 && k > 1 && c_out > 16) || (k == 2 && stride == 2)
+            },
+            _ => |&(_, c_in, _, _, c_out, k, stride, pad)| {
+                k == 3 && stride == 1 && pad == 1 && c_in > 16 && c_out > 16
+            },
+        };
+        bench_layers(&mut group, variant, changed);
     }
     std::env::remove_var(IMPLICIT_VAR);
+    std::env::remove_var(WINOGRAD_VAR);
     group.finish();
 }
 
 fn bench_layers(
     group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
     variant: &str,
-    only_changed: bool,
+    changed: fn(&Layer) -> bool,
 ) {
-    for (name, c_in, h, w, c_out, k, stride, pad) in LAYERS {
-        let changed = (stride == 1 && k > 1 && c_out > 16) || (k == 2 && stride == 2);
-        if only_changed && !changed {
+    for layer in LAYERS {
+        if !changed(&layer) {
             continue;
         }
+        let (name, c_in, h, w, c_out, k, stride, pad) = layer;
         let (h_out, w_out) = (
             conv2d_output_size(h, k, stride, pad),
             conv2d_output_size(w, k, stride, pad),

@@ -1,13 +1,14 @@
 //! GFLOP per CPU-second of the convolution paths at the network's shapes (batch 4 × 640 frames,
 //! and batch 1 × 1875 for the evaluation), the implicit-GEMM and stride-2 kernels
-//! (`MTOSI_CONV_IMPLICIT=1`, the default) against im2col + GEMM (`=0`). CPU
+//! (`MTOSI_CONV_IMPLICIT=1`, the default) against im2col + GEMM (`=0`) and the opt-in Winograd
+//! F(2×2, 3×3) path (`MTOSI_CONV_WINOGRAD=1`; its GFLOP are the direct convolution's). CPU
 //! time (user + system, all threads) is what a loaded machine disturbs least.
 //!
 //!     cargo run --release --example conv_paths [filter]
 
 use std::time::Instant;
 
-use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, IMPLICIT_VAR};
+use mtosi::ops::conv2d::{conv2d_backward, conv2d_forward, IMPLICIT_VAR, WINOGRAD_VAR};
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
@@ -96,8 +97,16 @@ fn main() {
         let mut d_weight = vec![0.0; weight.len()];
         let gflop = 2.0 * (n * c_out * h_out * w_out * c_in * k * k) as f64 * 1e-9;
         let mut line = format!("{name:36}");
-        for implicit in ["0", "1"] {
+        for (path, implicit, winograd) in [
+            ("im2col", "0", "0"),
+            ("implicit", "1", "0"),
+            ("winograd", "1", "1"),
+        ] {
+            if path == "winograd" && !(k == 3 && c_in > 16 && c_out > 16) {
+                continue;
+            }
             std::env::set_var(IMPLICIT_VAR, implicit);
+            std::env::set_var(WINOGRAD_VAR, winograd);
             let time = |f: &mut dyn FnMut()| {
                 f();
                 let (cpu0, wall0) = (cpu_seconds(), Instant::now());
@@ -143,7 +152,7 @@ fn main() {
                 )
             });
             line += &format!(
-                "  implicit={implicit}: fwd {:6.1} ms {:5.0} GF/cpu-s, bwd {:6.1} ms {:5.0} GF/cpu-s",
+                "  {path}: fwd {:6.1} ms {:5.0} GF/cpu-s, bwd {:6.1} ms {:5.0} GF/cpu-s",
                 forward * 1e3,
                 gflop / forward,
                 backward * 1e3,

@@ -2,7 +2,8 @@
 //! and deep layers, their data gradients and the decoder's transposed convolutions) against the
 //! plain reference, in its AVX-512 and AVX2 versions and against the im2col + GEMM path it
 //! replaces, on fresh random odd shapes (partial pixel blocks, row blocks, channel blocks); and
-//! likewise the direct 2×2 stride-2 data-gradient kernel (the decoder's upsampling).
+//! likewise the direct 2×2 stride-2 data-gradient kernel (the decoder's upsampling), and the
+//! opt-in Winograd F(2×2, 3×3) path for the 3×3 layers (`MTOSI_CONV_WINOGRAD=1`).
 
 mod op_check;
 
@@ -207,6 +208,7 @@ fn implicit_gemm_and_stride2_conv_match_reference_and_im2col() {
     stride2_cases(&mut rng, &pool);
     std::env::remove_var(FORCE_ISA_VAR);
     std::env::remove_var(IMPLICIT_VAR);
+    std::env::remove_var(WINOGRAD_VAR);
 }
 
 fn stride1_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
@@ -214,16 +216,26 @@ fn stride1_cases(rng: &mut Rng, pool: &rayon::ThreadPool) {
     // The network's kind of layer: 3×3 pad 1, several row blocks, one and two samples.
     cases.push((1, 24, 41, 88, 48, 3, 1));
     cases.push((2, 40, 19, 22, 32, 3, 1));
+    // Odd height and width (cut tiles), 16 channels on one side: Winograd's edges.
+    cases.push((1, 16, 7, 11, 17, 3, 1));
+    cases.push((3, 33, 2, 3, 16, 3, 1));
     for case in cases {
         let x = inputs(case, rng);
         let reference = run(case, &x, true);
         // The only test in this binary: nothing else reads the variables meanwhile.
-        for (isa, implicit) in [("", "1"), ("avx2", "1"), ("", "0")] {
+        for (isa, implicit, winograd) in [
+            ("", "1", "0"),
+            ("avx2", "1", "0"),
+            ("", "0", "0"),
+            ("", "1", "1"),
+            ("avx2", "1", "1"),
+        ] {
             std::env::set_var(FORCE_ISA_VAR, isa);
             std::env::set_var(IMPLICIT_VAR, implicit);
+            std::env::set_var(WINOGRAD_VAR, winograd);
             let fast = pool.install(|| run(case, &x, false));
             compare(
-                &format!("{case:?} isa '{isa}' implicit {implicit}"),
+                &format!("{case:?} isa '{isa}' implicit {implicit} winograd {winograd}"),
                 &fast,
                 &reference,
             );

@@ -424,6 +424,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(super) use multiversion;
 
 multiversion! {
     /// `even[i] = src[2i]`, `odd[i] = src[2i + 1]`.

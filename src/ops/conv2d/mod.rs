@@ -8,7 +8,8 @@
 //! layers with few channels), `implicit` (implicit GEMM over flattened padded planes for
 //! stride-1 layers with more than 16 output channels), `stride2` (the 2×2 stride-2 data
 //! gradient, i.e. the decoder's upsampling) or `im2col` (im2col + GEMM over row
-//! chunks, everything else).
+//! chunks, everything else); opt-in, `winograd` (F(2×2, 3×3) for the 3×3 layers with more than
+//! 16 channels, `MTOSI_CONV_WINOGRAD=1`).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
@@ -18,6 +19,7 @@ mod im2col;
 mod implicit;
 mod launch;
 mod stride2;
+mod winograd;
 
 pub use direct::FORCE_ISA_VAR;
 pub(crate) use direct::{detect_isa, Isa};
@@ -27,6 +29,7 @@ pub use launch::{
     conv2d_backward_launch, conv2d_forward_launch, fill_bias_launch, forward_into_launch,
     ConvWorkspace, DeviceConvGeometry, DeviceOutputStart,
 };
+pub use winograd::WINOGRAD_VAR;
 
 use rayon::prelude::*;
 
@@ -369,7 +372,9 @@ pub(crate) fn forward_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if implicit::applies(g) {
+    if winograd::applies(g) {
+        winograd::forward(out, inp, weight, start, n, g);
+    } else if implicit::applies(g) {
         implicit::forward(out, inp, weight, start, n, g);
     } else if direct::forward_applies(g) {
         direct::forward(out, inp, weight, start, n, g);
