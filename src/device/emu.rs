@@ -168,7 +168,14 @@ pub(crate) fn launch(
         .map(|v| v.as_mut_ptr() as *mut c_void)
         .collect();
     if std::env::var_os(DEBUG_VAR).is_some() {
-        eprintln!("{}", describe_launch(kernel.name, config, options.workers));
+        if cooperative {
+            eprintln!(
+                "emu: {}: grid {:?}, block {:?}: cooperative, one worker per block",
+                kernel.name, config.grid, config.block
+            );
+        } else {
+            eprintln!("{}", describe_launch(kernel.name, config, options.workers));
+        }
     }
     let params = LaunchParams {
         grid: config.grid,
