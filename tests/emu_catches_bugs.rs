@@ -343,9 +343,17 @@ fn grid_barrier_neighbour(device: &KernelDevice, blocks: u32) -> Result<Vec<f32>
     device.launch_kernel_cooperative(
         kernel("fixed_grid_barrier_neighbour"),
         LaunchConfig::blocks(blocks, 64),
-        &[(&mut slots).into(), (&mut out).into(), (&mut barrier).into()],
+        &[
+            (&mut slots).into(),
+            (&mut out).into(),
+            (&mut barrier).into(),
+        ],
     )?;
-    assert_eq!(device.download(&barrier)?[0], 0, "the arrival count is reset");
+    assert_eq!(
+        device.download(&barrier)?[0],
+        0,
+        "the arrival count is reset"
+    );
     device.download(&out)
 }
 
@@ -356,7 +364,11 @@ fn grid_barrier_holds_every_block_of_a_cooperative_launch() {
         .flat_map(|round| (0..blocks).map(move |b| ((b + 1) % blocks + round) as f32))
         .collect();
     for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
-        assert_eq!(grid_barrier_neighbour(&emu(order), blocks).unwrap(), want, "{order:?}");
+        assert_eq!(
+            grid_barrier_neighbour(&emu(order), blocks).unwrap(),
+            want,
+            "{order:?}"
+        );
     }
 }
 
@@ -369,7 +381,11 @@ fn grid_barrier_in_an_ordinary_launch_is_a_launch_error_not_a_hang() {
     let result = device.launch_kernel(
         kernel("fixed_grid_barrier_neighbour"),
         LaunchConfig::blocks(4, 64),
-        &[(&mut slots).into(), (&mut out).into(), (&mut barrier).into()],
+        &[
+            (&mut slots).into(),
+            (&mut out).into(),
+            (&mut barrier).into(),
+        ],
     );
     match result {
         Err(DeviceError::Launch { message, .. }) => {
@@ -392,7 +408,10 @@ fn grid_barrier_that_a_block_skips_is_a_launch_error_not_a_hang() {
         );
         match result {
             Err(DeviceError::Launch { message, .. }) => {
-                assert!(message.contains("without reaching it"), "{order:?}: {message}");
+                assert!(
+                    message.contains("without reaching it"),
+                    "{order:?}: {message}"
+                );
             }
             other => panic!("{order:?}: expected a launch error, got {other:?}"),
         }
@@ -407,7 +426,10 @@ fn cooperative_launch_beyond_the_resident_blocks_is_refused() {
         .unwrap();
     match grid_barrier_neighbour(&device, bound + 1) {
         Err(DeviceError::Arguments { message, .. }) => {
-            assert!(message.contains(&format!("exceeds the {bound} blocks")), "{message}");
+            assert!(
+                message.contains(&format!("exceeds the {bound} blocks")),
+                "{message}"
+            );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

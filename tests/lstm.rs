@@ -337,7 +337,11 @@ mod kernels {
         )
     }
 
-    fn workspace(k: &KernelDevice, s: LstmShape, r: Recurrence) -> Result<LstmWorkspace, DeviceError> {
+    fn workspace(
+        k: &KernelDevice,
+        s: LstmShape,
+        r: Recurrence,
+    ) -> Result<LstmWorkspace, DeviceError> {
         match r {
             Recurrence::Kernels(choice) => LstmWorkspace::with_recurrence(k, s, choice),
             Recurrence::GridWithout(forward, backward) => {
@@ -645,7 +649,9 @@ mod kernels {
         println!("caught: {failure}");
         assert!(failure.contains("device emu"), "{failure}");
         assert!(
-            failure.contains("relative error") || failure.contains("NaN") || failure.contains("non-finite"),
+            failure.contains("relative error")
+                || failure.contains("NaN")
+                || failure.contains("non-finite"),
             "not a wrong value: {failure}"
         );
     }

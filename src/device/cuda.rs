@@ -356,7 +356,9 @@ impl CudaDevice {
         let supported = self
             .ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)
-            .map_err(driver_error("reading whether the GPU has cooperative launches"))?;
+            .map_err(driver_error(
+                "reading whether the GPU has cooperative launches",
+            ))?;
         if supported == 0 {
             return Ok(0);
         }

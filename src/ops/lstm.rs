@@ -658,7 +658,10 @@ fn compiled_kernel(name: &str) -> Result<&'static Kernel, DeviceError> {
 
 /// The grid plan for `shape` on `device`, checked against the device's resident blocks for
 /// both kernels at their shared memory.
-fn grid_plan_on(device: &KernelDevice, shape: &LstmShape) -> Result<Option<LstmGridPlan>, DeviceError> {
+fn grid_plan_on(
+    device: &KernelDevice,
+    shape: &LstmShape,
+) -> Result<Option<LstmGridPlan>, DeviceError> {
     let forward = compiled_kernel("lstm_recurrence_forward_grid")?;
     let backward = compiled_kernel("lstm_recurrence_backward_grid")?;
     let bound = device.max_cooperative_blocks(forward, LSTM_GRID_THREADS, 0)? as usize;
@@ -666,9 +669,16 @@ fn grid_plan_on(device: &KernelDevice, shape: &LstmShape) -> Result<Option<LstmG
         return Ok(None);
     };
     let blocks = (2 * plan.blocks_per_direction) as u32;
-    let fits = device.max_cooperative_blocks(forward, LSTM_GRID_THREADS, plan.forward_shared_bytes(shape))? >= blocks
-        && device.max_cooperative_blocks(backward, LSTM_GRID_THREADS, plan.backward_shared_bytes(shape))?
-            >= blocks;
+    let fits = device.max_cooperative_blocks(
+        forward,
+        LSTM_GRID_THREADS,
+        plan.forward_shared_bytes(shape),
+    )? >= blocks
+        && device.max_cooperative_blocks(
+            backward,
+            LSTM_GRID_THREADS,
+            plan.backward_shared_bytes(shape),
+        )? >= blocks;
     Ok(fits.then_some(plan))
 }
 
@@ -785,16 +795,14 @@ impl LstmWorkspace {
         forward: &'static Kernel,
         backward: &'static Kernel,
     ) -> Result<(), DeviceError> {
-        let grid = self
-            .grid
-            .as_mut()
-            .ok_or_else(|| lstm_invalid("the workspace runs the per-sequence recurrences".into()))?;
+        let grid = self.grid.as_mut().ok_or_else(|| {
+            lstm_invalid("the workspace runs the per-sequence recurrences".into())
+        })?;
         grid.forward = forward;
         grid.backward = backward;
         Ok(())
     }
 }
-
 
 fn lstm_invalid(message: String) -> DeviceError {
     DeviceError::InvalidInput {
