@@ -302,8 +302,8 @@ mod kernels {
     /// (batch, frames, input_size, hidden_size): hidden sizes that the grid recurrences split
     /// unevenly (37: 13 blocks of 3 units, the last with 1; 100: 15 of 7, the last with 2), and
     /// batch 8 at hidden 176 (the model's), where the backward stages its sequences through
-    /// shared memory in two chunks (6 + 2).
-    const CASES: [(usize, usize, usize, usize); 9] = [
+    /// shared memory in two chunks (6 + 2), and batch 24, where the forward does too (19 + 5).
+    const CASES: [(usize, usize, usize, usize); 10] = [
         (1, 1, 1, 1),
         (2, 5, 3, 4),
         (1, 9, 7, 5),
@@ -313,6 +313,7 @@ mod kernels {
         (3, 7, 5, 37),
         (1, 6, 3, 100),
         (8, 3, 3, 176),
+        (24, 2, 2, 176),
     ];
 
     /// How a kernel device runs the recurrences in a check: a kernel choice, or the grid
@@ -366,6 +367,8 @@ mod kernels {
         let plan = ws.grid_plan().unwrap();
         assert_eq!((plan.units, plan.blocks_per_direction), (11, 16));
         assert_eq!((plan.forward_chunk, plan.backward_chunk), (8, 6));
+        let plan = LstmGridPlan::for_shape(&LstmShape { batch: 24, ..shape }, 128).unwrap();
+        assert_eq!((plan.forward_chunk, plan.backward_chunk), (19, 5));
         // hid 3000: one unit's W_hh rows (4·3000 floats) alone exceed 48 KiB.
         let wide = LstmShape {
             hidden_size: 3000,
