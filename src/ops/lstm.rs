@@ -557,8 +557,9 @@ use crate::device::{find_kernel, DeviceBuffer, DeviceError, Kernel, KernelDevice
 
 /// Threads per block of the recurrence kernels (a multiple of 32).
 const LSTM_THREADS: u32 = 256;
-/// Threads per block of the grid recurrences: at hid 176 a block has 44 gate rows and 11 units
-/// per sequence, so 128 threads keep ~B/3 rows each busy without idle warps at small batches.
+/// Threads per block of the grid recurrences: at hid 176 a block computes 44·batch gate rows
+/// and 11·batch unit updates per step, so 4 warps have work at batch 3 and up without a block
+/// of mostly idle warps at batch 1.
 const LSTM_GRID_THREADS: u32 = 128;
 /// Blocks per direction the grid recurrences aim for: 16 (11 of 176 units each) keeps each
 /// block's W_hh slice at 31 KB, inside the 48 KiB of dynamic shared memory with room for h.
