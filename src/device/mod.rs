@@ -444,18 +444,6 @@ impl KernelDevice {
             Backend::Cuda(c) => c.max_cooperative_blocks(kernel, threads, shared_mem_bytes),
         }
     }
-
-    /// [`KernelDevice::max_cooperative_blocks`] of the compiled kernel `name`.
-    pub fn max_cooperative_blocks_of(
-        &self,
-        name: &str,
-        threads: u32,
-        shared_mem_bytes: u32,
-    ) -> Result<u32, DeviceError> {
-        let kernel =
-            find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
-        self.max_cooperative_blocks(kernel, threads, shared_mem_bytes)
-    }
 }
 
 #[cfg(test)]
