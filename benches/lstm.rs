@@ -111,12 +111,15 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// The kernels on emu (a small LSTM) and cuda (the network's): the recurrences are one launch
-/// each; on cuda the time divided by 640 frames is the per-step latency.
+/// The kernels on emu (a small LSTM) and cuda (the network's), with each recurrence kernel
+/// (`LstmRecurrence`: grid-synchronised, per sequence): the recurrences are one launch each; on
+/// cuda the time divided by 640 frames is the per-step latency (kernels/lstm.cu expects
+/// ~2-3 µs for the grid one, ~3-5 µs per sequence). On emu the grid one runs every block on its
+/// own OS thread, so its time says nothing about a GPU.
 fn bench_kernels(c: &mut Criterion) {
     use mtosi::ops::lstm::{
         lstm_backward_launch, lstm_forward_launch, DeviceLstmGradients, DeviceLstmWeights,
-        LstmShape, LstmWorkspace,
+        LstmRecurrence, LstmShape, LstmWorkspace,
     };
     let mut group = c.benchmark_group("lstm");
     configure(&mut group);
@@ -156,81 +159,86 @@ fn bench_kernels(c: &mut Criterion) {
                 b_hh: &params[i][3],
             })
         };
-        let rows = BATCH * frames;
-        let mut ws = LstmWorkspace::new(d, s).unwrap();
-        let inp = d.upload(&values(rows * features)).unwrap();
-        let mut out = d.alloc::<f32>(rows * 2 * hid).unwrap();
-        let mut gates = d.alloc::<f32>(2 * rows * 4 * hid).unwrap();
-        let mut cells = d.alloc::<f32>(2 * rows * hid).unwrap();
-        let name = format!("{BATCH}x{frames} {features}-{hid} bidirectional");
-        let flops = 2.0 * 2.0 * rows as f64 * 4.0 * hid as f64 * (features + hid) as f64;
-        common::print_roofline(
-            &kb,
-            &format!("lstm forward {name}"),
-            flops,
-            4.0 * 2.0 * 8.0 * (hid * hid) as f64,
-        );
-        group.bench_function(
-            BenchmarkId::new(format!("{} forward", kb.name), &name),
-            |b| {
-                b.iter(|| {
-                    lstm_forward_launch(
-                        d,
-                        &mut ws,
-                        &mut out,
-                        &mut gates,
-                        &mut cells,
-                        &inp,
-                        weights(),
-                    )
-                    .unwrap();
-                    d.synchronize().unwrap();
+        for (recurrence, label) in [
+            (LstmRecurrence::Grid, "grid"),
+            (LstmRecurrence::PerSequence, "per-sequence"),
+        ] {
+            let rows = BATCH * frames;
+            let mut ws = LstmWorkspace::with_recurrence(d, s, recurrence).unwrap();
+            let inp = d.upload(&values(rows * features)).unwrap();
+            let mut out = d.alloc::<f32>(rows * 2 * hid).unwrap();
+            let mut gates = d.alloc::<f32>(2 * rows * 4 * hid).unwrap();
+            let mut cells = d.alloc::<f32>(2 * rows * hid).unwrap();
+            let name = format!("{BATCH}x{frames} {features}-{hid} bidirectional {label}");
+            let flops = 2.0 * 2.0 * rows as f64 * 4.0 * hid as f64 * (features + hid) as f64;
+            common::print_roofline(
+                &kb,
+                &format!("lstm forward {name}"),
+                flops,
+                4.0 * 2.0 * 8.0 * (hid * hid) as f64,
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{} forward", kb.name), &name),
+                |b| {
+                    b.iter(|| {
+                        lstm_forward_launch(
+                            d,
+                            &mut ws,
+                            &mut out,
+                            &mut gates,
+                            &mut cells,
+                            &inp,
+                            weights(),
+                        )
+                        .unwrap();
+                        d.synchronize().unwrap();
+                    })
+                },
+            );
+            let d_out = d.upload(&values(out.len())).unwrap();
+            let mut d_inp = d.alloc::<f32>(inp.len()).unwrap();
+            let mut grads: Vec<[mtosi::device::DeviceBuffer<f32>; 4]> = (0..2)
+                .map(|_| {
+                    [
+                        upload(4 * hid * hid),
+                        upload(4 * hid * hid),
+                        upload(4 * hid),
+                        upload(4 * hid),
+                    ]
                 })
-            },
-        );
-        let d_out = d.upload(&values(out.len())).unwrap();
-        let mut d_inp = d.alloc::<f32>(inp.len()).unwrap();
-        let mut grads: Vec<[mtosi::device::DeviceBuffer<f32>; 4]> = (0..2)
-            .map(|_| {
-                [
-                    upload(4 * hid * hid),
-                    upload(4 * hid * hid),
-                    upload(4 * hid),
-                    upload(4 * hid),
-                ]
-            })
-            .collect();
-        group.bench_function(
-            BenchmarkId::new(format!("{} backward", kb.name), &name),
-            |b| {
-                b.iter(|| {
-                    let (g0, g1) = grads.split_at_mut(1);
-                    let grads = [&mut g0[0], &mut g1[0]].map(|g| {
-                        let [w_ih, w_hh, b_ih, b_hh] = g;
-                        DeviceLstmGradients {
-                            w_ih,
-                            w_hh,
-                            b_ih,
-                            b_hh,
-                        }
-                    });
-                    lstm_backward_launch(
-                        d,
-                        &mut ws,
-                        Some(&mut d_inp),
-                        grads,
-                        &d_out,
-                        &inp,
-                        &out,
-                        &gates,
-                        &cells,
-                        weights(),
-                    )
-                    .unwrap();
-                    d.synchronize().unwrap();
-                })
-            },
-        );
+                .collect();
+            group.bench_function(
+                BenchmarkId::new(format!("{} backward", kb.name), &name),
+                |b| {
+                    b.iter(|| {
+                        let (g0, g1) = grads.split_at_mut(1);
+                        let grads = [&mut g0[0], &mut g1[0]].map(|g| {
+                            let [w_ih, w_hh, b_ih, b_hh] = g;
+                            DeviceLstmGradients {
+                                w_ih,
+                                w_hh,
+                                b_ih,
+                                b_hh,
+                            }
+                        });
+                        lstm_backward_launch(
+                            d,
+                            &mut ws,
+                            Some(&mut d_inp),
+                            grads,
+                            &d_out,
+                            &inp,
+                            &out,
+                            &gates,
+                            &cells,
+                            weights(),
+                        )
+                        .unwrap();
+                        d.synchronize().unwrap();
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }

@@ -3,15 +3,38 @@
 // reference: src/ops/lstm.rs. The input projections (x·W_ihᵀ for every frame at once) and all
 // weight gradients are GEMMs (kernels/matmul.cu); only h·W_hhᵀ is sequential.
 //
-// Persistent design, this version: one block per (sequence, direction), grid (batch, 2), so
-// both directions run at once; the block loops over the frames itself, keeping h, c and the
-// step's gate pre-activations in shared memory, with __syncthreads between the two phases of a
-// step. No launch per step (~5-10 µs each), but W_hh (4·176·176 floats = 496 KB per direction,
-// more than one SM holds) is re-read from L2 every step: expected ~3-5 µs per step on an
-// H100/H200, bound by one SM's L2 read rate (~100-150 GB/s). The next version splits each
-// direction's gate rows over a cluster of blocks that keep their W_hh slices in shared memory
-// and exchange h through distributed shared memory (or a grid barrier), ~1 µs per step.
+// Two designs, both persistent (no launch per step, ~5-10 µs each, which would cost more than
+// the step itself):
+//
+// 1. Per sequence (`lstm_recurrence_forward`, `lstm_recurrence_backward`): one block per
+//    (sequence, direction), grid (batch, 2), looping over the frames with __syncthreads between
+//    the two phases of a step. W_hh (4·176·176 floats = 496 KB per direction, more than one SM
+//    holds) is re-read from L2 every step: ~496 KB per step per block at one SM's L2 read rate
+//    (~100-150 GB/s) is ~3-5 µs per step on an H100/H200, ~2-3 ms per 640-frame pass. Kept as
+//    the readable reference and the fallback where the grid version does not fit (launchers
+//    choose explicitly, src/ops/lstm.rs `LstmRecurrence`).
+//
+// 2. Grid-synchronised (`lstm_recurrence_forward_grid`, `lstm_recurrence_backward_grid`; bodies
+//    in lstm_grid.cuh): each direction's hidden units are split over K blocks (K = 16 for hid
+//    176: 11 units, 44 gate rows, grid (16, 2) = 32 blocks, one per SM), each block keeps its
+//    W_hh slice (44 rows × 176 = 31 KB; the backward its 11 columns × 704 rows, the same size)
+//    in shared memory for the whole pass, computes its gate rows and the h/c update of its
+//    units for every sequence, publishes h(t) (backward: d_pre(t)) through global memory and
+//    meets the other blocks at one grid barrier per step (`grid_barrier_sync`, common.cuh; a
+//    cooperative launch). Expected per step on an H100/H200 at batch B (hid 176):
+//    - matrix-vector work: 44·176·B = 7.7k·B FMAs per SM, with two shared-memory loads each
+//      (W_hh slice, h broadcast): 31 KB·B + 0.7 KB·B of shared reads per SM per step, which at
+//      ~128 B/clk per SM is ~250·B cycles, ~0.15·B µs at ~1.7 GHz;
+//    - h_prev (B·176 floats = 0.7 KB·B) from L2 into each block: ~1 µs of L2 latency plus a few
+//      hundred ns per KB;
+//    - the barrier: one atomic per block on one L2 line (32 serialised atomics) plus the
+//      generation's round trip back to every SM: ~1-2 µs;
+//    i.e. ~2-3 µs per step at B = 4-8, bound by latency (L2 round trips and the barrier), not by
+//    bandwidth: W_hh no longer moves, and 1.5-2x faster than design 1 rather than 5x. The next
+//    step down is sm_90 thread-block clusters (a cluster of 8-16 blocks per direction exchanging
+//    h through distributed shared memory with a hardware cluster barrier, ~0.5 µs per step).
 #include "common.cuh"
+#include "lstm_grid.cuh"
 
 __device__ __forceinline__ float lstm_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -160,4 +183,29 @@ extern "C" __global__ void lstm_recurrence_backward(int batch, int frames, int h
         }
         __syncthreads();
     }
+}
+
+// Forward recurrence, grid-synchronised (design 2; body in lstm_grid.cuh): the same inputs and
+// outputs as lstm_recurrence_forward, but W_hh untransposed (the rows are loaded once) and a
+// cooperative launch of grid (ceil(hid / units), 2). Dynamic shared memory
+// (4·units·hid + batch·units + chunk·(hid + 4·units)) floats; `barrier` two zeroed words.
+extern "C" __global__ void lstm_recurrence_forward_grid(int batch, int frames, int hid, int units, int chunk,
+                                                        const float* __restrict__ w_hh_fwd,
+                                                        const float* __restrict__ w_hh_rev, float* gates,
+                                                        float* cells, float* out, unsigned* barrier) {
+    lstm_grid_forward_steps<true>(batch, frames, hid, units, chunk, w_hh_fwd, w_hh_rev, gates, cells, out, barrier);
+}
+
+// Backward recurrence, grid-synchronised: as lstm_recurrence_backward, cooperative launch of
+// grid (ceil(hid / units), 2). Dynamic shared memory (4·hid·units + 2·batch·units + chunk·4·hid)
+// floats; `barrier` two zeroed words.
+extern "C" __global__ void lstm_recurrence_backward_grid(int batch, int frames, int hid, int units, int chunk,
+                                                         const float* __restrict__ w_hh_fwd,
+                                                         const float* __restrict__ w_hh_rev,
+                                                         const float* __restrict__ gates,
+                                                         const float* __restrict__ cells,
+                                                         const float* __restrict__ d_out, float* d_gates_fwd,
+                                                         float* d_gates_rev, unsigned* barrier) {
+    lstm_grid_backward_steps<true>(batch, frames, hid, units, chunk, w_hh_fwd, w_hh_rev, gates, cells, d_out,
+                                   d_gates_fwd, d_gates_rev, barrier);
 }

@@ -335,3 +335,102 @@ fn wrong_argument_types_are_refused_before_launch() {
         "{result:?}"
     );
 }
+
+fn grid_barrier_neighbour(device: &KernelDevice, blocks: u32) -> Result<Vec<f32>, DeviceError> {
+    let mut slots = device.alloc::<f32>(3 * blocks as usize)?;
+    let mut out = device.alloc::<f32>(3 * blocks as usize)?;
+    let mut barrier = device.upload(&[0u32; 2])?;
+    device.launch_kernel_cooperative(
+        kernel("fixed_grid_barrier_neighbour"),
+        LaunchConfig::blocks(blocks, 64),
+        &[
+            (&mut slots).into(),
+            (&mut out).into(),
+            (&mut barrier).into(),
+        ],
+    )?;
+    assert_eq!(
+        device.download(&barrier)?[0],
+        0,
+        "the arrival count is reset"
+    );
+    device.download(&out)
+}
+
+#[test]
+fn grid_barrier_holds_every_block_of_a_cooperative_launch() {
+    let blocks = 7;
+    let want: Vec<f32> = (0..3)
+        .flat_map(|round| (0..blocks).map(move |b| ((b + 1) % blocks + round) as f32))
+        .collect();
+    for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
+        assert_eq!(
+            grid_barrier_neighbour(&emu(order), blocks).unwrap(),
+            want,
+            "{order:?}"
+        );
+    }
+}
+
+#[test]
+fn grid_barrier_in_an_ordinary_launch_is_a_launch_error_not_a_hang() {
+    let device = emu(ThreadOrder::Forward);
+    let mut slots = device.alloc::<f32>(12).unwrap();
+    let mut out = device.alloc::<f32>(12).unwrap();
+    let mut barrier = device.upload(&[0u32; 2]).unwrap();
+    let result = device.launch_kernel(
+        kernel("fixed_grid_barrier_neighbour"),
+        LaunchConfig::blocks(4, 64),
+        &[
+            (&mut slots).into(),
+            (&mut out).into(),
+            (&mut barrier).into(),
+        ],
+    );
+    match result {
+        Err(DeviceError::Launch { message, .. }) => {
+            assert!(message.contains("grid barrier at"), "{message}");
+            assert!(message.contains("not cooperative"), "{message}");
+        }
+        other => panic!("expected a launch error, got {other:?}"),
+    }
+}
+
+#[test]
+fn grid_barrier_that_a_block_skips_is_a_launch_error_not_a_hang() {
+    for order in [ThreadOrder::Forward, ThreadOrder::Reverse] {
+        let device = emu(order);
+        let mut barrier = device.upload(&[0u32; 2]).unwrap();
+        let result = device.launch_kernel_cooperative(
+            kernel("bug_grid_barrier_skipped_by_a_block"),
+            LaunchConfig::blocks(5, 32),
+            &[(&mut barrier).into()],
+        );
+        match result {
+            Err(DeviceError::Launch { message, .. }) => {
+                assert!(
+                    message.contains("without reaching it"),
+                    "{order:?}: {message}"
+                );
+            }
+            other => panic!("{order:?}: expected a launch error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn cooperative_launch_beyond_the_resident_blocks_is_refused() {
+    let device = emu(ThreadOrder::Forward);
+    let bound = device
+        .max_cooperative_blocks(kernel("fixed_grid_barrier_neighbour"), 64, 0)
+        .unwrap();
+    match grid_barrier_neighbour(&device, bound + 1) {
+        Err(DeviceError::Arguments { message, .. }) => {
+            assert!(
+                message.contains(&format!("exceeds the {bound} blocks")),
+                "{message}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

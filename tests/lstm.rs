@@ -290,20 +290,94 @@ fn lstm_first_step_starts_from_zero_state_with_gate_order_ifgo() {
 mod kernels {
     //! The bidirectional LSTM on the kernel devices (input projections and weight gradients as
     //! GEMMs, each recurrence one persistent launch for both directions) against the CPU op:
-    //! forward (out, gates, cells) and backward (d_inp and all eight parameter gradients).
+    //! forward (out, gates, cells) and backward (d_inp and all eight parameter gradients), with
+    //! each of the two recurrence kernels (`LstmRecurrence`), and the grid recurrences without
+    //! their grid barrier (emu test kernels) caught by the same check.
     use mtosi::device::equivalence::{Equivalence, Rng};
-    use mtosi::device::{Device, DeviceBuffer, DeviceError, KernelDevice};
+    use mtosi::device::{Device, DeviceBuffer, DeviceError, Kernel, KernelDevice};
     use mtosi::ops::lstm::*;
 
-    /// (batch, frames, input_size, hidden_size)
-    const CASES: [(usize, usize, usize, usize); 6] = [
+    include!(concat!(env!("OUT_DIR"), "/test_kernels.rs"));
+
+    /// (batch, frames, input_size, hidden_size): hidden sizes that the grid recurrences split
+    /// unevenly (37: 13 blocks of 3 units, the last with 1; 100: 15 of 7, the last with 2), and
+    /// batch 8 at hidden 176 (the model's), where the backward stages its sequences through
+    /// shared memory in two chunks (6 + 2), and batch 24, where the forward does too (19 + 5).
+    const CASES: [(usize, usize, usize, usize); 10] = [
         (1, 1, 1, 1),
         (2, 5, 3, 4),
         (1, 9, 7, 5),
         (3, 4, 2, 33),
         (2, 12, 6, 70),
         (1, 3, 4, 65),
+        (3, 7, 5, 37),
+        (1, 6, 3, 100),
+        (8, 3, 3, 176),
+        (24, 2, 2, 176),
     ];
+
+    /// How a kernel device runs the recurrences in a check: a kernel choice, or the grid
+    /// recurrences with their kernels replaced by emu test kernels.
+    #[derive(Clone, Copy)]
+    enum Recurrence {
+        Kernels(LstmRecurrence),
+        GridWithout(&'static Kernel, &'static Kernel),
+    }
+
+    fn test_kernel(name: &str) -> &'static Kernel {
+        TEST_KERNELS
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("test kernel {name} not built"))
+    }
+
+    fn without_grid_barrier() -> Recurrence {
+        Recurrence::GridWithout(
+            test_kernel("bug_lstm_forward_grid_without_barrier"),
+            test_kernel("bug_lstm_backward_grid_without_barrier"),
+        )
+    }
+
+    fn workspace(
+        k: &KernelDevice,
+        s: LstmShape,
+        r: Recurrence,
+    ) -> Result<LstmWorkspace, DeviceError> {
+        match r {
+            Recurrence::Kernels(choice) => LstmWorkspace::with_recurrence(k, s, choice),
+            Recurrence::GridWithout(forward, backward) => {
+                let mut ws = LstmWorkspace::with_recurrence(k, s, LstmRecurrence::Grid)?;
+                ws.replace_grid_kernels(forward, backward)?;
+                Ok(ws)
+            }
+        }
+    }
+
+    #[test]
+    fn the_grid_recurrences_are_chosen_where_they_fit() {
+        let device = KernelDevice::emu(Default::default());
+        let shape = LstmShape {
+            batch: 8,
+            frames: 3,
+            input_size: 3,
+            hidden_size: 176,
+        };
+        let ws = LstmWorkspace::new(&device, shape).unwrap();
+        assert_eq!(ws.recurrence(), LstmRecurrence::Grid);
+        let plan = ws.grid_plan().unwrap();
+        assert_eq!((plan.units, plan.blocks_per_direction), (11, 16));
+        assert_eq!((plan.forward_chunk, plan.backward_chunk), (8, 6));
+        let plan = LstmGridPlan::for_shape(&LstmShape { batch: 24, ..shape }, 128).unwrap();
+        assert_eq!((plan.forward_chunk, plan.backward_chunk), (19, 5));
+        // hid 3000: one unit's W_hh rows (4·3000 floats) alone exceed 48 KiB.
+        let wide = LstmShape {
+            hidden_size: 3000,
+            ..shape
+        };
+        assert_eq!(LstmGridPlan::for_shape(&wide, 128), None);
+        // A device that keeps only 8 blocks resident cannot hold 2 × 16.
+        assert_eq!(LstmGridPlan::for_shape(&shape, 8), None);
+    }
 
     struct Inputs {
         shape: LstmShape,
@@ -401,10 +475,14 @@ mod kernels {
         [DeviceBuffer<f32>; 3],
     );
 
-    fn kernel_forward(k: &KernelDevice, x: &Inputs) -> Result<KernelForward, DeviceError> {
+    fn kernel_forward(
+        k: &KernelDevice,
+        x: &Inputs,
+        r: Recurrence,
+    ) -> Result<KernelForward, DeviceError> {
         let s = x.shape;
         let rows = s.batch * s.frames;
-        let mut ws = LstmWorkspace::new(k, s)?;
+        let mut ws = workspace(k, s, r)?;
         let params = upload_params(k, &x.params)?;
         let inp = k.upload(&x.inp)?;
         let mut out = k.alloc(rows * 2 * s.hidden_size)?;
@@ -422,33 +500,31 @@ mod kernels {
         Ok((ws, params, inp, [out, gates, cells]))
     }
 
-    #[test]
-    fn lstm_forward_matches_cpu_reference_on_every_device() {
-        Equivalence::new("lstm_forward")
+    fn check_forward(op: &str, r: Recurrence) -> Result<String, String> {
+        Equivalence::new(op)
             // libm's and CUDA's expf/tanhf (≤ 2 ulp) against the CPU's vectorised σ and tanh,
             // through up to 12 recurrent steps of fp32 sums: 1e-4 of the largest.
             .floor_fraction(1.0)
             .tolerance(1e-4)
-            .run(&CASES, inputs, |device, x| match device {
+            .check(&CASES, inputs, |device, x| match device {
                 Device::Cpu => Ok(cpu_forward(x).concat()),
                 Device::Kernels(k) => {
-                    let (_, _, _, outputs) = kernel_forward(k, x)?;
+                    let (_, _, _, outputs) = kernel_forward(k, x, r)?;
                     let mut all = Vec::new();
                     for o in &outputs {
                         all.extend(k.download(o)?);
                     }
                     Ok(all)
                 }
-            });
+            })
     }
 
-    #[test]
-    fn lstm_backward_matches_cpu_reference_on_every_device() {
-        Equivalence::new("lstm_backward")
+    fn check_backward(op: &str, r: Recurrence) -> Result<String, String> {
+        Equivalence::new(op)
             // As the forward, plus fp32 sums over every frame for the weight gradients.
             .floor_fraction(1.0)
             .tolerance(1e-4)
-            .run(&CASES, inputs, |device, x| {
+            .check(&CASES, inputs, |device, x| {
                 let s = x.shape;
                 match device {
                     Device::Cpu => {
@@ -489,7 +565,7 @@ mod kernels {
                         Ok(all)
                     }
                     Device::Kernels(k) => {
-                        let (mut ws, params, inp, [out, gates, cells]) = kernel_forward(k, x)?;
+                        let (mut ws, params, inp, [out, gates, cells]) = kernel_forward(k, x, r)?;
                         let mut d_inp = k.upload(&x.prior_d_inp)?;
                         let mut g = upload_params(k, &x.prior_grads)?;
                         let [g0, g1] = &mut g;
@@ -523,6 +599,79 @@ mod kernels {
                         Ok(all)
                     }
                 }
-            });
+            })
+    }
+
+    /// `Equivalence::run`'s reporting for a check that must pass.
+    fn report(result: Result<String, String>) {
+        let report = result.unwrap_or_else(|e| panic!("{e}"));
+        println!("{report}");
+        mtosi::device::equivalence::append_to_report(&report);
+    }
+
+    #[test]
+    fn lstm_forward_matches_cpu_reference_on_every_device() {
+        report(check_forward(
+            "lstm_forward (grid)",
+            Recurrence::Kernels(LstmRecurrence::Grid),
+        ));
+    }
+
+    #[test]
+    fn lstm_forward_per_sequence_matches_cpu_reference_on_every_device() {
+        report(check_forward(
+            "lstm_forward (per sequence)",
+            Recurrence::Kernels(LstmRecurrence::PerSequence),
+        ));
+    }
+
+    #[test]
+    fn lstm_backward_matches_cpu_reference_on_every_device() {
+        report(check_backward(
+            "lstm_backward (grid)",
+            Recurrence::Kernels(LstmRecurrence::Grid),
+        ));
+    }
+
+    #[test]
+    fn lstm_backward_per_sequence_matches_cpu_reference_on_every_device() {
+        report(check_backward(
+            "lstm_backward (per sequence)",
+            Recurrence::Kernels(LstmRecurrence::PerSequence),
+        ));
+    }
+
+    /// What the check must say about a grid recurrence without its barrier: a wrong or
+    /// non-finite value on emu (blocks read h or d_pre that is not written yet, NaN poison or
+    /// a stale step), not a launch error.
+    fn assert_caught_as_wrong_values(result: Result<String, String>) {
+        let failure = match result {
+            Ok(report) => panic!("the missing grid barrier passed the check: {report}"),
+            Err(failure) => failure,
+        };
+        println!("caught: {failure}");
+        assert!(failure.contains("device emu"), "{failure}");
+        assert!(
+            failure.contains("relative error")
+                || failure.contains("NaN")
+                || failure.contains("non-finite"),
+            "not a wrong value: {failure}"
+        );
+    }
+
+    #[test]
+    fn forward_grid_recurrence_without_its_grid_barrier_fails_the_check() {
+        assert_caught_as_wrong_values(check_forward(
+            "lstm_forward (grid, barrier removed)",
+            without_grid_barrier(),
+        ));
+    }
+
+    #[test]
+    fn backward_grid_recurrence_without_its_grid_barrier_fails_the_check() {
+        assert_caught_as_wrong_values(check_backward(
+            "lstm_backward (grid, barrier removed)",
+            without_grid_barrier(),
+        ));
     }
 }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
@@ -108,7 +109,7 @@ constexpr size_t kStackBytes = 128 * 1024;
 constexpr size_t kMaxThreadsPerBlock = 1024;
 constexpr int kWarpLanes = 32;
 
-enum class FiberState { Runnable, AtBarrier, AtWarp, Exited };
+enum class FiberState { Runnable, AtBarrier, AtGridBarrier, AtWarp, Exited };
 
 struct Fiber {
     void* sp = nullptr;
@@ -156,6 +157,15 @@ struct Launch {
     std::atomic<bool> failed{false};
     std::mutex error_lock;
     std::string error;
+    // A cooperative launch runs every block at once, one per OS thread, so that a grid barrier
+    // (mtosi_emu_grid_sync) can hold a block until all the others have arrived.
+    bool cooperative = false;
+    unsigned long long blocks = 0;
+    std::mutex grid_mutex;
+    std::condition_variable grid_arrival;
+    unsigned long long grid_arrived = 0, grid_generation = 0, grid_blocks_exited = 0;
+    const char* grid_file = nullptr;  // the barrier the waiting blocks are at
+    int grid_line = 0;
 
     void fail(const std::string& message) {
         std::lock_guard<std::mutex> guard(error_lock);
@@ -358,10 +368,60 @@ void resume(Fiber& f) {
     worker.current = nullptr;
 }
 
+// Every thread of this block waits at a grid barrier: wait (as an OS thread) until every block of
+// the grid has arrived, then let the block go on. A block that finished, or a thread that
+// exited or waits elsewhere, means the barrier can never complete on a GPU: an error, not a hang.
+bool release_grid_barrier(unsigned at_grid, unsigned waiting, unsigned exited, const Fiber& first) {
+    Launch& launch = *worker.launch;
+    std::string where = site(first.file, first.line);
+    if (waiting || exited) {
+        launch.fail(format("grid barrier at %s is not reached by every thread of block (%u,%u,%u): %u there, %u at "
+                           "__syncthreads, %u exited",
+                           where.c_str(), blockIdx.x, blockIdx.y, blockIdx.z, at_grid, waiting, exited));
+        return false;
+    }
+    {
+        std::unique_lock<std::mutex> lock(launch.grid_mutex);
+        if (launch.grid_blocks_exited) {
+            launch.fail(format("grid barrier at %s: block (%u,%u,%u) waits there, but %llu blocks of the grid have "
+                               "already exited without reaching it",
+                               where.c_str(), blockIdx.x, blockIdx.y, blockIdx.z, launch.grid_blocks_exited));
+            return false;
+        }
+        launch.grid_file = first.file;
+        launch.grid_line = first.line;
+        unsigned long long generation = launch.grid_generation;
+        if (++launch.grid_arrived == launch.blocks) {
+            launch.grid_arrived = 0;
+            ++launch.grid_generation;
+            launch.grid_arrival.notify_all();
+        } else {
+            // A failure elsewhere (a fault, a block that exits) ends the wait: poll for it.
+            while (launch.grid_generation == generation && !launch.failed.load())
+                launch.grid_arrival.wait_for(lock, std::chrono::milliseconds(10));
+            if (launch.grid_generation == generation) return false;
+        }
+    }
+    for (unsigned i = 0; i < worker.threads; ++i) worker.fibers[i].state = FiberState::Runnable;
+    return true;
+}
+
+// A block of a cooperative launch has finished: blocks still waiting at a grid barrier would
+// wait for it forever.
+void grid_block_exited(Launch& launch) {
+    std::lock_guard<std::mutex> lock(launch.grid_mutex);
+    ++launch.grid_blocks_exited;
+    if (launch.grid_arrived)
+        launch.fail(format("grid barrier at %s: %llu blocks wait there, but block (%u,%u,%u) exited without reaching it",
+                           site(launch.grid_file, launch.grid_line).c_str(), launch.grid_arrived, blockIdx.x,
+                           blockIdx.y, blockIdx.z));
+}
+
 // All live threads are blocked: release a barrier that every live thread reached at one call
 // site, or report why the block cannot go on.
 bool release_or_report() {
-    unsigned waiting = 0, exited = 0, at_warp = 0;
+    unsigned waiting = 0, exited = 0, at_warp = 0, at_grid = 0;
+    const Fiber* first_grid = nullptr;
     const Fiber* first_barrier = nullptr;
     const Fiber* other_barrier = nullptr;
     const Fiber* first_warp = nullptr;
@@ -373,6 +433,10 @@ bool release_or_report() {
                 if (!first_barrier) first_barrier = &f;
                 else if (!other_barrier && (f.line != first_barrier->line || strcmp(f.file, first_barrier->file) != 0))
                     other_barrier = &f;
+                break;
+            case FiberState::AtGridBarrier:
+                ++at_grid;
+                if (!first_grid) first_grid = &f;
                 break;
             case FiberState::Exited: ++exited; break;
             case FiberState::AtWarp:
@@ -392,6 +456,7 @@ bool release_or_report() {
                                    site(first_warp->file, first_warp->line).c_str(), also.c_str(), exited));
         return false;
     }
+    if (at_grid) return release_grid_barrier(at_grid, waiting, exited, *first_grid);
     if (exited) {
         worker.launch->fail(format("__syncthreads() at %s is not reached by every thread of block (%u,%u,%u): %u "
                                    "waiting, %u exited (a barrier inside a branch that only some threads take)",
@@ -576,6 +641,7 @@ void run_blocks(Launch& launch) {
         unsigned long long k = launch.next_block.fetch_add(1);
         if (k >= blocks) break;
         if (!run_block(launch, launch.reverse ? blocks - 1 - k : k)) break;
+        if (launch.cooperative) grid_block_exited(launch);
     }
     active_worker = nullptr;
     worker.launch = nullptr;
@@ -679,6 +745,18 @@ int mtosi_emu_syncthreads_reduce(int op, int predicate, const char* file, int li
     f->value = predicate;
     yield_to_scheduler();
     return (int)f->result;
+}
+
+void mtosi_emu_grid_sync(const char* file, int line) {
+    Fiber* f = worker.current;
+    if (!worker.launch->cooperative)
+        fail_block(format("grid barrier at %s in %s of a launch that is not cooperative: its blocks need not be "
+                          "resident at once, so the barrier can hang (launch it with launch_cooperative)",
+                          site(file, line).c_str(), thread_name(*f).c_str()));
+    f->state = FiberState::AtGridBarrier;
+    f->file = file;
+    f->line = line;
+    yield_to_scheduler();
 }
 
 uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int arg, int width, const char* file,
@@ -793,7 +871,11 @@ struct mtosi_emu_launch_params {
     unsigned workers;  // OS threads for this launch, as the caller decided (at most the blocks)
     const mtosi_emu_buffer_arg* buffers;  // one per argument
     unsigned buffer_count;
+    int cooperative;  // every block resident at once (cuLaunchCooperativeKernel); grid barriers allowed
 };
+
+// The most blocks a cooperative launch may have on emu (each gets an OS thread for the launch).
+constexpr unsigned long long kMaxCooperativeBlocks = 128;
 
 // Runs every block of the grid. Returns 0; 1 with a message in `error` (NUL-terminated); or 2
 // with a message when a kernel accessed memory out of bounds.
@@ -825,9 +907,15 @@ int mtosi_emu_launch(void (*entry)(void**), void** args, const mtosi_emu_launch_
     launch.reverse = params->reverse != 0;
     launch.buffers = params->buffers;
     launch.buffer_count = params->buffer_count;
+    launch.cooperative = params->cooperative != 0;
+    launch.blocks = blocks;
+    if (launch.cooperative && blocks > kMaxCooperativeBlocks)
+        return report(format("a cooperative launch of %llu blocks exceeds the %llu that emu keeps resident at once",
+                             blocks, kMaxCooperativeBlocks));
     install_fault_handler();
 
     unsigned long long workers = std::min<unsigned long long>(std::max(1u, params->workers), blocks);
+    if (launch.cooperative) workers = blocks;
     if (workers == 1)
         run_blocks(launch);
     else

@@ -5,7 +5,9 @@
 // Model: one OS thread runs one block at a time; every CUDA thread of the block is a fiber on
 // that OS thread, so `__shared__` (= thread_local) is private to the block and the fibers of a
 // block see the same copy; it starts as NaN bytes in every block (MTOSI_EMU_SHARED_FRESH).
-// `__syncthreads()` and the warp collectives switch fibers.
+// `__syncthreads()` and the warp collectives switch fibers. A cooperative launch runs every block
+// at once, each on its own OS thread, and `mtosi_emu_grid_sync` (the emu side of
+// `grid_barrier_sync` in kernels/common.cuh) holds a block until every block has arrived.
 #pragma once
 
 // System headers first: the macros below (`__noinline__`, `__device__` …) break libstdc++.
@@ -73,6 +75,7 @@ extern MTOSI_EMU_TLS unsigned char mtosi_dynamic_shared[MTOSI_EMU_DYNAMIC_SHARED
 // ---- runtime entry points (cuemu.cpp) ---------------------------------------------------------
 extern "C" {
 void mtosi_emu_syncthreads(const char* file, int line);
+void mtosi_emu_grid_sync(const char* file, int line);
 int mtosi_emu_syncthreads_reduce(int op, int predicate, const char* file, int line);
 uint64_t mtosi_emu_warp_collective(int op, unsigned mask, uint64_t value, int arg, int width,
                                    const char* file, int line);
@@ -250,6 +253,7 @@ static inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CS
 #define __frcp_rn(x) (1.0f / (x))
 #define __fsqrt_rn(x) sqrtf(x)
 #define __ldg(p) (*(p))
+#define __ldcg(p) (*(p))
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
 static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }

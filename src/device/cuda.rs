@@ -275,6 +275,7 @@ impl CudaDevice {
         kernel: &'static Kernel,
         config: &LaunchConfig,
         args: &[KernelArg],
+        cooperative: bool,
     ) -> Result<(), DeviceError> {
         let function = self.function(kernel)?;
         self.ctx
@@ -310,19 +311,72 @@ impl CudaDevice {
         // pointers belong to this context and outlive the launch (the caller holds the borrows
         // until it synchronises through a download).
         unsafe {
-            result::launch_kernel(
-                function.cu_function(),
-                (gx, gy, gz),
-                (bx, by, bz),
-                config.shared_mem_bytes,
-                self.stream.cu_stream(),
-                &mut pointers,
-            )
+            if cooperative {
+                // The driver refuses (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) a grid that cannot
+                // be resident at once; KernelDevice checked the bound before.
+                result::launch_cooperative_kernel(
+                    function.cu_function(),
+                    (gx, gy, gz),
+                    (bx, by, bz),
+                    config.shared_mem_bytes,
+                    self.stream.cu_stream(),
+                    &mut pointers,
+                )
+            } else {
+                result::launch_kernel(
+                    function.cu_function(),
+                    (gx, gy, gz),
+                    (bx, by, bz),
+                    config.shared_mem_bytes,
+                    self.stream.cu_stream(),
+                    &mut pointers,
+                )
+            }
         }
         .map_err(driver_error(format!(
-            "launching `{}` ({})",
-            kernel.name, kernel.source
+            "launching `{}` ({}){}",
+            kernel.name,
+            kernel.source,
+            if cooperative { " cooperatively" } else { "" }
         )))
+    }
+
+    /// Blocks of `kernel` that can be resident at once: the occupancy calculator's blocks per SM
+    /// times the SMs, or 0 where the GPU does not support cooperative launches.
+    pub fn max_cooperative_blocks(
+        &self,
+        kernel: &'static Kernel,
+        threads: u32,
+        shared_mem_bytes: u32,
+    ) -> Result<u32, DeviceError> {
+        let function = self.function(kernel)?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(driver_error("binding the context"))?;
+        let supported = self
+            .ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)
+            .map_err(driver_error(
+                "reading whether the GPU has cooperative launches",
+            ))?;
+        if supported == 0 {
+            return Ok(0);
+        }
+        let sms = self
+            .ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver_error("reading the number of SMs"))?;
+        let per_sm = function
+            .occupancy_max_active_blocks_per_multiprocessor(
+                threads,
+                shared_mem_bytes as usize,
+                None,
+            )
+            .map_err(driver_error(format!(
+                "computing the occupancy of `{}`",
+                kernel.name
+            )))?;
+        Ok(per_sm.saturating_mul(sms.max(0) as u32))
     }
 }
 

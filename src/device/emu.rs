@@ -25,7 +25,12 @@ struct LaunchParams {
     workers: u32,
     buffers: *const BufferArg,
     buffer_count: u32,
+    cooperative: c_int,
 }
+
+/// The most blocks a cooperative launch may have on emu, which gives each its own OS thread for
+/// the launch (`kMaxCooperativeBlocks` in kernels/emu/cuemu.cpp).
+pub(crate) const MAX_COOPERATIVE_BLOCKS: u32 = 128;
 
 /// Launches with fewer threads than this run on one worker: waking workers costs tens of
 /// microseconds, more than such a launch takes.
@@ -101,11 +106,15 @@ impl Default for EmuOptions {
     }
 }
 
+/// Runs `kernel` on the CPU; `cooperative` runs every block at once, one per OS thread, as
+/// cuLaunchCooperativeKernel keeps them resident, so that `grid_barrier_sync` works (in an
+/// ordinary launch it is a launch error).
 pub(crate) fn launch(
     options: &EmuOptions,
     kernel: &Kernel,
     config: &LaunchConfig,
     args: &[KernelArg],
+    cooperative: bool,
 ) -> Result<(), DeviceError> {
     // Each args[i] points at the value of parameter i, as cuLaunchKernel's kernelParams.
     let mut values: Vec<[u8; 8]> = Vec::with_capacity(args.len());
@@ -159,7 +168,14 @@ pub(crate) fn launch(
         .map(|v| v.as_mut_ptr() as *mut c_void)
         .collect();
     if std::env::var_os(DEBUG_VAR).is_some() {
-        eprintln!("{}", describe_launch(kernel.name, config, options.workers));
+        if cooperative {
+            eprintln!(
+                "emu: {}: grid {:?}, block {:?}: cooperative, one worker per block",
+                kernel.name, config.grid, config.block
+            );
+        } else {
+            eprintln!("{}", describe_launch(kernel.name, config, options.workers));
+        }
     }
     let params = LaunchParams {
         grid: config.grid,
@@ -169,6 +185,7 @@ pub(crate) fn launch(
         workers: plan_workers(options.workers, config).0 as u32,
         buffers: buffers.as_ptr(),
         buffer_count: buffers.len() as u32,
+        cooperative: cooperative as c_int,
     };
     let mut error = vec![0 as c_char; 2048];
     // SAFETY: `pointers` holds one valid pointer per parameter whose value has the parameter's

@@ -377,8 +377,71 @@ impl KernelDevice {
             .unwrap_or_else(|e| e.into_inner())
             .insert(kernel.name);
         match &self.backend {
-            Backend::Emu(options) => emu::launch(options, kernel, &config, args),
-            Backend::Cuda(c) => c.launch(kernel, &config, args),
+            Backend::Emu(options) => emu::launch(options, kernel, &config, args, false),
+            Backend::Cuda(c) => c.launch(kernel, &config, args, false),
+        }
+    }
+
+    /// Launches `name` with every block resident at once (cuLaunchCooperativeKernel), as a kernel
+    /// that calls `grid_barrier_sync` (kernels/common.cuh) needs. Fails with a clear error, before
+    /// launching, when the grid is larger than [`KernelDevice::max_cooperative_blocks`].
+    pub fn launch_cooperative(
+        &self,
+        name: &str,
+        config: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), DeviceError> {
+        let kernel =
+            find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
+        self.launch_kernel_cooperative(kernel, config, args)
+    }
+
+    /// [`KernelDevice::launch_cooperative`] from an explicit table entry (e.g. a test kernel).
+    pub fn launch_kernel_cooperative(
+        &self,
+        kernel: &'static Kernel,
+        config: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<(), DeviceError> {
+        launch::check_launch(kernel, &config, args)?;
+        let blocks: u64 = config.grid.iter().map(|&d| d as u64).product();
+        let threads: u32 = config.block.iter().product();
+        let resident = self.max_cooperative_blocks(kernel, threads, config.shared_mem_bytes)?;
+        if blocks > resident as u64 {
+            return Err(DeviceError::Arguments {
+                kernel: kernel.name,
+                source_file: kernel.source,
+                message: format!(
+                    "a cooperative launch of {blocks} blocks ({threads} threads, {} bytes of shared \
+                     memory each) exceeds the {resident} blocks that {} keeps resident at once",
+                    config.shared_mem_bytes,
+                    self.describe()
+                ),
+            });
+        }
+        self.launched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kernel.name);
+        match &self.backend {
+            Backend::Emu(options) => emu::launch(options, kernel, &config, args, true),
+            Backend::Cuda(c) => c.launch(kernel, &config, args, true),
+        }
+    }
+
+    /// How many blocks of `kernel` (of `threads` threads and `shared_mem_bytes` of dynamic shared
+    /// memory each) can be resident at once: the grid bound of a cooperative launch. On cuda the
+    /// occupancy calculator's blocks per SM times the SMs (0 where the GPU has no cooperative
+    /// launch); on emu a fixed bound (an OS thread per block).
+    pub fn max_cooperative_blocks(
+        &self,
+        kernel: &'static Kernel,
+        threads: u32,
+        shared_mem_bytes: u32,
+    ) -> Result<u32, DeviceError> {
+        match &self.backend {
+            Backend::Emu(_) => Ok(emu::MAX_COOPERATIVE_BLOCKS),
+            Backend::Cuda(c) => c.max_cooperative_blocks(kernel, threads, shared_mem_bytes),
         }
     }
 }

@@ -541,15 +541,147 @@ fn recur_backward(
 // On a kernel device (kernels/lstm.cu + kernels/matmul.cu + kernels/conv2d.cu's column sums):
 // the input projections and every weight gradient as GEMMs over all frames, the recurrences as
 // one persistent launch per pass covering every time step of both directions.
+//
+// Two recurrence kernels (kernels/lstm.cu's header says why each is built as it is): the grid
+// version, W_hh held in shared memory across a cooperative grid with one grid barrier per step,
+// wherever it fits (its shared memory and the device's resident blocks); otherwise the
+// per-sequence version, one block per (sequence, direction) re-reading W_hh from L2 every step,
+// which is also the readable reference. The choice is explicit (`LstmRecurrence`) and fixed per
+// workspace, so a run does not switch kernels between passes.
 
 use super::conv2d::channel_sums_launch;
 use super::matmul::{
     matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
 };
-use crate::device::{DeviceBuffer, DeviceError, KernelDevice, LaunchConfig};
+use crate::device::{find_kernel, DeviceBuffer, DeviceError, Kernel, KernelDevice, LaunchConfig};
 
 /// Threads per block of the recurrence kernels (a multiple of 32).
 const LSTM_THREADS: u32 = 256;
+/// Threads per block of the grid recurrences: at hid 176 a block computes 44·batch gate rows
+/// and 11·batch unit updates per step, so 4 warps have work at batch 3 and up without a block
+/// of mostly idle warps at batch 1.
+const LSTM_GRID_THREADS: u32 = 128;
+/// Blocks per direction the grid recurrences aim for: 16 (11 of 176 units each) keeps each
+/// block's W_hh slice at 31 KB, inside the 48 KiB of dynamic shared memory with room for h.
+const LSTM_GRID_BLOCKS_PER_DIRECTION: usize = 16;
+/// Dynamic shared memory of one launch, in floats (48 KiB, `LaunchConfig`'s limit).
+const SHARED_FLOATS: usize = 48 * 1024 / size_of::<f32>();
+
+/// Which kernels run the two recurrences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LstmRecurrence {
+    /// `lstm_recurrence_forward/backward`: one block per (sequence, direction), W_hh from L2
+    /// every step. The reference and the fallback.
+    PerSequence,
+    /// `lstm_recurrence_forward_grid/backward_grid`: each direction's units split over a
+    /// cooperative grid, W_hh slices in shared memory, one grid barrier per step.
+    Grid,
+}
+
+/// How the grid recurrences split the work: `units` hidden units per block, sequences staged
+/// `forward_chunk` / `backward_chunk` at a time through shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmGridPlan {
+    pub units: usize,
+    pub blocks_per_direction: usize,
+    pub forward_chunk: usize,
+    pub backward_chunk: usize,
+}
+
+impl LstmGridPlan {
+    /// The plan for `shape` whose shared memory fits a launch and whose grid has at most
+    /// `max_blocks` blocks, or None (then the per-sequence kernels run). Aims for
+    /// [`LSTM_GRID_BLOCKS_PER_DIRECTION`] blocks per direction; fewer units per block (more
+    /// blocks) when a block's slice and one sequence do not fit.
+    pub fn for_shape(shape: &LstmShape, max_blocks: usize) -> Option<LstmGridPlan> {
+        let (hid, batch) = (shape.hidden_size, shape.batch);
+        if hid == 0 || batch == 0 {
+            return None;
+        }
+        let chunk = |fixed: usize, per_sequence: usize| {
+            SHARED_FLOATS
+                .checked_sub(fixed)
+                .map_or(0, |room| (room / per_sequence).min(batch))
+        };
+        let mut units = hid.div_ceil(LSTM_GRID_BLOCKS_PER_DIRECTION);
+        while units >= 1 {
+            let blocks_per_direction = hid.div_ceil(units);
+            if 2 * blocks_per_direction > max_blocks {
+                return None;
+            }
+            let forward_chunk = chunk(4 * units * hid + batch * units, hid + 4 * units);
+            let backward_chunk = chunk(4 * hid * units + 2 * batch * units, 4 * hid);
+            if forward_chunk >= 1 && backward_chunk >= 1 {
+                return Some(LstmGridPlan {
+                    units,
+                    blocks_per_direction,
+                    forward_chunk,
+                    backward_chunk,
+                });
+            }
+            units -= 1;
+        }
+        None
+    }
+
+    fn forward_shared_bytes(&self, s: &LstmShape) -> u32 {
+        let (u, hid) = (self.units, s.hidden_size);
+        let floats = 4 * u * hid + s.batch * u + self.forward_chunk * (hid + 4 * u);
+        (floats * size_of::<f32>()) as u32
+    }
+
+    fn backward_shared_bytes(&self, s: &LstmShape) -> u32 {
+        let (u, hid) = (self.units, s.hidden_size);
+        let floats = 4 * hid * u + 2 * s.batch * u + self.backward_chunk * 4 * hid;
+        (floats * size_of::<f32>()) as u32
+    }
+
+    fn config(&self, shared_bytes: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid: [self.blocks_per_direction as u32, 2, 1],
+            block: [LSTM_GRID_THREADS, 1, 1],
+            shared_mem_bytes: shared_bytes,
+        }
+    }
+}
+
+/// The grid recurrences' kernels and their barrier words.
+struct GridRecurrence {
+    plan: LstmGridPlan,
+    forward: &'static Kernel,
+    backward: &'static Kernel,
+    barrier: DeviceBuffer<u32>,
+}
+
+fn compiled_kernel(name: &str) -> Result<&'static Kernel, DeviceError> {
+    find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))
+}
+
+/// The grid plan for `shape` on `device`, checked against the device's resident blocks for
+/// both kernels at their shared memory.
+fn grid_plan_on(
+    device: &KernelDevice,
+    shape: &LstmShape,
+) -> Result<Option<LstmGridPlan>, DeviceError> {
+    let forward = compiled_kernel("lstm_recurrence_forward_grid")?;
+    let backward = compiled_kernel("lstm_recurrence_backward_grid")?;
+    let bound = device.max_cooperative_blocks(forward, LSTM_GRID_THREADS, 0)? as usize;
+    let Some(plan) = LstmGridPlan::for_shape(shape, bound) else {
+        return Ok(None);
+    };
+    let blocks = (2 * plan.blocks_per_direction) as u32;
+    let fits = device.max_cooperative_blocks(
+        forward,
+        LSTM_GRID_THREADS,
+        plan.forward_shared_bytes(shape),
+    )? >= blocks
+        && device.max_cooperative_blocks(
+            backward,
+            LSTM_GRID_THREADS,
+            plan.backward_shared_bytes(shape),
+        )? >= blocks;
+    Ok(fits.then_some(plan))
+}
 
 /// One direction's parameters on a kernel device, in PyTorch's layout (as [`LstmWeights`]).
 #[derive(Clone, Copy)]
@@ -586,10 +718,47 @@ pub struct LstmWorkspace {
     w_hh_t: DeviceBuffer<f32>,
     d_gates: [DeviceBuffer<f32>; 2],
     partials: DeviceBuffer<f32>,
+    /// Some: the grid recurrences run; None: the per-sequence ones.
+    grid: Option<GridRecurrence>,
 }
 
 impl LstmWorkspace {
+    /// The workspace for `shape`, with the grid recurrences where they fit on `device`, else
+    /// the per-sequence ones.
     pub fn new(device: &KernelDevice, shape: LstmShape) -> Result<LstmWorkspace, DeviceError> {
+        let recurrence = match grid_plan_on(device, &shape)? {
+            Some(_) => LstmRecurrence::Grid,
+            None => LstmRecurrence::PerSequence,
+        };
+        LstmWorkspace::with_recurrence(device, shape, recurrence)
+    }
+
+    /// The workspace for `shape` with the recurrence kernels chosen explicitly; fails when
+    /// [`LstmRecurrence::Grid`] does not fit the shape on `device`.
+    pub fn with_recurrence(
+        device: &KernelDevice,
+        shape: LstmShape,
+        recurrence: LstmRecurrence,
+    ) -> Result<LstmWorkspace, DeviceError> {
+        let grid = match recurrence {
+            LstmRecurrence::PerSequence => None,
+            LstmRecurrence::Grid => {
+                let plan = grid_plan_on(device, &shape)?.ok_or_else(|| {
+                    lstm_invalid(format!(
+                        "the grid recurrences do not fit {shape:?} on {}: their W_hh slices and \
+                         one sequence exceed 48 KiB of shared memory per block, or their grid \
+                         exceeds the blocks the device keeps resident",
+                        device.describe()
+                    ))
+                })?;
+                Some(GridRecurrence {
+                    plan,
+                    forward: compiled_kernel("lstm_recurrence_forward_grid")?,
+                    backward: compiled_kernel("lstm_recurrence_backward_grid")?,
+                    barrier: device.upload(&[0u32; 2])?,
+                })
+            }
+        };
         let hid = shape.hidden_size;
         let per_direction = shape.batch * shape.frames * 4 * hid;
         let rows = shape.batch * shape.frames;
@@ -601,7 +770,38 @@ impl LstmWorkspace {
             w_hh_t: device.alloc(2 * 4 * hid * hid)?,
             d_gates: [device.alloc(per_direction)?, device.alloc(per_direction)?],
             partials: device.alloc(partials.max(1))?,
+            grid,
         })
+    }
+
+    /// Which recurrence kernels this workspace runs.
+    pub fn recurrence(&self) -> LstmRecurrence {
+        match self.grid {
+            Some(_) => LstmRecurrence::Grid,
+            None => LstmRecurrence::PerSequence,
+        }
+    }
+
+    /// The grid plan, when the grid recurrences run.
+    pub fn grid_plan(&self) -> Option<LstmGridPlan> {
+        self.grid.as_ref().map(|g| g.plan)
+    }
+
+    /// Runs other kernels of the grid recurrences' signatures in their place (emu test kernels:
+    /// the planted-bug variants without the grid barrier, tests/lstm.rs). Fails unless the
+    /// grid recurrences run.
+    #[doc(hidden)]
+    pub fn replace_grid_kernels(
+        &mut self,
+        forward: &'static Kernel,
+        backward: &'static Kernel,
+    ) -> Result<(), DeviceError> {
+        let grid = self.grid.as_mut().ok_or_else(|| {
+            lstm_invalid("the workspace runs the per-sequence recurrences".into())
+        })?;
+        grid.forward = forward;
+        grid.backward = backward;
+        Ok(())
     }
 }
 
@@ -703,6 +903,29 @@ pub fn lstm_forward_launch(
             true,
         )?;
     }
+    if let Some(grid) = &mut ws.grid {
+        let plan = grid.plan;
+        // The barrier words are zero after every complete launch; zeroing them here also
+        // recovers from a failed one.
+        device.copy_to_device(&[0u32; 2], &mut grid.barrier)?;
+        return device.launch_kernel_cooperative(
+            grid.forward,
+            plan.config(plan.forward_shared_bytes(&s)),
+            &[
+                batch.into(),
+                frames.into(),
+                hid_i.into(),
+                (plan.units as i32).into(),
+                (plan.forward_chunk as i32).into(),
+                weights[0].w_hh.into(),
+                weights[1].w_hh.into(),
+                gates.into(),
+                cells.into(),
+                out.into(),
+                (&mut grid.barrier).into(),
+            ],
+        );
+    }
     device.launch(
         "lstm_transpose_w_hh",
         LaunchConfig::for_elements(ws.w_hh_t.len(), super::ELEMENTWISE_THREADS),
@@ -772,22 +995,46 @@ pub fn lstm_backward_launch(
     }
     let [batch, frames, hid_i] = lstm_ints(&s)?;
     let [d_gates_fwd, d_gates_rev] = &mut ws.d_gates;
-    device.launch(
-        "lstm_recurrence_backward",
-        recurrence_config(&s)?,
-        &[
-            batch.into(),
-            frames.into(),
-            hid_i.into(),
-            weights[0].w_hh.into(),
-            weights[1].w_hh.into(),
-            gates.into(),
-            cells.into(),
-            d_out.into(),
-            d_gates_fwd.into(),
-            d_gates_rev.into(),
-        ],
-    )?;
+    if let Some(grid) = &mut ws.grid {
+        let plan = grid.plan;
+        device.copy_to_device(&[0u32; 2], &mut grid.barrier)?;
+        device.launch_kernel_cooperative(
+            grid.backward,
+            plan.config(plan.backward_shared_bytes(&s)),
+            &[
+                batch.into(),
+                frames.into(),
+                hid_i.into(),
+                (plan.units as i32).into(),
+                (plan.backward_chunk as i32).into(),
+                weights[0].w_hh.into(),
+                weights[1].w_hh.into(),
+                gates.into(),
+                cells.into(),
+                d_out.into(),
+                d_gates_fwd.into(),
+                d_gates_rev.into(),
+                (&mut grid.barrier).into(),
+            ],
+        )?;
+    } else {
+        device.launch(
+            "lstm_recurrence_backward",
+            recurrence_config(&s)?,
+            &[
+                batch.into(),
+                frames.into(),
+                hid_i.into(),
+                weights[0].w_hh.into(),
+                weights[1].w_hh.into(),
+                gates.into(),
+                cells.into(),
+                d_out.into(),
+                d_gates_fwd.into(),
+                d_gates_rev.into(),
+            ],
+        )?;
+    }
     for (d, g) in grads.into_iter().enumerate() {
         let d_gates = &ws.d_gates[d];
         let d_pre = DeviceMatRef::row_major(d_gates, rows, 4 * hid);

@@ -95,3 +95,42 @@ extern "C" __global__ void collectives_control(float* out, unsigned* ballots, un
     int below = __syncthreads_count(threadIdx.x < 10);
     if (threadIdx.x == 0) atomicAdd(&ballots[1], (unsigned)below);
 }
+
+// Three rounds of: each block publishes a value, grid barrier, each block reads its right
+// neighbour block's: out[r·blocks + b] = (b + 1) % blocks + r. Correct in a cooperative launch.
+extern "C" __global__ void fixed_grid_barrier_neighbour(float* slots, float* out, unsigned* barrier) {
+    int blocks = gridDim.x;
+    int b = blockIdx.x;
+    for (int round = 0; round < 3; round++) {
+        if (threadIdx.x == 0) slots[round * blocks + b] = (float)(b + round);
+        grid_barrier_sync(barrier);
+        if (threadIdx.x == 0) out[round * blocks + b] = slots[round * blocks + (b + 1) % blocks];
+    }
+}
+
+// Block 0 leaves before the grid barrier that every other block waits at: a hang on a GPU.
+extern "C" __global__ void bug_grid_barrier_skipped_by_a_block(unsigned* barrier) {
+    if (blockIdx.x == 0) return;
+    grid_barrier_sync(barrier);
+}
+
+// The grid-synchronised LSTM recurrences of kernels/lstm.cu with the grid barrier replaced by a
+// __syncthreads: blocks read other blocks' h(t-1) (d_pre(t)) before it is written.
+#include "lstm_grid.cuh"
+extern "C" __global__ void bug_lstm_forward_grid_without_barrier(int batch, int frames, int hid, int units, int chunk,
+                                                                 const float* __restrict__ w_hh_fwd,
+                                                                 const float* __restrict__ w_hh_rev, float* gates,
+                                                                 float* cells, float* out, unsigned* barrier) {
+    lstm_grid_forward_steps<false>(batch, frames, hid, units, chunk, w_hh_fwd, w_hh_rev, gates, cells, out, barrier);
+}
+extern "C" __global__ void bug_lstm_backward_grid_without_barrier(int batch, int frames, int hid, int units, int chunk,
+                                                                  const float* __restrict__ w_hh_fwd,
+                                                                  const float* __restrict__ w_hh_rev,
+                                                                  const float* __restrict__ gates,
+                                                                  const float* __restrict__ cells,
+                                                                  const float* __restrict__ d_out,
+                                                                  float* d_gates_fwd, float* d_gates_rev,
+                                                                  unsigned* barrier) {
+    lstm_grid_backward_steps<false>(batch, frames, hid, units, chunk, w_hh_fwd, w_hh_rev, gates, cells, d_out,
+                                    d_gates_fwd, d_gates_rev, barrier);
+}
