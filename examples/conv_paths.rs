@@ -33,7 +33,8 @@ type Layer = (
     usize,
     usize,
 );
-const LAYERS: [Layer; 14] = [
+const LAYERS: [Layer; 15] = [
+    ("enc1.conv2 16-16 640x176", 4, 16, 640, 176, 16, 3, 1),
     ("enc1.ds 16-16 2x2s2 640x176", 4, 16, 640, 176, 16, 2, 0),
     ("enc3.ds 64-64 2x2s2 160x44", 4, 64, 160, 44, 64, 2, 0),
     (
