@@ -43,12 +43,12 @@ use crate::ops::concat::{
     concat_channels_forward_launch,
 };
 use crate::ops::conv2d::{
-    conv2d_backward, conv2d_backward_launch, conv2d_forward, conv2d_forward_launch,
-    conv2d_output_size, ConvWorkspace, DeviceConvGeometry,
+    conv2d_backward, conv2d_backward_launch, conv2d_forward, conv2d_forward_launch, ConvWorkspace,
+    DeviceConvGeometry,
 };
 use crate::ops::conv_transpose2d::{
-    conv_transpose2d_adjoint_geometry, conv_transpose2d_backward, conv_transpose2d_backward_launch,
-    conv_transpose2d_forward, conv_transpose2d_forward_launch, conv_transpose2d_output_size,
+    conv_transpose2d_backward, conv_transpose2d_backward_launch, conv_transpose2d_forward,
+    conv_transpose2d_forward_launch,
 };
 use crate::ops::elementwise::{add_forward_launch, add_in_place_launch, fill_launch};
 use crate::ops::linear::{
@@ -101,78 +101,38 @@ impl Named for Buffer {
     }
 }
 
-/// The shape of one convolution or transposed convolution: `n` images of (c_in, h, w) to
-/// (c_out, h_out, w_out) through a k×k kernel.
+/// One convolution layer's call: a Conv2d of its device geometry (`n` images of (c_in, h, w)
+/// to (c_out, h_out, w_out)), or a ConvTranspose2d as the adjoint of the convolution `adjoint`
+/// (from the transposed convolution's output back to its input), with the output paddings that
+/// reach its output size. Both backends read the same numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    /// (h, w) output paddings of a transposed convolution; (0, 0) for a convolution.
-    pub output_padding: (usize, usize),
-    pub h_out: usize,
-    pub w_out: usize,
+pub enum ConvShape {
+    Conv2d(DeviceConvGeometry),
+    Transposed {
+        adjoint: DeviceConvGeometry,
+        output_padding: (usize, usize),
+    },
 }
 
 impl ConvShape {
-    pub fn conv2d(
-        n: usize,
-        c_in: usize,
-        h: usize,
-        w: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> ConvShape {
-        ConvShape {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            k,
-            stride,
-            pad,
-            output_padding: (0, 0),
-            h_out: conv2d_output_size(h, k, stride, pad),
-            w_out: conv2d_output_size(w, k, stride, pad),
-        }
-    }
-
-    pub fn conv_transpose2d(
-        n: usize,
-        c_in: usize,
-        h: usize,
-        w: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        output_padding: (usize, usize),
-    ) -> ConvShape {
-        ConvShape {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            k,
-            stride,
-            pad,
-            output_padding,
-            h_out: conv_transpose2d_output_size(h, k, stride, pad, output_padding.0),
-            w_out: conv_transpose2d_output_size(w, k, stride, pad, output_padding.1),
+    /// (c_out, h_out, w_out) of each output image.
+    pub fn output_dims(&self) -> (usize, usize, usize) {
+        match self {
+            ConvShape::Conv2d(g) => (g.c_out, g.h_out, g.w_out),
+            ConvShape::Transposed { adjoint: a, .. } => (a.c_in, a.h, a.w),
         }
     }
 
     fn out_len(&self) -> usize {
-        self.n * self.c_out * self.h_out * self.w_out
+        let (c, h, w) = self.output_dims();
+        self.device_geometry().n * c * h * w
+    }
+
+    /// The convolution the kernels run: for a transposed one, the one whose adjoint it is.
+    fn device_geometry(&self) -> DeviceConvGeometry {
+        match *self {
+            ConvShape::Conv2d(g) | ConvShape::Transposed { adjoint: g, .. } => g,
+        }
     }
 }
 
@@ -223,7 +183,8 @@ pub trait Backend: Sized {
     /// `a + b`, in `a`'s storage when nothing else holds it.
     fn add(&mut self, a: Tensor<Self::Storage>, b: &Self::Storage) -> Result<Self::Storage>;
 
-    fn conv2d_forward(
+    /// Conv2d or ConvTranspose2d, as `g` says, with bias.
+    fn conv_forward(
         &mut self,
         ws: &mut Self::ConvWorkspace,
         x: &Self::Storage,
@@ -231,25 +192,7 @@ pub trait Backend: Sized {
         bias: &Self::Param,
         g: &ConvShape,
     ) -> Result<Self::Storage>;
-    fn conv2d_backward_into(
-        &mut self,
-        ws: &mut Self::ConvWorkspace,
-        d_x: Option<&mut Self::Storage>,
-        weight: &mut Self::Param,
-        bias: &mut Self::Param,
-        d_out: &Self::Storage,
-        x: &Self::Storage,
-        g: &ConvShape,
-    ) -> Result<()>;
-    fn conv_transpose2d_forward(
-        &mut self,
-        ws: &mut Self::ConvWorkspace,
-        x: &Self::Storage,
-        weight: &Self::Param,
-        bias: &Self::Param,
-        g: &ConvShape,
-    ) -> Result<Self::Storage>;
-    fn conv_transpose2d_backward_into(
+    fn conv_backward_into(
         &mut self,
         ws: &mut Self::ConvWorkspace,
         d_x: Option<&mut Self::Storage>,
@@ -427,7 +370,7 @@ impl Backend for Cpu {
         Ok(sum)
     }
 
-    fn conv2d_forward(
+    fn conv_forward(
         &mut self,
         _: &mut (),
         x: &Storage,
@@ -436,24 +379,24 @@ impl Backend for Cpu {
         g: &ConvShape,
     ) -> Result<Storage> {
         let mut out = Storage::for_overwrite(g.out_len());
-        conv2d_forward(
-            &mut out,
-            x,
-            &weight.value,
-            Some(&bias.value),
-            g.n,
-            g.c_in,
-            g.h,
-            g.w,
-            g.c_out,
-            g.k,
-            g.stride,
-            g.pad,
-        );
+        let (w, b) = (&weight.value, Some(&bias.value[..]));
+        match *g {
+            ConvShape::Conv2d(g) => conv2d_forward(
+                &mut out, x, w, b, g.n, g.c_in, g.h, g.w, g.c_out, g.k, g.stride, g.pad,
+            ),
+            // The transposed convolution's input is its adjoint's output, and so on.
+            ConvShape::Transposed {
+                adjoint: a,
+                output_padding: (pad_h, pad_w),
+            } => conv_transpose2d_forward(
+                &mut out, x, w, b, a.n, a.c_out, a.h_out, a.w_out, a.c_in, a.k, a.stride, a.pad,
+                pad_h, pad_w,
+            ),
+        }
         Ok(out)
     }
 
-    fn conv2d_backward_into(
+    fn conv_backward_into(
         &mut self,
         _: &mut (),
         d_x: Option<&mut Storage>,
@@ -463,81 +406,20 @@ impl Backend for Cpu {
         x: &Storage,
         g: &ConvShape,
     ) -> Result<()> {
-        conv2d_backward(
-            d_x.map(|d| &mut d[..]),
-            &mut weight.grad,
-            Some(&mut bias.grad),
-            d_out,
-            x,
-            &weight.value,
-            g.n,
-            g.c_in,
-            g.h,
-            g.w,
-            g.c_out,
-            g.k,
-            g.stride,
-            g.pad,
-        );
-        Ok(())
-    }
-
-    fn conv_transpose2d_forward(
-        &mut self,
-        _: &mut (),
-        x: &Storage,
-        weight: &Param,
-        bias: &Param,
-        g: &ConvShape,
-    ) -> Result<Storage> {
-        let mut out = Storage::for_overwrite(g.out_len());
-        conv_transpose2d_forward(
-            &mut out,
-            x,
-            &weight.value,
-            Some(&bias.value),
-            g.n,
-            g.c_in,
-            g.h,
-            g.w,
-            g.c_out,
-            g.k,
-            g.stride,
-            g.pad,
-            g.output_padding.0,
-            g.output_padding.1,
-        );
-        Ok(out)
-    }
-
-    fn conv_transpose2d_backward_into(
-        &mut self,
-        _: &mut (),
-        d_x: Option<&mut Storage>,
-        weight: &mut Param,
-        bias: &mut Param,
-        d_out: &Storage,
-        x: &Storage,
-        g: &ConvShape,
-    ) -> Result<()> {
-        conv_transpose2d_backward(
-            d_x.map(|d| &mut d[..]),
-            &mut weight.grad,
-            Some(&mut bias.grad),
-            d_out,
-            x,
-            &weight.value,
-            g.n,
-            g.c_in,
-            g.h,
-            g.w,
-            g.c_out,
-            g.k,
-            g.stride,
-            g.pad,
-            g.output_padding.0,
-            g.output_padding.1,
-        );
+        let d_x = d_x.map(|d| &mut d[..]);
+        let (w, d_w, d_b) = (&weight.value, &mut weight.grad, Some(&mut bias.grad[..]));
+        match *g {
+            ConvShape::Conv2d(g) => conv2d_backward(
+                d_x, d_w, d_b, d_out, x, w, g.n, g.c_in, g.h, g.w, g.c_out, g.k, g.stride, g.pad,
+            ),
+            ConvShape::Transposed {
+                adjoint: a,
+                output_padding: (pad_h, pad_w),
+            } => conv_transpose2d_backward(
+                d_x, d_w, d_b, d_out, x, w, a.n, a.c_out, a.h_out, a.w_out, a.c_in, a.k, a.stride,
+                a.pad, pad_h, pad_w,
+            ),
+        }
         Ok(())
     }
 
@@ -1031,49 +913,6 @@ impl<'d> Kernels<'d> {
         }
         Ok(ws.as_mut().expect("just set"))
     }
-
-    fn conv_forward(
-        &mut self,
-        ws: &mut Option<(DeviceConvGeometry, ConvWorkspace)>,
-        x: &DeviceStorage,
-        weight: &DeviceParam,
-        bias: &DeviceParam,
-        g: DeviceConvGeometry,
-        out_len: usize,
-        launch: ConvForwardLaunch,
-    ) -> Result<DeviceStorage> {
-        let mut out = self.take(out_len)?;
-        let ws = self.conv_workspace(ws, g)?;
-        let (w, b) = (self.params.get(weight.index)?, self.params.get(bias.index)?);
-        launch(self.device, ws, &mut out, x, w, Some(b), &g)?;
-        Ok(out)
-    }
-
-    fn conv_backward_into(
-        &mut self,
-        ws: &mut Option<(DeviceConvGeometry, ConvWorkspace)>,
-        d_x: Option<&mut DeviceStorage>,
-        weight: &DeviceParam,
-        bias: &DeviceParam,
-        d_out: &DeviceStorage,
-        x: &DeviceStorage,
-        g: DeviceConvGeometry,
-        launch: ConvBackwardLaunch,
-    ) -> Result<()> {
-        let ws = self.conv_workspace(ws, g)?;
-        let [d_weight, d_bias] = self.grads.get_disjoint_mut([weight.index, bias.index])?;
-        launch(
-            self.device,
-            ws,
-            d_x.map(|d| &mut **d),
-            d_weight,
-            Some(d_bias),
-            d_out,
-            x,
-            self.params.get(weight.index)?,
-            &g,
-        )
-    }
 }
 
 /// `conv2d_forward_launch` or `conv_transpose2d_forward_launch`: one signature.
@@ -1099,26 +938,6 @@ type ConvBackwardLaunch = fn(
     &DeviceBuffer<f32>,
     &DeviceConvGeometry,
 ) -> Result<()>;
-
-fn conv2d_geometry(g: &ConvShape) -> DeviceConvGeometry {
-    DeviceConvGeometry::conv2d(g.n, g.c_in, g.h, g.w, g.c_out, g.k, g.stride, g.pad)
-}
-
-/// The device convolution whose adjoint the transposed convolution `g` is.
-fn adjoint_geometry(g: &ConvShape) -> DeviceConvGeometry {
-    conv_transpose2d_adjoint_geometry(
-        g.n,
-        g.c_in,
-        g.h,
-        g.w,
-        g.c_out,
-        g.k,
-        g.stride,
-        g.pad,
-        g.output_padding.0,
-        g.output_padding.1,
-    )
-}
 
 pub(super) fn slices(v: &[Vec<f32>]) -> Vec<&[f32]> {
     v.iter().map(Vec::as_slice).collect()
@@ -1194,7 +1013,7 @@ impl Backend for Kernels<'_> {
         }
     }
 
-    fn conv2d_forward(
+    fn conv_forward(
         &mut self,
         ws: &mut Self::ConvWorkspace,
         x: &DeviceStorage,
@@ -1202,19 +1021,19 @@ impl Backend for Kernels<'_> {
         bias: &DeviceParam,
         g: &ConvShape,
     ) -> Result<DeviceStorage> {
-        let geometry = conv2d_geometry(g);
-        self.conv_forward(
-            ws,
-            x,
-            weight,
-            bias,
-            geometry,
-            g.out_len(),
-            conv2d_forward_launch,
-        )
+        let launch: ConvForwardLaunch = match g {
+            ConvShape::Conv2d(_) => conv2d_forward_launch,
+            ConvShape::Transposed { .. } => conv_transpose2d_forward_launch,
+        };
+        let geometry = g.device_geometry();
+        let mut out = self.take(g.out_len())?;
+        let ws = self.conv_workspace(ws, geometry)?;
+        let (w, b) = (self.params.get(weight.index)?, self.params.get(bias.index)?);
+        launch(self.device, ws, &mut out, x, w, Some(b), &geometry)?;
+        Ok(out)
     }
 
-    fn conv2d_backward_into(
+    fn conv_backward_into(
         &mut self,
         ws: &mut Self::ConvWorkspace,
         d_x: Option<&mut DeviceStorage>,
@@ -1224,59 +1043,23 @@ impl Backend for Kernels<'_> {
         x: &DeviceStorage,
         g: &ConvShape,
     ) -> Result<()> {
-        let geometry = conv2d_geometry(g);
-        self.conv_backward_into(
+        let launch: ConvBackwardLaunch = match g {
+            ConvShape::Conv2d(_) => conv2d_backward_launch,
+            ConvShape::Transposed { .. } => conv_transpose2d_backward_launch,
+        };
+        let geometry = g.device_geometry();
+        let ws = self.conv_workspace(ws, geometry)?;
+        let [d_weight, d_bias] = self.grads.get_disjoint_mut([weight.index, bias.index])?;
+        launch(
+            self.device,
             ws,
-            d_x,
-            weight,
-            bias,
+            d_x.map(|d| &mut **d),
+            d_weight,
+            Some(d_bias),
             d_out,
             x,
-            geometry,
-            conv2d_backward_launch,
-        )
-    }
-
-    fn conv_transpose2d_forward(
-        &mut self,
-        ws: &mut Self::ConvWorkspace,
-        x: &DeviceStorage,
-        weight: &DeviceParam,
-        bias: &DeviceParam,
-        g: &ConvShape,
-    ) -> Result<DeviceStorage> {
-        let geometry = adjoint_geometry(g);
-        self.conv_forward(
-            ws,
-            x,
-            weight,
-            bias,
-            geometry,
-            g.out_len(),
-            conv_transpose2d_forward_launch,
-        )
-    }
-
-    fn conv_transpose2d_backward_into(
-        &mut self,
-        ws: &mut Self::ConvWorkspace,
-        d_x: Option<&mut DeviceStorage>,
-        weight: &mut DeviceParam,
-        bias: &mut DeviceParam,
-        d_out: &DeviceStorage,
-        x: &DeviceStorage,
-        g: &ConvShape,
-    ) -> Result<()> {
-        let geometry = adjoint_geometry(g);
-        self.conv_backward_into(
-            ws,
-            d_x,
-            weight,
-            bias,
-            d_out,
-            x,
-            geometry,
-            conv_transpose2d_backward_launch,
+            self.params.get(weight.index)?,
+            &geometry,
         )
     }
 

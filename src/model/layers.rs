@@ -9,7 +9,10 @@
 
 use crate::device::DeviceError;
 use crate::ops::activation::LEAKY_RELU_SLOPE;
-use crate::ops::conv_transpose2d::conv_transpose2d_output_padding;
+use crate::ops::conv2d::DeviceConvGeometry;
+use crate::ops::conv_transpose2d::{
+    conv_transpose2d_adjoint_geometry, conv_transpose2d_output_padding,
+};
 use crate::ops::lstm::LstmShape;
 
 use super::backend::{Backend, ConvShape, Cpu, LstmParams, LstmParamsMut};
@@ -46,19 +49,94 @@ fn default_weight_and_bias<B: Backend>(
     Ok((weight, bias))
 }
 
+/// What Conv2d and ConvTranspose2d share: the weight and bias, the kept input with the call's
+/// shape, and the backend's workspace.
+struct ConvCore<B: Backend> {
+    weight: B::Param,
+    bias: B::Param,
+    /// The op kind and the weight's name, labelling the layer in profiles.
+    kind: &'static str,
+    label: String,
+    input: Option<(Activation<B>, ConvShape)>,
+    ws: B::ConvWorkspace,
+}
+
+impl<B: Backend> ConvCore<B> {
+    fn new(
+        backend: &mut B,
+        kind: &'static str,
+        name: &str,
+        weight_shape: Vec<usize>,
+        c_out: usize,
+        fan_in: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let (weight, bias) =
+            default_weight_and_bias(backend, name, weight_shape, c_out, fan_in, seed)?;
+        Ok(Self {
+            weight,
+            bias,
+            kind,
+            label: format!("{name}.weight"),
+            input: None,
+            ws: B::ConvWorkspace::default(),
+        })
+    }
+
+    fn forward(
+        &mut self,
+        backend: &mut B,
+        x: &Activation<B>,
+        g: ConvShape,
+        mode: Mode,
+    ) -> Result<Activation<B>> {
+        let _timer = profile::scope(self.kind, &self.label, "forward");
+        let out = backend.conv_forward(&mut self.ws, x.storage(), &self.weight, &self.bias, &g)?;
+        self.input = (mode == Mode::Train).then(|| (x.clone(), g));
+        let (c, h, w) = g.output_dims();
+        Ok(Tensor::from_storage(vec![x.shape()[0], c, h, w], out))
+    }
+
+    fn backward_into(
+        &mut self,
+        backend: &mut B,
+        d_out: &B::Storage,
+        d_inp: Option<&mut B::Storage>,
+    ) -> Result<()> {
+        let _timer = profile::scope(self.kind, &self.label, "backward");
+        let (x, g) = self.input.take().expect(NOT_TRAINED);
+        backend.conv_backward_into(
+            &mut self.ws,
+            d_inp,
+            &mut self.weight,
+            &mut self.bias,
+            d_out,
+            x.storage(),
+            &g,
+        )
+    }
+
+    fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
+        let len = self.input.as_ref().expect(NOT_TRAINED).0.len();
+        let mut d_inp = backend.zeros(len)?;
+        self.backward_into(backend, d_out, Some(&mut d_inp))?;
+        Ok(d_inp)
+    }
+
+    fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
+        out.push(StateEntry::Param(&mut self.weight));
+        out.push(StateEntry::Param(&mut self.bias));
+    }
+}
+
 /// `torch.nn.Conv2d(c_in, c_out, k, stride, padding)` with bias.
 pub struct Conv2d<B: Backend = Cpu> {
-    pub weight: B::Param,
-    pub bias: B::Param,
-    /// The weight's name, labelling the layer in profiles.
-    label: String,
+    core: ConvCore<B>,
     c_in: usize,
     c_out: usize,
     k: usize,
     stride: usize,
     pad: usize,
-    input: Option<(Activation<B>, ConvShape)>,
-    ws: B::ConvWorkspace,
 }
 
 impl<B: Backend> Conv2d<B> {
@@ -72,25 +150,23 @@ impl<B: Backend> Conv2d<B> {
         pad: usize,
         seed: u64,
     ) -> Result<Self> {
-        let (weight, bias) = default_weight_and_bias(
+        let weight_shape = vec![c_out, c_in, k, k];
+        let core = ConvCore::new(
             backend,
+            "conv2d",
             name,
-            vec![c_out, c_in, k, k],
+            weight_shape,
             c_out,
             c_in * k * k,
             seed,
         )?;
         Ok(Self {
-            weight,
-            bias,
-            label: format!("{name}.weight"),
+            core,
             c_in,
             c_out,
             k,
             stride,
             pad,
-            input: None,
-            ws: B::ConvWorkspace::default(),
         })
     }
 
@@ -101,17 +177,11 @@ impl<B: Backend> Conv2d<B> {
         x: &Activation<B>,
         mode: Mode,
     ) -> Result<Activation<B>> {
-        let _timer = profile::scope("conv2d", &self.label, "forward");
         let (n, c, h, w) = x.dims4();
-        assert_eq!(c, self.c_in, "{}: input channels", self.label);
-        let g = ConvShape::conv2d(n, c, h, w, self.c_out, self.k, self.stride, self.pad);
-        let out =
-            backend.conv2d_forward(&mut self.ws, x.storage(), &self.weight, &self.bias, &g)?;
-        self.input = (mode == Mode::Train).then(|| (x.clone(), g));
-        Ok(Tensor::from_storage(
-            vec![n, self.c_out, g.h_out, g.w_out],
-            out,
-        ))
+        assert_eq!(c, self.c_in, "{}: input channels", self.core.label);
+        let (c_out, k, stride, pad) = (self.c_out, self.k, self.stride, self.pad);
+        let g = DeviceConvGeometry::conv2d(n, c, h, w, c_out, k, stride, pad);
+        self.core.forward(backend, x, ConvShape::Conv2d(g), mode)
     }
 
     pub fn backward_into(
@@ -120,46 +190,27 @@ impl<B: Backend> Conv2d<B> {
         d_out: &B::Storage,
         d_inp: Option<&mut B::Storage>,
     ) -> Result<()> {
-        let _timer = profile::scope("conv2d", &self.label, "backward");
-        let (x, g) = self.input.take().expect(NOT_TRAINED);
-        backend.conv2d_backward_into(
-            &mut self.ws,
-            d_inp,
-            &mut self.weight,
-            &mut self.bias,
-            d_out,
-            x.storage(),
-            &g,
-        )
+        self.core.backward_into(backend, d_out, d_inp)
     }
 
     pub fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
-        let len = self.input.as_ref().expect(NOT_TRAINED).0.len();
-        let mut d_inp = backend.zeros(len)?;
-        self.backward_into(backend, d_out, Some(&mut d_inp))?;
-        Ok(d_inp)
+        self.core.backward(backend, d_out)
     }
 
     pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
-        out.push(StateEntry::Param(&mut self.weight));
-        out.push(StateEntry::Param(&mut self.bias));
+        self.core.entries(out);
     }
 }
 
 /// `torch.nn.ConvTranspose2d(c_in, c_out, k, stride, padding)` with bias, called with an
 /// optional `output_size` as PyTorch's `forward(x, output_size)`.
 pub struct ConvTranspose2d<B: Backend = Cpu> {
-    pub weight: B::Param,
-    pub bias: B::Param,
-    label: String,
+    core: ConvCore<B>,
     c_in: usize,
     c_out: usize,
     k: usize,
     stride: usize,
     pad: usize,
-    /// The forward's input and shape (with its output paddings).
-    input: Option<(Activation<B>, ConvShape)>,
-    ws: B::ConvWorkspace,
 }
 
 impl<B: Backend> ConvTranspose2d<B> {
@@ -174,25 +225,24 @@ impl<B: Backend> ConvTranspose2d<B> {
         seed: u64,
     ) -> Result<Self> {
         // PyTorch's fan_in is weight.size(1)·k·k, and the weight is (c_in, c_out, k, k).
-        let (weight, bias) = default_weight_and_bias(
+        let weight_shape = vec![c_in, c_out, k, k];
+        let fan_in = c_out * k * k;
+        let core = ConvCore::new(
             backend,
+            "conv_transpose2d",
             name,
-            vec![c_in, c_out, k, k],
+            weight_shape,
             c_out,
-            c_out * k * k,
+            fan_in,
             seed,
         )?;
         Ok(Self {
-            weight,
-            bias,
-            label: format!("{name}.weight"),
+            core,
             c_in,
             c_out,
             k,
             stride,
             pad,
-            input: None,
-            ws: B::ConvWorkspace::default(),
         })
     }
 
@@ -205,64 +255,34 @@ impl<B: Backend> ConvTranspose2d<B> {
         output_size: Option<(usize, usize)>,
         mode: Mode,
     ) -> Result<Activation<B>> {
-        let _timer = profile::scope("conv_transpose2d", &self.label, "forward");
         let (n, c, h, w) = x.dims4();
-        assert_eq!(c, self.c_in, "{}: input channels", self.label);
+        let label = &self.core.label;
+        assert_eq!(c, self.c_in, "{label}: input channels");
+        let (c_out, k, stride, pad) = (self.c_out, self.k, self.stride, self.pad);
         let padding_for = |size: usize, requested: Option<usize>| match requested {
             None => 0,
-            Some(requested) => {
-                conv_transpose2d_output_padding(size, requested, self.k, self.stride, self.pad)
-                    .unwrap_or_else(|err| panic!("{}: {err}", self.label))
-            }
+            Some(requested) => conv_transpose2d_output_padding(size, requested, k, stride, pad)
+                .unwrap_or_else(|err| panic!("{label}: {err}")),
         };
-        let output_padding = (
+        let (pad_h, pad_w) = (
             padding_for(h, output_size.map(|s| s.0)),
             padding_for(w, output_size.map(|s| s.1)),
         );
-        let g = ConvShape::conv_transpose2d(
-            n,
-            c,
-            h,
-            w,
-            self.c_out,
-            self.k,
-            self.stride,
-            self.pad,
-            output_padding,
-        );
-        let out = backend.conv_transpose2d_forward(
-            &mut self.ws,
-            x.storage(),
-            &self.weight,
-            &self.bias,
-            &g,
-        )?;
-        self.input = (mode == Mode::Train).then(|| (x.clone(), g));
-        Ok(Tensor::from_storage(
-            vec![n, self.c_out, g.h_out, g.w_out],
-            out,
-        ))
+        let g = ConvShape::Transposed {
+            adjoint: conv_transpose2d_adjoint_geometry(
+                n, c, h, w, c_out, k, stride, pad, pad_h, pad_w,
+            ),
+            output_padding: (pad_h, pad_w),
+        };
+        self.core.forward(backend, x, g, mode)
     }
 
     pub fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
-        let _timer = profile::scope("conv_transpose2d", &self.label, "backward");
-        let (x, g) = self.input.take().expect(NOT_TRAINED);
-        let mut d_inp = backend.zeros(x.len())?;
-        backend.conv_transpose2d_backward_into(
-            &mut self.ws,
-            Some(&mut d_inp),
-            &mut self.weight,
-            &mut self.bias,
-            d_out,
-            x.storage(),
-            &g,
-        )?;
-        Ok(d_inp)
+        self.core.backward(backend, d_out)
     }
 
     pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
-        out.push(StateEntry::Param(&mut self.weight));
-        out.push(StateEntry::Param(&mut self.bias));
+        self.core.entries(out);
     }
 }
 
