@@ -18,6 +18,14 @@
 //!
 //! Every op takes its shapes explicitly and returns or fills storage of its backend; errors are
 //! the device's (the CPU never fails).
+//!
+//! Why a trait with associated types rather than an enum over both memories: the CPU keeps
+//! exactly its types (`Transcriber` is `Transcriber<Cpu>`, a zero-sized backend, so the golden
+//! tests, checkpoints and every caller see the network they saw before, at the same speed),
+//! while the device's parameters can be indices into arenas instead of owned buffers, and
+//! neither backend can be handed the other's memory. A device model is built by the same
+//! constructors as the CPU one (`Transcriber::build`), taking each parameter, in order and
+//! checked by name, from the CPU model it uploads ([`Transcriber::upload`]).
 // The ops take their shapes as arguments, so some signatures are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
