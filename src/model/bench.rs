@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::device::KernelDevice;
 
-use super::device_forward::DeviceTranscriber;
 use super::device_training::DeviceTrainer;
 use super::init::uniform_unit;
 use super::profile::{self, Record};
@@ -153,11 +152,11 @@ pub fn time_eval_forward_on(
     check_input_shape(&[1, frames, N_BINS])?;
     let mut model = Transcriber::new(33);
     model.set_mode(Mode::Eval);
-    let network = DeviceTranscriber::upload(device, &mut model)?;
+    let mut network = Transcriber::upload(device, &mut model)?;
     let (spec, _) = random_batch(2, 1, frames);
     let mut forward = || {
         let start = Instant::now();
-        network.forward_eval(spec.data(), spec.shape())?;
+        network.forward_host(spec.data(), spec.shape())?;
         Ok(start.elapsed())
     };
     forward()?;

@@ -1,53 +1,82 @@
 //! The U-net's encoder (PROTOCOL.md, "Network"): four blocks that halve time and frequency,
 //! and three side convolutions whose outputs the decoder concatenates back in.
 
-use rayon::prelude::*;
+use crate::device::DeviceError;
 
-use super::layers::{BatchNorm2d, Conv2d, LeakyRelu};
+use super::backend::{Backend, Cpu};
+use super::layers::{BatchNorm2d, Conv2d};
 use super::profile;
-use super::storage::Storage;
 use super::tensor::{Mode, StateEntry, Tensor};
+
+type Result<T> = std::result::Result<T, DeviceError>;
 
 /// `block(in, out)`: `a = lrelu(bn1(conv1(x)))`, `b = lrelu(bn2(conv2(a))) + skip(x)`,
 /// `y = ds(b)`; remembers `b`'s (h, w) for the decoder's `output_size`.
-pub struct EncoderBlock {
-    conv1: Conv2d,
-    bn1: BatchNorm2d,
-    act1: LeakyRelu,
-    conv2: Conv2d,
-    bn2: BatchNorm2d,
-    act2: LeakyRelu,
-    skip: Conv2d,
-    ds: Conv2d,
+pub struct EncoderBlock<B: Backend = Cpu> {
+    conv1: Conv2d<B>,
+    bn1: BatchNorm2d<B>,
+    conv2: Conv2d<B>,
+    bn2: BatchNorm2d<B>,
+    skip: Conv2d<B>,
+    ds: Conv2d<B>,
     remembered_size: (usize, usize),
 }
 
-impl EncoderBlock {
-    pub fn new(name: &str, c_in: usize, c_out: usize, seed: u64) -> Self {
-        Self {
-            conv1: Conv2d::new(&format!("{name}.conv1"), c_in, c_out, 3, 1, 1, seed),
-            bn1: BatchNorm2d::new(&format!("{name}.bn1"), c_out),
-            act1: LeakyRelu::new(format!("{name}.act1")),
-            conv2: Conv2d::new(&format!("{name}.conv2"), c_out, c_out, 3, 1, 1, seed),
-            bn2: BatchNorm2d::new(&format!("{name}.bn2"), c_out),
-            act2: LeakyRelu::new(format!("{name}.act2")),
-            skip: Conv2d::new(&format!("{name}.skip"), c_in, c_out, 1, 1, 0, seed),
-            ds: Conv2d::new(&format!("{name}.ds"), c_out, c_out, 2, 2, 0, seed),
+impl<B: Backend> EncoderBlock<B> {
+    pub fn new(backend: &mut B, name: &str, c_in: usize, c_out: usize, seed: u64) -> Result<Self> {
+        let conv1 = Conv2d::new(
+            backend,
+            &format!("{name}.conv1"),
+            c_in,
+            c_out,
+            3,
+            1,
+            1,
+            seed,
+        )?;
+        let bn1 = BatchNorm2d::new(backend, &format!("{name}.bn1"), c_out)?;
+        let conv2 = Conv2d::new(
+            backend,
+            &format!("{name}.conv2"),
+            c_out,
+            c_out,
+            3,
+            1,
+            1,
+            seed,
+        )?;
+        let bn2 = BatchNorm2d::new(backend, &format!("{name}.bn2"), c_out)?;
+        Ok(Self {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            skip: Conv2d::new(backend, &format!("{name}.skip"), c_in, c_out, 1, 1, 0, seed)?,
+            ds: Conv2d::new(backend, &format!("{name}.ds"), c_out, c_out, 2, 2, 0, seed)?,
             remembered_size: (0, 0),
-        }
+        })
     }
 
     /// x (n, c_in, h, w) → y (n, c_out, h/2, w/2).
-    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
-        let a = self.conv1.forward(x, mode);
-        let a = self.bn1.forward_leaky(&a, &mut self.act1, mode);
-        let b = self.conv2.forward(&a, mode);
-        let b = self.bn2.forward_leaky(&b, &mut self.act2, mode);
-        // b = act2(…) + skip(x), summed into the skip's output: act2 keeps its own for backward.
-        let b = add(self.skip.forward(x, mode), &b);
+    pub fn forward(
+        &mut self,
+        backend: &mut B,
+        x: &Tensor<B::Storage>,
+        mode: Mode,
+    ) -> Result<Tensor<B::Storage>> {
+        let a = self.conv1.forward(backend, x, mode)?;
+        let a = self.bn1.forward(backend, &a, mode)?;
+        let b = self.conv2.forward(backend, &a, mode)?;
+        let b = self.bn2.forward(backend, &b, mode)?;
+        // b = lrelu(…) + skip(x), summed into the skip's output: bn2 keeps its own for backward.
+        let skip = self.skip.forward(backend, x, mode)?;
+        let timer = profile::scope("add", "encoder skip sums", "forward");
+        let shape = skip.shape().to_vec();
+        let b = Tensor::from_storage(shape, backend.add(skip, b.storage())?);
+        drop(timer);
         let (_, _, h, w) = b.dims4();
         self.remembered_size = (h, w);
-        self.ds.forward(&b, mode)
+        self.ds.forward(backend, &b, mode)
     }
 
     /// The (h, w) of `b` in the last forward pass: the decoder's `output_size`.
@@ -57,17 +86,22 @@ impl EncoderBlock {
 
     /// Adds the gradient of the block's input into `d_x` (skipped when `None`, for the
     /// spectrogram), given the gradient `d_y` of its output.
-    pub fn backward_into(&mut self, d_y: &[f32], mut d_x: Option<&mut [f32]>) {
-        let d_b = self.ds.backward(d_y);
-        // b = act2(…) + skip(x): the gradient of b flows into both branches.
-        let d = self.bn2.backward_leaky(&mut self.act2, &d_b);
-        let d_a = self.conv2.backward(&d);
-        let d = self.bn1.backward_leaky(&mut self.act1, &d_a);
-        self.conv1.backward_into(&d, d_x.as_deref_mut());
-        self.skip.backward_into(&d_b, d_x);
+    pub fn backward_into(
+        &mut self,
+        backend: &mut B,
+        d_y: &B::Storage,
+        mut d_x: Option<&mut B::Storage>,
+    ) -> Result<()> {
+        let d_b = self.ds.backward(backend, d_y)?;
+        // b = lrelu(…) + skip(x): the gradient of b flows into both branches.
+        let d = self.bn2.backward(backend, &d_b)?;
+        let d_a = self.conv2.backward(backend, &d)?;
+        let d = self.bn1.backward(backend, &d_a)?;
+        self.conv1.backward_into(backend, &d, d_x.as_deref_mut())?;
+        self.skip.backward_into(backend, &d_b, d_x)
     }
 
-    pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a>>) {
+    pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
         self.conv1.entries(out);
         self.bn1.entries(out);
         self.conv2.entries(out);
@@ -77,66 +111,70 @@ impl EncoderBlock {
     }
 }
 
-/// `a + b`, reusing `a`'s storage when nothing else holds it.
-fn add(a: Tensor, b: &Tensor) -> Tensor {
-    let _timer = profile::scope("add", "encoder skip sums", "forward");
-    let shape = a.shape().to_vec();
-    let mut sum = a.into_storage();
-    // In parallel blocks: one thread leaves the other core idle through a memory-bound pass.
-    const BLOCK: usize = 1 << 14;
-    sum.par_chunks_mut(BLOCK)
-        .zip(b.data().par_chunks(BLOCK))
-        .for_each(|(s, v)| s.iter_mut().zip(v).for_each(|(s, &v)| *s += v));
-    Tensor::new(shape, sum)
-}
-
 /// What the encoder hands the decoder.
-pub struct EncoderOutput {
+pub struct EncoderOutput<S> {
     /// The deepest features, x4 (n, 128, h/16, w/16).
-    pub x4: Tensor,
+    pub x4: Tensor<S>,
     /// Each block's remembered size, block1 first.
     pub sizes: [(usize, usize); 4],
     /// c1 = conv1(x3) (64 ch), c2 = conv2(x2) (32 ch), c3 = conv3(x1) (16 ch).
-    pub skips: [Tensor; 3],
+    pub skips: [Tensor<S>; 3],
 }
 
-pub struct Encoder {
-    block1: EncoderBlock,
-    block2: EncoderBlock,
-    block3: EncoderBlock,
-    block4: EncoderBlock,
-    conv1: Conv2d,
-    conv2: Conv2d,
-    conv3: Conv2d,
+pub struct Encoder<B: Backend = Cpu> {
+    block1: EncoderBlock<B>,
+    block2: EncoderBlock<B>,
+    block3: EncoderBlock<B>,
+    block4: EncoderBlock<B>,
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    conv3: Conv2d<B>,
     /// Lengths of x1, x2, x3 in the last forward: the gradient buffers of the backward.
     hidden_lens: [usize; 3],
 }
 
-impl Encoder {
-    pub fn new(name: &str, seed: u64) -> Self {
-        Self {
-            block1: EncoderBlock::new(&format!("{name}.block1"), 1, 16, seed),
-            block2: EncoderBlock::new(&format!("{name}.block2"), 16, 32, seed),
-            block3: EncoderBlock::new(&format!("{name}.block3"), 32, 64, seed),
-            block4: EncoderBlock::new(&format!("{name}.block4"), 64, 128, seed),
-            conv1: Conv2d::new(&format!("{name}.conv1"), 64, 64, 3, 1, 1, seed),
-            conv2: Conv2d::new(&format!("{name}.conv2"), 32, 32, 3, 1, 1, seed),
-            conv3: Conv2d::new(&format!("{name}.conv3"), 16, 16, 3, 1, 1, seed),
+impl<B: Backend> Encoder<B> {
+    pub fn new(backend: &mut B, name: &str, seed: u64) -> Result<Self> {
+        let mut block = |i: usize, c_in: usize, c_out: usize| {
+            EncoderBlock::new(backend, &format!("{name}.block{i}"), c_in, c_out, seed)
+        };
+        let (block1, block2, block3, block4) = (
+            block(1, 1, 16)?,
+            block(2, 16, 32)?,
+            block(3, 32, 64)?,
+            block(4, 64, 128)?,
+        );
+        let mut side = |i: usize, c: usize| {
+            Conv2d::new(backend, &format!("{name}.conv{i}"), c, c, 3, 1, 1, seed)
+        };
+        Ok(Self {
+            block1,
+            block2,
+            block3,
+            block4,
+            conv1: side(1, 64)?,
+            conv2: side(2, 32)?,
+            conv3: side(3, 16)?,
             hidden_lens: [0; 3],
-        }
+        })
     }
 
     /// x (n, 1, frames, 176) → x4, the remembered sizes and the side outputs.
-    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> EncoderOutput {
-        let x1 = self.block1.forward(x, mode);
-        let x2 = self.block2.forward(&x1, mode);
-        let x3 = self.block3.forward(&x2, mode);
-        let x4 = self.block4.forward(&x3, mode);
-        let c1 = self.conv1.forward(&x3, mode);
-        let c2 = self.conv2.forward(&x2, mode);
-        let c3 = self.conv3.forward(&x1, mode);
+    pub fn forward(
+        &mut self,
+        backend: &mut B,
+        x: &Tensor<B::Storage>,
+        mode: Mode,
+    ) -> Result<EncoderOutput<B::Storage>> {
+        let x1 = self.block1.forward(backend, x, mode)?;
+        let x2 = self.block2.forward(backend, &x1, mode)?;
+        let x3 = self.block3.forward(backend, &x2, mode)?;
+        let x4 = self.block4.forward(backend, &x3, mode)?;
+        let c1 = self.conv1.forward(backend, &x3, mode)?;
+        let c2 = self.conv2.forward(backend, &x2, mode)?;
+        let c3 = self.conv3.forward(backend, &x1, mode)?;
         self.hidden_lens = [x1.len(), x2.len(), x3.len()];
-        EncoderOutput {
+        Ok(EncoderOutput {
             x4,
             sizes: [
                 self.block1.remembered_size(),
@@ -145,26 +183,31 @@ impl Encoder {
                 self.block4.remembered_size(),
             ],
             skips: [c1, c2, c3],
-        }
+        })
     }
 
     /// Backward from the gradients of x4 and of c1, c2, c3; the spectrogram needs none.
-    pub fn backward(&mut self, d_x4: &[f32], d_skips: [&[f32]; 3]) {
+    pub fn backward(
+        &mut self,
+        backend: &mut B,
+        d_x4: &B::Storage,
+        d_skips: [&B::Storage; 3],
+    ) -> Result<()> {
         let [d_c1, d_c2, d_c3] = d_skips;
         let [len1, len2, len3] = self.hidden_lens;
-        let mut d_x3 = Storage::zeroed(len3);
-        self.block4.backward_into(d_x4, Some(&mut d_x3));
-        self.conv1.backward_into(d_c1, Some(&mut d_x3));
-        let mut d_x2 = Storage::zeroed(len2);
-        self.block3.backward_into(&d_x3, Some(&mut d_x2));
-        self.conv2.backward_into(d_c2, Some(&mut d_x2));
-        let mut d_x1 = Storage::zeroed(len1);
-        self.block2.backward_into(&d_x2, Some(&mut d_x1));
-        self.conv3.backward_into(d_c3, Some(&mut d_x1));
-        self.block1.backward_into(&d_x1, None);
+        let mut d_x3 = backend.zeros(len3)?;
+        self.block4.backward_into(backend, d_x4, Some(&mut d_x3))?;
+        self.conv1.backward_into(backend, d_c1, Some(&mut d_x3))?;
+        let mut d_x2 = backend.zeros(len2)?;
+        self.block3.backward_into(backend, &d_x3, Some(&mut d_x2))?;
+        self.conv2.backward_into(backend, d_c2, Some(&mut d_x2))?;
+        let mut d_x1 = backend.zeros(len1)?;
+        self.block2.backward_into(backend, &d_x2, Some(&mut d_x1))?;
+        self.conv3.backward_into(backend, d_c3, Some(&mut d_x1))?;
+        self.block1.backward_into(backend, &d_x1, None)
     }
 
-    pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a>>) {
+    pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
         self.block1.entries(out);
         self.block2.entries(out);
         self.block3.entries(out);

@@ -3,7 +3,6 @@
 
 use crate::device::Device;
 
-use super::device_forward::DeviceTranscriber;
 use super::tensor::{Mode, Tensor};
 use super::transcriber::{Transcriber, MIN_FRAMES, N_BINS};
 use super::ModelError;
@@ -43,9 +42,8 @@ pub fn frame_probabilities(
 }
 
 /// The evaluation-mode forward pass of `model` on `device`: spec (batch, frames, 176) → piano
-/// roll probabilities (batch, frames, 88). The one place that routes the network: the CPU
-/// layers on [`Device::Cpu`], on a kernel device the same network over its kernels
-/// ([`DeviceTranscriber`]), with `model`'s parameters uploaded once for this call.
+/// roll probabilities (batch, frames, 88): the network on the CPU, or the same network on a
+/// kernel device (`Transcriber<Kernels>`) with `model`'s parameters uploaded once for this call.
 pub fn forward_eval_on(
     device: &Device,
     model: &mut Transcriber,
@@ -55,7 +53,7 @@ pub fn forward_eval_on(
     match device {
         Device::Cpu => Ok(model.forward(spec)?.into_vec()),
         Device::Kernels(kernels) => {
-            DeviceTranscriber::upload(kernels, model)?.forward_eval(spec.data(), spec.shape())
+            Transcriber::upload(kernels, model)?.forward_host(spec.data(), spec.shape())
         }
     }
 }

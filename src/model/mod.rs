@@ -1,15 +1,17 @@
 //! The transcriber: layers with explicit forward and backward, the U-net + BiLSTM network, checkpoints.
 //!
-//! [`layers`] wraps the ops of `crate::ops` into structs that hold parameters and gradients;
-//! [`encoder`] and [`decoder`] build the U-net's blocks from them; [`transcriber`] is the whole
-//! network, reading top to bottom like PROTOCOL.md; [`training`] is one optimizer step (loss,
-//! hooks, clip by value, Adam, StepLR); [`checkpoint`] reads and writes PyTorch-compatible
+//! [`backend`] routes each op the network uses to its CPU function or its kernel launcher;
+//! [`layers`] wraps those ops into structs that hold parameters and gradients; [`encoder`] and
+//! [`decoder`] build the U-net's blocks from them; [`transcriber`] is the whole network, reading
+//! //! top to bottom like PROTOCOL.md, written once for every backend; [`training`] is one
+//! optimizer step (loss, hooks, clip by value, Adam, StepLR), [`device_training`] its optimizer
+//! side on a kernel device; [`checkpoint`] reads and writes PyTorch-compatible
 //! safetensors. Parameters carry their PyTorch state_dict names.
 
+pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod decoder;
-pub mod device_forward;
 pub mod device_training;
 pub mod encoder;
 pub mod inference;

@@ -3,19 +3,50 @@
 
 use std::sync::Arc;
 
+use super::backend::{Backend, Cpu, Elements, Named};
 use super::storage::Storage;
 
-/// An activation: a shape and float32 values in C order. Cloning shares the values, so a layer
-/// can keep its input for the backward pass without copying it.
-#[derive(Debug, Clone)]
-pub struct Tensor {
+/// An activation: a shape and float32 values in C order, in a backend's storage (host memory by
+/// default, see [`super::backend`]). Cloning shares the values, so a layer can keep its input
+/// for the backward pass without copying it.
+#[derive(Debug)]
+pub struct Tensor<S = Storage> {
     shape: Vec<usize>,
-    data: Arc<Storage>,
+    data: Arc<S>,
+}
+
+impl<S> Clone for Tensor<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shape: self.shape.clone(),
+            data: Arc::clone(&self.data),
+        }
+    }
 }
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: impl Into<Storage>) -> Self {
-        let data = data.into();
+        Self::from_storage(shape, data.into())
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The storage, copied only when another holder still shares it.
+    pub fn into_storage(self) -> Storage {
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// The values as a plain vector (leaving the storage pool).
+    pub fn into_vec(self) -> Vec<f32> {
+        self.into_storage().into_vec()
+    }
+}
+
+impl<S: Elements> Tensor<S> {
+    /// A tensor over `data`, which must hold exactly the shape's element count.
+    pub fn from_storage(shape: Vec<usize>, data: S) -> Self {
         assert_eq!(
             shape.iter().product::<usize>(),
             data.len(),
@@ -32,8 +63,14 @@ impl Tensor {
         &self.shape
     }
 
-    pub fn data(&self) -> &[f32] {
+    pub fn storage(&self) -> &S {
         &self.data
+    }
+
+    /// The storage when no other holder shares it (to be written in place), else the tensor.
+    pub fn try_into_storage(self) -> Result<S, Self> {
+        let shape = self.shape;
+        Arc::try_unwrap(self.data).map_err(|data| Self { shape, data })
     }
 
     pub fn len(&self) -> usize {
@@ -62,16 +99,6 @@ impl Tensor {
                 self.shape
             ),
         }
-    }
-
-    /// The storage, copied only when another holder still shares it.
-    pub fn into_storage(self) -> Storage {
-        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
-    }
-
-    /// The values as a plain vector (leaving the storage pool).
-    pub fn into_vec(self) -> Vec<f32> {
-        self.into_storage().into_vec()
     }
 }
 
@@ -115,9 +142,9 @@ pub struct Buffer {
 }
 
 /// One state_dict entry, borrowed from the layer that owns it, in PyTorch's order.
-pub enum StateEntry<'a> {
-    Param(&'a mut Param),
-    Buffer(&'a mut Buffer),
+pub enum StateEntry<'a, B: Backend = Cpu> {
+    Param(&'a mut B::Param),
+    Buffer(&'a mut B::Stat),
     /// An int64 scalar buffer (BatchNorm's `num_batches_tracked`).
     Count {
         name: &'a str,
@@ -125,11 +152,11 @@ pub enum StateEntry<'a> {
     },
 }
 
-impl StateEntry<'_> {
+impl<B: Backend> StateEntry<'_, B> {
     pub fn name(&self) -> &str {
         match self {
-            StateEntry::Param(p) => &p.name,
-            StateEntry::Buffer(b) => &b.name,
+            StateEntry::Param(p) => p.name(),
+            StateEntry::Buffer(b) => b.name(),
             StateEntry::Count { name, .. } => name,
         }
     }

@@ -3,12 +3,11 @@
 //! parameter gradient clipped by value, Adam, then StepLR (stepped every batch).
 
 use crate::ops::clamp::{clamp_in_place, CLIP_GRADIENT_VALUE};
-use crate::ops::loss::{bce_backward, bce_forward};
 use crate::train::adam::{adam_update, AdamConfig};
 use crate::train::step_lr::StepLr;
 
+use super::backend::Backend;
 use super::profile;
-use super::storage::Storage;
 use super::tensor::{Mode, Tensor};
 use super::transcriber::{GradientHooks, Transcriber};
 use super::ModelError;
@@ -96,15 +95,17 @@ impl Optimizer {
 }
 
 /// Zeroes the gradients, runs the training-mode forward and backward (hooks applied) and
-/// returns the piano roll and the loss; leaves the raw gradients in the parameters.
-pub fn loss_and_gradients(
-    model: &mut Transcriber,
-    spec: &Tensor,
-    frame_roll: &Tensor,
+/// returns the piano roll and the loss; leaves the raw gradients in the parameters. The same
+/// step on every backend: on a kernel device (`spec` and `frame_roll` already there) only the
+/// loss comes back to the host.
+pub fn loss_and_gradients<B: Backend>(
+    model: &mut Transcriber<B>,
+    spec: &Tensor<B::Storage>,
+    frame_roll: &Tensor<B::Storage>,
     hooks: &GradientHooks,
-) -> Result<(Tensor, f32), ModelError> {
+) -> Result<(Tensor<B::Storage>, f32), ModelError> {
     model.set_mode(Mode::Train);
-    model.zero_grad();
+    model.zero_grad()?;
     let roll = model.forward(spec)?;
     if frame_roll.shape() != roll.shape() {
         return Err(ModelError::TargetShape {
@@ -113,11 +114,11 @@ pub fn loss_and_gradients(
         });
     }
     let timer = profile::scope("loss", "binary cross-entropy", "forward+backward");
-    let loss = bce_forward(roll.data(), frame_roll.data());
-    let mut d_roll = Storage::zeroed(roll.len());
-    bce_backward(&mut d_roll, roll.data(), frame_roll.data(), 1.0);
+    let (loss, d_roll) = model
+        .backend_mut()
+        .bce(roll.storage(), frame_roll.storage())?;
     drop(timer);
-    model.backward(&d_roll, hooks);
+    model.backward(&d_roll, hooks)?;
     Ok((roll, loss))
 }
 

@@ -1,12 +1,16 @@
 //! UnetTranscriptionModel (PROTOCOL.md, "Network"): a U-net over the (frames × 176) CQT image,
-//! a sigmoid, a bidirectional LSTM over frames, a Linear to 88 keys and a sigmoid.
+//! a sigmoid, a bidirectional LSTM over frames, a Linear to 88 keys and a sigmoid. Written once
+//! over a [`Backend`]: [`Transcriber`] alone is the CPU network; `Transcriber<Kernels>` the same
+//! one on a kernel device (`Transcriber::upload`, in [`super::backend`]).
 
-use crate::ops::clamp::{clamp_in_place, HOOK_GRADIENT_BOUND};
+use crate::device::DeviceError;
+use crate::ops::clamp::HOOK_GRADIENT_BOUND;
 
+use super::backend::{Backend, Cpu};
 use super::decoder::Decoder;
 use super::encoder::Encoder;
 use super::layers::{Linear, Lstm, Sigmoid};
-use super::tensor::{Mode, Param, StateEntry, Tensor};
+use super::tensor::{Mode, StateEntry, Tensor};
 use super::ModelError;
 
 /// CQT bins per frame: the network's input width.
@@ -33,28 +37,51 @@ impl Default for GradientHooks {
     }
 }
 
-pub struct Transcriber {
-    encoder: Encoder,
-    decoder: Decoder,
-    feat_sigmoid: Sigmoid,
-    lstm: Lstm,
-    linear: Linear,
-    roll_sigmoid: Sigmoid,
+pub struct Transcriber<B: Backend = Cpu> {
+    backend: B,
+    encoder: Encoder<B>,
+    decoder: Decoder<B>,
+    feat_sigmoid: Sigmoid<B>,
+    lstm: Lstm<B>,
+    linear: Linear<B>,
+    roll_sigmoid: Sigmoid<B>,
     mode: Mode,
 }
 
 impl Transcriber {
     /// A network with PyTorch's default initialisation, drawn from the generator seeded `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            encoder: Encoder::new("Unet1_encoder", seed),
-            decoder: Decoder::new("Unet1_decoder", seed),
+        Self::build(Cpu, seed).expect("the CPU backend never fails")
+    }
+}
+
+impl<B: Backend> Transcriber<B> {
+    /// The network over `backend`, its parameters created in PyTorch's order (drawn from the
+    /// generator seeded `seed` where the backend draws them).
+    pub fn build(mut backend: B, seed: u64) -> Result<Self, DeviceError> {
+        let b = &mut backend;
+        let encoder = Encoder::new(b, "Unet1_encoder", seed)?;
+        let decoder = Decoder::new(b, "Unet1_decoder", seed)?;
+        let lstm = Lstm::new(b, "lstm1", N_BINS, N_BINS, seed)?;
+        let linear = Linear::new(b, "linear", 2 * N_BINS, N_KEYS, seed)?;
+        Ok(Self {
+            backend,
+            encoder,
+            decoder,
             feat_sigmoid: Sigmoid::new("feat1.sigmoid".into()),
-            lstm: Lstm::new("lstm1", N_BINS, N_BINS, seed),
-            linear: Linear::new("linear", 2 * N_BINS, N_KEYS, seed),
+            lstm,
+            linear,
             roll_sigmoid: Sigmoid::new("pianoroll.sigmoid".into()),
             mode: Mode::Train,
-        }
+        })
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
     }
 
     pub fn mode(&self) -> Mode {
@@ -67,40 +94,46 @@ impl Transcriber {
     }
 
     /// spec (batch, frames, 176) → piano roll probabilities (batch, frames, 88).
-    pub fn forward(&mut self, spec: &Tensor) -> Result<Tensor, ModelError> {
+    pub fn forward(&mut self, spec: &Tensor<B::Storage>) -> Result<Tensor<B::Storage>, ModelError> {
         let (batch, frames) = check_input_shape(spec.shape())?;
-        let mode = self.mode;
+        let (mode, b) = (self.mode, &mut self.backend);
         let x = spec.reshaped(vec![batch, 1, frames, N_BINS]);
-        let encoded = self.encoder.forward(&x, mode);
+        let encoded = self.encoder.forward(b, &x, mode)?;
         let decoded = self
             .decoder
-            .forward(&encoded.x4, encoded.sizes, &encoded.skips, mode);
-        let feat1 = self.feat_sigmoid.forward(&decoded, mode);
+            .forward(b, &encoded.x4, encoded.sizes, &encoded.skips, mode)?;
+        drop(encoded);
+        let feat1 = self.feat_sigmoid.forward(b, &decoded, mode)?;
         let x = self
             .lstm
-            .forward(&feat1.reshaped(vec![batch, frames, N_BINS]), mode);
-        let x = self.linear.forward(&x, mode);
-        Ok(self.roll_sigmoid.forward(&x, mode))
+            .forward(b, &feat1.reshaped(vec![batch, frames, N_BINS]), mode)?;
+        let x = self.linear.forward(b, &x, mode)?;
+        Ok(self.roll_sigmoid.forward(b, &x, mode)?)
     }
 
     /// Backward from the gradient of the piano roll, after a training-mode forward; adds into
     /// every parameter's gradient. The hooks clamp the gradients into the Linear's and the
     /// LSTM's inputs on their way back, as `register_full_backward_hook` did.
-    pub fn backward(&mut self, d_roll: &[f32], hooks: &GradientHooks) {
-        let d = self.roll_sigmoid.backward(d_roll);
-        let mut d_lstm_out = self.linear.backward(&d);
+    pub fn backward(
+        &mut self,
+        d_roll: &B::Storage,
+        hooks: &GradientHooks,
+    ) -> Result<(), DeviceError> {
+        let b = &mut self.backend;
+        let d = self.roll_sigmoid.backward(b, d_roll)?;
+        let mut d_lstm_out = self.linear.backward(b, &d)?;
         let bound = hooks.linear_input_bound;
-        clamp_in_place(&mut d_lstm_out, -bound, bound);
-        let mut d_feat1 = self.lstm.backward(&d_lstm_out);
+        b.clamp(&mut d_lstm_out, -bound, bound)?;
+        let mut d_feat1 = self.lstm.backward(b, &d_lstm_out)?;
         let bound = hooks.lstm_input_bound;
-        clamp_in_place(&mut d_feat1, -bound, bound);
-        let d_decoded = self.feat_sigmoid.backward(&d_feat1);
-        let (d_x4, [d_c1, d_c2, d_c3]) = self.decoder.backward(&d_decoded);
-        self.encoder.backward(&d_x4, [&d_c1, &d_c2, &d_c3]);
+        b.clamp(&mut d_feat1, -bound, bound)?;
+        let d_decoded = self.feat_sigmoid.backward(b, &d_feat1)?;
+        let (d_x4, [d_c1, d_c2, d_c3]) = self.decoder.backward(b, &d_decoded)?;
+        self.encoder.backward(b, &d_x4, [&d_c1, &d_c2, &d_c3])
     }
 
     /// Every state_dict entry (parameters and BatchNorm buffers) in PyTorch's order.
-    pub fn state_entries(&mut self) -> Vec<StateEntry<'_>> {
+    pub fn state_entries(&mut self) -> Vec<StateEntry<'_, B>> {
         let mut out = Vec::with_capacity(147);
         self.encoder.entries(&mut out);
         self.decoder.entries(&mut out);
@@ -110,9 +143,13 @@ impl Transcriber {
     }
 
     /// The trainable parameters in PyTorch's `model.parameters()` order.
-    pub fn params_mut(&mut self) -> Vec<&mut Param> {
-        self.state_entries()
-            .into_iter()
+    pub fn params_mut(&mut self) -> Vec<&mut B::Param> {
+        let mut out = Vec::new();
+        self.encoder.entries(&mut out);
+        self.decoder.entries(&mut out);
+        self.lstm.entries(&mut out);
+        self.linear.entries(&mut out);
+        out.into_iter()
             .filter_map(|entry| match entry {
                 StateEntry::Param(p) => Some(p),
                 _ => None,
@@ -120,10 +157,17 @@ impl Transcriber {
             .collect()
     }
 
-    pub fn zero_grad(&mut self) {
-        for p in self.params_mut() {
-            p.grad.fill(0.0);
-        }
+    pub fn zero_grad(&mut self) -> Result<(), DeviceError> {
+        let mut entries = Vec::new();
+        self.encoder.entries(&mut entries);
+        self.decoder.entries(&mut entries);
+        self.lstm.entries(&mut entries);
+        self.linear.entries(&mut entries);
+        self.backend
+            .zero_grads(entries.into_iter().filter_map(|entry| match entry {
+                StateEntry::Param(p) => Some(p),
+                _ => None,
+            }))
     }
 }
 

@@ -971,7 +971,7 @@ impl<'a> Trainer<'a> {
             }
             Device::Cpu => None,
         };
-        let sync = |trainer: &Option<DeviceTrainer>,
+        let sync = |trainer: &mut Option<DeviceTrainer>,
                     model: &mut Transcriber,
                     optimizer: &mut Optimizer|
          -> Result<(), TrainError> {
@@ -1090,13 +1090,13 @@ impl<'a> Trainer<'a> {
                 });
                 let more_in_epoch = batch_index + 1 < plan.len();
                 if more_in_epoch && self.last_save.elapsed().as_secs_f64() >= minutes * 60.0 {
-                    sync(&on_device, &mut self.model, &mut self.optimizer)?;
+                    sync(&mut on_device, &mut self.model, &mut self.optimizer)?;
                     self.guard_parameters(epoch)?;
                     self.save_last(*position)?;
                 }
             }
             drop(prefetcher);
-            sync(&on_device, &mut self.model, &mut self.optimizer)?;
+            sync(&mut on_device, &mut self.model, &mut self.optimizer)?;
             self.guard_parameters(epoch)?;
             let loss = position.loss_sum / position.loss_count.max(1) as f64;
             last_loss = Some(loss);

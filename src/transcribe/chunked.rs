@@ -9,7 +9,6 @@
 //! inference").
 
 use crate::device::Device;
-use crate::model::device_forward::DeviceTranscriber;
 use crate::model::{Mode, ModelError, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 
 /// How a long recording is cut for the network.
@@ -106,7 +105,7 @@ pub fn frame_probabilities_chunked(
 
 /// [`frame_probabilities_chunked`] on `device`: on a kernel device the parameters are uploaded
 /// once and every batch of windows runs the network's kernels
-/// ([`crate::model::device_forward`]).
+/// (`Transcriber<Kernels>`, [`crate::model::backend`]).
 pub fn frame_probabilities_chunked_on(
     device: &Device,
     model: &mut Transcriber,
@@ -121,8 +120,8 @@ pub fn frame_probabilities_chunked_on(
         });
     }
     model.set_mode(Mode::Eval);
-    let on_device = match device {
-        Device::Kernels(kernels) => Some(DeviceTranscriber::upload(kernels, model)?),
+    let mut on_device = match device {
+        Device::Kernels(kernels) => Some(Transcriber::upload(kernels, model)?),
         Device::Cpu => None,
     };
     let windows = plan.windows(frames);
@@ -135,8 +134,8 @@ pub fn frame_probabilities_chunked_on(
             batch.extend_from_slice(&input[w.start * N_BINS..(w.start + w.len) * N_BINS]);
         }
         let shape = [group.len(), len, N_BINS];
-        let out = match &on_device {
-            Some(network) => network.forward_eval(&batch, &shape)?,
+        let out = match &mut on_device {
+            Some(network) => network.forward_host(&batch, &shape)?,
             None => model
                 .forward(&Tensor::new(shape.to_vec(), batch))?
                 .into_vec(),
