@@ -14,6 +14,10 @@ libgoogle-perftools4` for the allocators.) The CPU model and SIMD level are prin
 
   cargo build --release
   python tools/bench/train_step_compare.py [--mtosi target/release/mtosi] [--configs step4,step32,eval]
+      [--variant winograd:MTOSI_CONV_WINOGRAD=1 ...]
+
+Each `--variant NAME:VAR=VALUE,...` adds a run of mtosi with those environment variables (its
+opt-in paths) beside the default one, each compared with the same PyTorch best.
 """
 
 import argparse
@@ -88,20 +92,30 @@ def main():
     parser.add_argument("--mtosi", default="target/release/mtosi")
     parser.add_argument("--configs", default="step4,step32,eval")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME:VAR=VALUE,... : another mtosi run with these environment variables")
     args = parser.parse_args()
+    variants = [("", {})]
+    for spec in args.variant:
+        name, _, assignments = spec.partition(":")
+        env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        variants.append((f" ({name})", env))
     print("CPU:", cpu_description(), flush=True)
     rows = []
     for key in args.configs.split(","):
         label, flags = CONFIGS[key]
-        ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2"})
-        print(ours[3], f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
+        ours_by_variant = []
+        for suffix, env in variants:
+            ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2", **env})
+            print(ours[3], f"[mtosi{suffix}]", f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
+            ours_by_variant.append((label + suffix, ours))
         peers = []
         for name, env in peer_configurations():
             peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags, env)
             print(peer[3], f"[{name}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
             peers.append(peer)
         best = min(peers, key=lambda p: p[0])
-        rows.append((label, ours, best))
+        rows.extend((name, ours, best) for name, ours in ours_by_variant)
     print()
     print("| configuration | mtosi wall (s) | PyTorch wall (s) | ratio | mtosi CPU (s) | PyTorch CPU (s) "
           "| CPU ratio | mtosi peak MiB | PyTorch peak MiB | load (ours / PyTorch) |")
