@@ -33,6 +33,7 @@ struct Results {
     d_weight: Vec<f32>,
     t_out: Vec<f32>,
     t_d_inp: Vec<f32>,
+    t_d_weight: Vec<f32>,
 }
 
 /// Conv2d forward + backward and ConvTranspose2d (c_out → c_in, the same weight) forward +
@@ -142,6 +143,7 @@ fn run(case: Case, x: &Inputs, reference: bool) -> Results {
         d_weight,
         t_out,
         t_d_inp,
+        t_d_weight,
     }
 }
 
@@ -190,6 +192,12 @@ fn compare(name: &str, fast: &Results, reference: &Results) {
         &format!("{name} t_d_inp"),
         &fast.t_d_inp,
         &reference.t_d_inp,
+        tol,
+    );
+    assert_close(
+        &format!("{name} t_d_weight"),
+        &fast.t_d_weight,
+        &reference.t_d_weight,
         tol,
     );
 }
