@@ -701,8 +701,14 @@ impl Backend for Cpu {
 #[derive(Default)]
 struct BufferPool {
     free: Mutex<HashMap<usize, Vec<DeviceBuffer<f32>>>>,
+    /// Bytes held in `free`.
+    pooled_bytes: AtomicUsize,
     allocations: AtomicUsize,
 }
+
+/// At most this many bytes wait in a device pool, as on the host (`model::storage`): a model
+/// that sees many shapes (whole recordings of every length) must not hoard device memory.
+const DEVICE_POOL_CAP_BYTES: usize = 16 << 30;
 
 /// A float32 device buffer that returns to its backend's pool when dropped: the device
 /// counterpart of [`Storage`].
@@ -739,8 +745,14 @@ impl DerefMut for DeviceStorage {
 impl Drop for DeviceStorage {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {
+            let bytes = buffer.len() * 4;
             let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.entry(buffer.len()).or_default().push(buffer);
+            // Under the lock, so that the count and the map agree; over the cap the buffer is
+            // freed here instead.
+            if self.pool.pooled_bytes.load(Ordering::Relaxed) + bytes <= DEVICE_POOL_CAP_BYTES {
+                self.pool.pooled_bytes.fetch_add(bytes, Ordering::Relaxed);
+                free.entry(buffer.len()).or_default().push(buffer);
+            }
         }
     }
 }
@@ -857,7 +869,11 @@ impl<'d> Kernels<'d> {
     fn take(&mut self, len: usize) -> Result<DeviceStorage> {
         let reused = {
             let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.get_mut(&len).and_then(Vec::pop)
+            let reused = free.get_mut(&len).and_then(Vec::pop);
+            if reused.is_some() {
+                self.pool.pooled_bytes.fetch_sub(len * 4, Ordering::Relaxed);
+            }
+            reused
         };
         let buffer = match reused {
             Some(buffer) => buffer,
