@@ -786,7 +786,6 @@ impl Named for DeviceStat {
 
 /// A device BatchNorm's workspace and batch statistics, for one input shape.
 pub struct DeviceBatchNorm {
-    dims: BatchNormDims,
     ws: BatchNormWorkspace,
     mean: DeviceBuffer<f32>,
     rstd: DeviceBuffer<f32>,
@@ -806,8 +805,29 @@ pub struct Kernels<'d> {
     pool: Arc<BufferPool>,
     /// Workspaces allocated so far (the pool counts the activations).
     workspace_allocations: usize,
-    /// The loss and its f64 partial sums.
-    loss: Option<(DeviceBuffer<f32>, DeviceBuffer<f64>)>,
+    /// The loss and its f64 partial sums, by the partials' length.
+    loss: Option<(usize, LossBuffers)>,
+}
+
+/// The mean BCE loss (one value) and its f64 partial sums.
+type LossBuffers = (DeviceBuffer<f32>, DeviceBuffer<f64>);
+
+/// The workspace in `slot` if it was made for `key`, else a new one from `make`, counted in
+/// `made`: each op keeps its workspace for the next pass of the same shape.
+fn reuse_or_make<'w, K: PartialEq, W>(
+    slot: &'w mut Option<(K, W)>,
+    key: K,
+    made: &mut usize,
+    make: impl FnOnce() -> Result<W>,
+) -> Result<&'w mut W> {
+    let ws = match slot.take() {
+        Some((old, ws)) if old == key => ws,
+        _ => {
+            *made += 1;
+            make()?
+        }
+    };
+    Ok(&mut slot.insert((key, ws)).1)
 }
 
 fn invalid(message: String) -> DeviceError {
@@ -913,29 +933,24 @@ impl<'d> Kernels<'d> {
         ws: &'w mut Option<(DeviceConvGeometry, ConvWorkspace)>,
         g: DeviceConvGeometry,
     ) -> Result<&'w mut ConvWorkspace> {
-        if ws.as_ref().is_none_or(|(old, _)| *old != g) {
-            self.workspace_allocations += 1;
-            *ws = Some((g, ConvWorkspace::new(self.device, &g)?));
-        }
-        Ok(&mut ws.as_mut().expect("just set").1)
+        reuse_or_make(ws, g, &mut self.workspace_allocations, || {
+            ConvWorkspace::new(self.device, &g)
+        })
     }
 
     fn batchnorm_workspace<'w>(
         &mut self,
-        ws: &'w mut Option<DeviceBatchNorm>,
+        ws: &'w mut Option<(BatchNormDims, DeviceBatchNorm)>,
         dims: BatchNormDims,
     ) -> Result<&'w mut DeviceBatchNorm> {
-        if ws.as_ref().is_none_or(|bn| bn.dims != dims) {
-            self.workspace_allocations += 1;
-            let (n, c, hw) = dims;
-            *ws = Some(DeviceBatchNorm {
-                dims,
+        let (n, c, hw) = dims;
+        reuse_or_make(ws, dims, &mut self.workspace_allocations, || {
+            Ok(DeviceBatchNorm {
                 ws: BatchNormWorkspace::new(self.device, n, c, hw)?,
                 mean: self.device.alloc(c)?,
                 rstd: self.device.alloc(c)?,
-            });
-        }
-        Ok(ws.as_mut().expect("just set"))
+            })
+        })
     }
 }
 
@@ -972,8 +987,8 @@ impl Backend for Kernels<'_> {
     type Param = DeviceParam;
     type Stat = DeviceStat;
     type ConvWorkspace = Option<(DeviceConvGeometry, ConvWorkspace)>;
-    type BatchNormWorkspace = Option<DeviceBatchNorm>;
-    type LinearWorkspace = Option<DeviceBuffer<f32>>;
+    type BatchNormWorkspace = Option<(BatchNormDims, DeviceBatchNorm)>;
+    type LinearWorkspace = Option<(usize, DeviceBuffer<f32>)>;
     type LstmWorkspace = Option<(LstmShape, LstmWorkspace)>;
 
     /// The next parameter of the uploaded model, which must be `name` of `shape`.
@@ -1154,7 +1169,8 @@ impl Backend for Kernels<'_> {
         let mut d_x = self.zeros(x.len())?;
         let bn = ws
             .as_mut()
-            .filter(|bn| bn.dims == dims)
+            .filter(|(made_for, _)| *made_for == dims)
+            .map(|(_, bn)| bn)
             .ok_or_else(|| invalid("a BatchNorm backward without its forward".into()))?;
         let [d_weight, d_bias] = self.grads.get_disjoint_mut([weight.index, bias.index])?;
         batchnorm_backward_launch(
@@ -1262,11 +1278,9 @@ impl Backend for Kernels<'_> {
     ) -> Result<DeviceStorage> {
         let mut d_x = self.zeros(x.len())?;
         let scratch_len = linear_backward_scratch_len(rows, in_features, out_features);
-        if ws.as_ref().is_none_or(|s| s.len() != scratch_len) {
-            self.workspace_allocations += 1;
-            *ws = Some(self.device.alloc(scratch_len)?);
-        }
-        let scratch = ws.as_mut().expect("just set");
+        let scratch = reuse_or_make(ws, scratch_len, &mut self.workspace_allocations, || {
+            self.device.alloc(scratch_len)
+        })?;
         let [d_weight, d_bias] = self.grads.get_disjoint_mut([weight.index, bias.index])?;
         linear_backward_launch(
             self.device,
@@ -1296,11 +1310,9 @@ impl Backend for Kernels<'_> {
         let mut out = self.take(rows * 2 * hid)?;
         let mut gates = self.take(2 * rows * 4 * hid)?;
         let mut cells = self.take(2 * rows * hid)?;
-        if ws.as_ref().is_none_or(|(old, _)| *old != s) {
-            self.workspace_allocations += 1;
-            *ws = Some((s, LstmWorkspace::new(self.device, s)?));
-        }
-        let (_, ws) = ws.as_mut().expect("just set");
+        let ws = reuse_or_make(ws, s, &mut self.workspace_allocations, || {
+            LstmWorkspace::new(self.device, s)
+        })?;
         let params = &self.params;
         let direction = |[w_ih, w_hh, b_ih, b_hh]: LstmParams<'_, DeviceParam>| {
             Ok::<_, DeviceError>(DeviceLstmWeights {
@@ -1385,16 +1397,13 @@ impl Backend for Kernels<'_> {
         targets: &DeviceStorage,
     ) -> Result<(f32, DeviceStorage)> {
         let partials_len = bce_partials_len(probs.len());
-        if self
-            .loss
-            .as_ref()
-            .is_none_or(|(_, partials)| partials.len() != partials_len)
-        {
-            self.workspace_allocations += 1;
-            self.loss = Some((self.device.alloc(1)?, self.device.alloc(partials_len)?));
-        }
         let mut d_probs = self.zeros(probs.len())?;
-        let (loss, partials) = self.loss.as_mut().expect("just set");
+        let (loss, partials) = reuse_or_make(
+            &mut self.loss,
+            partials_len,
+            &mut self.workspace_allocations,
+            || Ok((self.device.alloc(1)?, self.device.alloc(partials_len)?)),
+        )?;
         bce_forward_launch(self.device, loss, partials, probs, targets)?;
         bce_backward_launch(self.device, &mut d_probs, probs, targets, 1.0)?;
         Ok((self.device.download(loss)?[0], d_probs))
