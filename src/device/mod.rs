@@ -33,6 +33,11 @@ use buffer::{DeviceMemory, GuardedAlloc, GuardedSide};
 
 /// Forward thread order guards the ends of emu buffers, reverse order their starts: the
 /// harness runs both, so a read off either side of a buffer is caught.
+/// The compiled kernel `name` (kernels/*.cu), or the error that names it.
+pub fn compiled_kernel(name: &str) -> Result<&'static Kernel, DeviceError> {
+    find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))
+}
+
 fn guarded_side(options: &EmuOptions) -> GuardedSide {
     match options.order {
         ThreadOrder::Forward => GuardedSide::End,
@@ -359,9 +364,7 @@ impl KernelDevice {
         config: LaunchConfig,
         args: &[KernelArg],
     ) -> Result<(), DeviceError> {
-        let kernel =
-            find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
-        self.launch_kernel(kernel, config, args)
+        self.launch_kernel(compiled_kernel(name)?, config, args)
     }
 
     /// Launches a kernel from an explicit table entry (e.g. the emu-only test kernels).
@@ -372,13 +375,24 @@ impl KernelDevice {
         args: &[KernelArg],
     ) -> Result<(), DeviceError> {
         launch::check_launch(kernel, &config, args)?;
+        self.dispatch(kernel, &config, args, false)
+    }
+
+    /// Records `kernel` as launched and hands the checked launch to the backend.
+    fn dispatch(
+        &self,
+        kernel: &'static Kernel,
+        config: &LaunchConfig,
+        args: &[KernelArg],
+        cooperative: bool,
+    ) -> Result<(), DeviceError> {
         self.launched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(kernel.name);
         match &self.backend {
-            Backend::Emu(options) => emu::launch(options, kernel, &config, args, false),
-            Backend::Cuda(c) => c.launch(kernel, &config, args, false),
+            Backend::Emu(options) => emu::launch(options, kernel, config, args, cooperative),
+            Backend::Cuda(c) => c.launch(kernel, config, args, cooperative),
         }
     }
 
@@ -391,9 +405,7 @@ impl KernelDevice {
         config: LaunchConfig,
         args: &[KernelArg],
     ) -> Result<(), DeviceError> {
-        let kernel =
-            find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))?;
-        self.launch_kernel_cooperative(kernel, config, args)
+        self.launch_kernel_cooperative(compiled_kernel(name)?, config, args)
     }
 
     /// [`KernelDevice::launch_cooperative`] from an explicit table entry (e.g. a test kernel).
@@ -419,14 +431,7 @@ impl KernelDevice {
                 ),
             });
         }
-        self.launched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kernel.name);
-        match &self.backend {
-            Backend::Emu(options) => emu::launch(options, kernel, &config, args, true),
-            Backend::Cuda(c) => c.launch(kernel, &config, args, true),
-        }
+        self.dispatch(kernel, &config, args, true)
     }
 
     /// How many blocks of `kernel` (of `threads` threads and `shared_mem_bytes` of dynamic shared

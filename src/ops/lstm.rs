@@ -553,7 +553,9 @@ use super::conv2d::channel_sums_launch;
 use super::matmul::{
     matmul_launch, matmul_sum_launch, matmul_sum_scratch_len, DeviceMatMut, DeviceMatRef,
 };
-use crate::device::{find_kernel, DeviceBuffer, DeviceError, Kernel, KernelDevice, LaunchConfig};
+use crate::device::{
+    compiled_kernel, DeviceBuffer, DeviceError, Kernel, KernelDevice, LaunchConfig,
+};
 
 /// Threads per block of the recurrence kernels (a multiple of 32).
 const LSTM_THREADS: u32 = 256;
@@ -651,10 +653,6 @@ struct GridRecurrence {
     forward: &'static Kernel,
     backward: &'static Kernel,
     barrier: DeviceBuffer<u32>,
-}
-
-fn compiled_kernel(name: &str) -> Result<&'static Kernel, DeviceError> {
-    find_kernel(name).ok_or_else(|| DeviceError::UnknownKernel(name.to_string()))
 }
 
 /// The grid plan for `shape` on `device`, checked against the device's resident blocks for
