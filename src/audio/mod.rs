@@ -255,6 +255,18 @@ pub fn load_mono(path: &Path, target_rate_hz: u32) -> Result<Vec<f32>, AudioErro
     Ok(mono)
 }
 
+/// Index of the first sample that is NaN or infinite. Checks 64 samples at a time without
+/// branching, so it vectorises: a plain `position` branches on every sample and costs about as
+/// much as mixing the block to mono.
+pub fn first_non_finite(samples: &[f32]) -> Option<usize> {
+    const CHUNK: usize = 64;
+    let (chunk, bad) = samples
+        .chunks(CHUNK)
+        .enumerate()
+        .find(|(_, chunk)| !chunk.iter().fold(true, |ok, s| ok & s.is_finite()))?;
+    Some(chunk * CHUNK + bad.iter().position(|s| !s.is_finite())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +284,23 @@ mod tests {
             (mono[0] - 0.3).abs() < 1e-6 && (mono[1] - 0.5 / 3.0).abs() < 1e-6,
             "{mono:?}"
         );
+    }
+
+    #[test]
+    fn the_first_non_finite_sample_is_found_in_any_chunk_and_position() {
+        assert_eq!(first_non_finite(&[]), None);
+        assert_eq!(first_non_finite(&[0.5; 200]), None);
+        for (at, bad) in [
+            (0, f32::NAN),
+            (63, f32::INFINITY),
+            (64, f32::NAN),
+            (199, -f32::INFINITY),
+        ] {
+            let mut samples = vec![0.25f32; 200];
+            samples[at] = bad;
+            samples[at.max(150)..].fill(f32::NAN);
+            assert_eq!(first_non_finite(&samples), Some(at), "{bad} at {at}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use symphonia::core::io::MediaSource;
 
 use super::resample::StreamingResampler;
 use super::wav::{header_error, sample_error, widen_valid_bits_to_container};
-use super::{sniff_format, AudioError, AudioFormat, DecodeError};
+use super::{first_non_finite, sniff_format, AudioError, AudioFormat, DecodeError};
 
 /// Frames per block handed on by the WAV reader (and the most any decoder hands on at once,
 /// bar the block sizes of the file's own format, which each format bounds).
@@ -110,29 +110,75 @@ pub fn stream_file(
     })
 }
 
+/// Interleaved samples the decoding thread of [`stream_mono`] gathers before handing them on:
+/// few enough hand-offs (one per ~0.2 s of 44.1 kHz stereo) that the channel costs nothing.
+const HANDOFF_SAMPLES: usize = 16 * 1024;
+
+/// Hand-offs in flight between the decoding thread and the caller: 1 MB at most, and enough
+/// that the decoder runs on while the caller is busy with a piece.
+const HANDOFF_DEPTH: usize = 16;
+
+/// What the decoding thread of [`stream_mono`] hands the caller, in the file's order.
+enum Decoded {
+    /// The file's format, checked, and the resampler made for it.
+    Format(StreamFormat, StreamingResampler),
+    /// Whole frames of interleaved samples.
+    Samples(Vec<f32>),
+}
+
 /// Streams `path` as mono audio at `target_rate_hz`: each decoded block is mixed to mono (mean
 /// of the channels), resampled in pieces, and handed to `sink`. The pieces joined are exactly
 /// what [`super::load_mono`] returns for the file. A non-finite sample is an error naming its
 /// position. Returns what was read.
+///
+/// The decoder runs on a thread of its own, a few hundred milliseconds of audio ahead (the
+/// channel between them is bounded); mixing, resampling and `sink` run on the caller's, so
+/// decoding overlaps whatever `sink` does (the CQT, for `mtosi transcribe`).
 pub fn stream_mono<E: From<AudioError>>(
     path: &Path,
     target_rate_hz: u32,
     sink: &mut dyn FnMut(&[f32]) -> Result<(), E>,
 ) -> Result<StreamSummary, E> {
-    struct State {
-        source: Option<StreamFormat>,
-        resampler: Option<StreamingResampler>,
-        source_frames: u64,
-    }
-    let state = std::cell::RefCell::new(State {
-        source: None,
-        resampler: None,
-        source_frames: 0,
-    });
-    let mut output_samples = 0u64;
-    let mut mono = Vec::new();
-    // The sink's error cannot cross the decoder; park it and stop the decoder.
-    let mut sink_error: Option<E> = None;
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(HANDOFF_DEPTH);
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decode_for_stream_mono(path, target_rate_hz, sender));
+        let mut consumer = MonoConsumer {
+            path,
+            source: None,
+            source_frames: 0,
+            output_samples: 0,
+            mono: Vec::new(),
+        };
+        // Stops at the caller's first error, hanging up: the decoder then stops at its next
+        // hand-off, and its own error (a hang-up, or a fault later in the file) is dropped.
+        let consumed = receiver
+            .iter()
+            .try_for_each(|message| consumer.take(message, sink));
+        drop(receiver);
+        let decoded = decoder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        consumed?;
+        decoded?;
+        consumer.finish(sink)
+    })
+}
+
+/// The decoding thread of [`stream_mono`]: checks the format, then hands on batches of whole
+/// frames (the last partial batch also when decoding fails, so that an error in an earlier
+/// sample is still the one reported).
+fn decode_for_stream_mono(
+    path: &Path,
+    target_rate_hz: u32,
+    sender: std::sync::mpsc::SyncSender<Decoded>,
+) -> Result<(), AudioError> {
+    let mut batch = Vec::new();
+    // Only for the error of a hang-up, which the caller drops for its own.
+    let format_name = std::cell::Cell::new("audio");
+    let hung_up = || DecodeError::Malformed {
+        format: format_name.get(),
+        detail: "stopped by the consumer".into(),
+    };
     let result = stream_file(
         path,
         &mut |format| {
@@ -154,81 +200,120 @@ pub fn stream_mono<E: From<AudioError>>(
                     format: format.format.name(),
                     detail,
                 })?;
-            let mut state = state.borrow_mut();
-            state.source = Some(format);
-            state.resampler = Some(resampler);
-            Ok(())
+            format_name.set(format.format.name());
+            sender
+                .send(Decoded::Format(format, resampler))
+                .map_err(|_| hung_up())
         },
         &mut |block| {
-            let mut state = state.borrow_mut();
-            let format = state
-                .source
-                .expect("the format comes before the first block");
-            let channels = format.channel_count;
-            if let Some(bad) = block.iter().position(|s| !s.is_finite()) {
-                let frame = state.source_frames + (bad / channels) as u64;
-                return Err(DecodeError::Malformed {
-                    format: format.format.name(),
-                    detail: format!(
-                        "sample {} of channel {} is {}, not a finite number",
-                        frame,
-                        bad % channels,
-                        block[bad]
-                    ),
-                });
+            batch.extend_from_slice(block);
+            if batch.len() < HANDOFF_SAMPLES {
+                return Ok(());
             }
-            state.source_frames += (block.len() / channels) as u64;
-            mix_to_mono_into(block, channels, &mut mono);
-            let resampler = state.resampler.as_mut().expect("made with the format");
-            let mut pushed = Ok(());
-            resampler
-                .push(&mono, &mut |piece| {
-                    output_samples += piece.len() as u64;
-                    if pushed.is_ok() {
-                        pushed = sink(piece);
-                    }
-                })
-                .map_err(|detail| DecodeError::Malformed {
-                    format: format.format.name(),
-                    detail,
-                })?;
-            pushed.map_err(|e| {
-                sink_error = Some(e);
-                DecodeError::Malformed {
-                    format: format.format.name(),
-                    detail: "stopped by the consumer".into(),
-                }
-            })
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(2 * HANDOFF_SAMPLES));
+            sender.send(Decoded::Samples(full)).map_err(|_| hung_up())
         },
     );
-    if let Some(e) = sink_error {
-        return Err(e);
+    if !batch.is_empty() {
+        // A hang-up here means the caller already has its own error.
+        let _ = sender.send(Decoded::Samples(batch));
     }
-    result?;
-    let state = state.into_inner();
-    let source = state
-        .source
-        .expect("a decoder that succeeds announced its format");
-    let mut pushed = Ok(());
-    state
-        .resampler
-        .expect("made with the format")
-        .finish(&mut |piece| {
-            output_samples += piece.len() as u64;
+    result
+}
+
+/// The caller's half of [`stream_mono`]: checks, mixes and resamples what the decoder hands on.
+struct MonoConsumer<'p> {
+    path: &'p Path,
+    source: Option<(StreamFormat, StreamingResampler)>,
+    source_frames: u64,
+    output_samples: u64,
+    mono: Vec<f32>,
+}
+
+impl MonoConsumer<'_> {
+    fn malformed(&self, format: StreamFormat, detail: String) -> AudioError {
+        AudioError::Decode {
+            path: self.path.to_path_buf(),
+            source: DecodeError::Malformed {
+                format: format.format.name(),
+                detail,
+            },
+        }
+    }
+
+    fn take<E: From<AudioError>>(
+        &mut self,
+        message: Decoded,
+        sink: &mut dyn FnMut(&[f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let block = match message {
+            Decoded::Format(format, resampler) => {
+                self.source = Some((format, resampler));
+                return Ok(());
+            }
+            Decoded::Samples(block) => block,
+        };
+        let format = self
+            .source
+            .as_ref()
+            .expect("the format comes before the first block")
+            .0;
+        let channels = format.channel_count;
+        if let Some(bad) = first_non_finite(&block) {
+            let frame = self.source_frames + (bad / channels) as u64;
+            let detail = format!(
+                "sample {} of channel {} is {}, not a finite number",
+                frame,
+                bad % channels,
+                block[bad]
+            );
+            return Err(self.malformed(format, detail).into());
+        }
+        self.source_frames += (block.len() / channels) as u64;
+        mix_to_mono_into(&block, channels, &mut self.mono);
+        let (_, resampler) = self.source.as_mut().expect("checked above");
+        let mut pushed = Ok(());
+        let output_samples = &mut self.output_samples;
+        let resampled = resampler.push(&self.mono, &mut |piece| {
+            *output_samples += piece.len() as u64;
             if pushed.is_ok() {
                 pushed = sink(piece);
             }
+        });
+        if let Err(detail) = resampled {
+            return Err(self.malformed(format, detail).into());
+        }
+        pushed
+    }
+
+    /// Flushes the resampler once the decoder has finished.
+    fn finish<E: From<AudioError>>(
+        self,
+        sink: &mut dyn FnMut(&[f32]) -> Result<(), E>,
+    ) -> Result<StreamSummary, E> {
+        let (source, resampler) = self
+            .source
+            .expect("a decoder that succeeds announced its format");
+        let mut output_samples = self.output_samples;
+        let mut pushed = Ok(());
+        resampler
+            .finish(&mut |piece| {
+                output_samples += piece.len() as u64;
+                if pushed.is_ok() {
+                    pushed = sink(piece);
+                }
+            })
+            .map_err(|problem| AudioError::Resample {
+                path: self.path.to_path_buf(),
+                problem,
+            })?;
+        pushed?;
+        Ok(StreamSummary {
+            source,
+            source_frames: self.source_frames,
+            output_samples,
         })
-        .map_err(|problem| AudioError::Resample {
-            path: path.to_path_buf(),
-            problem,
-        })?;
-    pushed?;
-    Ok(StreamSummary {
-        source,
-        source_frames: state.source_frames,
-        output_samples,
-    })
+    }
 }
 
 /// Mean of the channels of each interleaved frame, into `out` (cleared first).
@@ -561,4 +646,66 @@ fn decode_symphonia_stream(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 16-bit stereo WAV of `frames` frames at 44.1 kHz: many hand-offs of the decoding thread.
+    fn long_wav(dir: &Path, frames: usize) -> std::path::PathBuf {
+        let path = dir.join("long.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut wav = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..2 * frames {
+            wav.write_sample(((i * 37) % 2000) as i16 - 1000).unwrap();
+        }
+        wav.finalize().unwrap();
+        path
+    }
+
+    #[test]
+    fn the_sinks_error_stops_the_decoding_thread_and_is_the_one_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = long_wav(dir.path(), 20 * HANDOFF_SAMPLES * HANDOFF_DEPTH);
+        let mut calls = 0;
+        let result = stream_mono::<AudioError>(&path, 16_000, &mut |_| {
+            calls += 1;
+            Err(AudioError::Resample {
+                path: "sink".into(),
+                problem: "enough".into(),
+            })
+        });
+        assert!(
+            matches!(&result, Err(AudioError::Resample { problem, .. }) if problem == "enough"),
+            "{result:?}"
+        );
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn pieces_through_the_decoding_thread_are_the_whole_files_mix_resampled() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = 3 * HANDOFF_SAMPLES * HANDOFF_DEPTH + 123;
+        let path = long_wav(dir.path(), frames);
+        let audio = crate::audio::read_audio(&path).unwrap();
+        let whole = crate::audio::resample(&audio.mix_to_mono(), 44_100, 16_000).unwrap();
+        let mut joined = Vec::new();
+        let summary = stream_mono::<AudioError>(&path, 16_000, &mut |piece| {
+            joined.extend_from_slice(piece);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(summary.source_frames as usize, frames);
+        assert_eq!(summary.output_samples as usize, whole.len());
+        assert!(
+            joined == whole,
+            "the streamed samples differ from the whole file's"
+        );
+    }
 }

@@ -391,8 +391,11 @@ fn check_audio(audio: &[f32]) -> Result<(), SpectrogramError> {
     if audio.is_empty() {
         return Err(SpectrogramError::EmptyAudio);
     }
-    if let Some((index, &value)) = audio.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(SpectrogramError::NonFiniteSample { index, value });
+    if let Some(index) = crate::audio::first_non_finite(audio) {
+        return Err(SpectrogramError::NonFiniteSample {
+            index,
+            value: audio[index],
+        });
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ impl<'a> StreamingFeatures<'a> {
 
     /// Appends `piece` (finite samples) and computes every span it completes.
     pub fn push(&mut self, piece: &[f32]) -> Result<(), SpectrogramError> {
-        if let Some(bad) = piece.iter().position(|s| !s.is_finite()) {
+        if let Some(bad) = crate::audio::first_non_finite(piece) {
             return Err(SpectrogramError::NonFiniteSample {
                 index: self.seen + bad,
                 value: piece[bad],
