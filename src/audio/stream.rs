@@ -458,9 +458,14 @@ pub(super) fn decode_flac_stream<R: Read>(
             });
         }
         interleaved.clear();
-        for i in 0..block.duration() {
-            for ch in 0..channels as u32 {
-                interleaved.push((f64::from(block.sample(ch, i)) * scale) as f32);
+        let to_f32 = |s: i32| (f64::from(s) * scale) as f32;
+        if channels == 1 {
+            interleaved.extend(block.channel(0).iter().map(|&s| to_f32(s)));
+        } else {
+            // Channel slices, not `block.sample` (a bounds check and a multiply per sample).
+            let planes: Vec<&[i32]> = (0..channels as u32).map(|ch| block.channel(ch)).collect();
+            for i in 0..block.duration() as usize {
+                interleaved.extend(planes.iter().map(|plane| to_f32(plane[i])));
             }
         }
         decoded += interleaved.len() as u64;

@@ -2,6 +2,8 @@
 //! over each whole image, laid out as frames × bins. Each step is its own function so that a
 //! cache can store magnitudes and a caller can apply only what it needs.
 
+use rayon::prelude::*;
+
 use super::{Cqt, SpectrogramError};
 
 /// Added before the log so that silent bins stay finite (the paper's constant).
@@ -16,7 +18,9 @@ pub fn log_compress(values: &mut [f32]) {
 
 /// "Imagewise" min-max normalisation in place: `(x − min) / (max − min)` over the whole image,
 /// NaN replaced by 0. As in PyTorch, a NaN anywhere makes `min`/`max` NaN and so the whole
-/// image 0; a constant image (`max == min`) divides 0 by 0 and is 0 too.
+/// image 0; a constant image (`max == min`) divides 0 by 0 and is 0 too. Runs over pieces of
+/// [`NORMALIZE_CHUNK`] values in parallel (min and max do not depend on the order, so the
+/// result is the same): a whole recording's image is millions of values.
 pub fn normalize_imagewise(values: &mut [f32]) {
     let nan_min = |a: f32, b: f32| {
         if a.is_nan() || b.is_nan() {
@@ -32,14 +36,30 @@ pub fn normalize_imagewise(values: &mut [f32]) {
             a.max(b)
         }
     };
-    let min = values.iter().copied().fold(f32::INFINITY, nan_min);
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, nan_max);
+    let (min, max) = values
+        .par_chunks(NORMALIZE_CHUNK)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (nan_min(lo, v), nan_max(hi, v))
+                })
+        })
+        .reduce(
+            || (f32::INFINITY, f32::NEG_INFINITY),
+            |(lo, hi), (chunk_lo, chunk_hi)| (nan_min(lo, chunk_lo), nan_max(hi, chunk_hi)),
+        );
     let range = max - min;
-    for v in values {
-        let x = (*v - min) / range;
-        *v = if x.is_nan() { 0.0 } else { x };
-    }
+    values.par_chunks_mut(NORMALIZE_CHUNK).for_each(|chunk| {
+        for v in chunk {
+            let x = (*v - min) / range;
+            *v = if x.is_nan() { 0.0 } else { x };
+        }
+    });
 }
+
+/// Values per parallel task of [`normalize_imagewise`]: a training crop (640 × 176) is two.
+const NORMALIZE_CHUNK: usize = 1 << 16;
 
 /// The network's input for one clip: the CQT of `audio` without its last sample (so a
 /// 327 680-sample crop gives exactly 640 frames), log-compressed and normalised, as
@@ -304,6 +324,25 @@ mod tests {
         let mut with_nan = [1.0, f32::NAN, 2.0];
         normalize_imagewise(&mut with_nan);
         assert_eq!(with_nan, [0.0; 3]);
+    }
+
+    #[test]
+    fn normalising_in_parallel_pieces_equals_one_pass_over_the_image() {
+        let seed = crate::device::equivalence::seed_from_env();
+        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let mut rng = crate::rng::Rng::new(seed);
+        // Several pieces, the last partial; the extremes in a late piece.
+        let len = 3 * NORMALIZE_CHUNK + 777;
+        let mut image: Vec<f32> = (0..len).map(|_| rng.uniform_f32() * 10.0 - 5.0).collect();
+        image[2 * NORMALIZE_CHUNK + 5] = -7.0;
+        image[len - 1] = 9.0;
+        let mut parallel = image.clone();
+        normalize_imagewise(&mut parallel);
+        let one_pass: Vec<f32> = image.iter().map(|&v| (v - -7.0) / (9.0 - -7.0)).collect();
+        assert_eq!(parallel, one_pass);
+        image[len - 2] = f32::NAN;
+        normalize_imagewise(&mut image);
+        assert!(image.iter().all(|&v| v == 0.0), "a NaN in the last piece");
     }
 
     #[test]
