@@ -111,12 +111,13 @@ pub fn stream_file(
 }
 
 /// Interleaved samples the decoding thread of [`stream_mono`] gathers before handing them on:
-/// few enough hand-offs (one per ~0.2 s of 44.1 kHz stereo) that the channel costs nothing.
-const HANDOFF_SAMPLES: usize = 16 * 1024;
+/// few enough hand-offs (one per 0.7 s of 44.1 kHz stereo) that the channel costs nothing.
+const HANDOFF_SAMPLES: usize = 64 * 1024;
 
-/// Hand-offs in flight between the decoding thread and the caller: 1 MB at most, and enough
-/// that the decoder runs on while the caller is busy with a piece.
-const HANDOFF_DEPTH: usize = 16;
+/// Hand-offs in flight between the decoding thread and the caller: 16 MB at most, 4 M samples
+/// (260 s of 16 kHz mono, 47 s of 44.1 kHz stereo). More than one CQT span of audio (39 s), so
+/// the decoder runs on while the caller computes a span instead of starting afterwards.
+const HANDOFF_DEPTH: usize = 64;
 
 /// What the decoding thread of [`stream_mono`] hands the caller, in the file's order.
 enum Decoded {
@@ -657,7 +658,7 @@ fn decode_symphonia_stream(
 mod tests {
     use super::*;
 
-    /// A 16-bit stereo WAV of `frames` frames at 44.1 kHz: many hand-offs of the decoding thread.
+    /// A 16-bit stereo WAV of `frames` frames at 44.1 kHz.
     fn long_wav(dir: &Path, frames: usize) -> std::path::PathBuf {
         let path = dir.join("long.wav");
         let spec = hound::WavSpec {
@@ -677,7 +678,8 @@ mod tests {
     #[test]
     fn the_sinks_error_stops_the_decoding_thread_and_is_the_one_returned() {
         let dir = tempfile::tempdir().unwrap();
-        let path = long_wav(dir.path(), 20 * HANDOFF_SAMPLES * HANDOFF_DEPTH);
+        // Stereo: twice what the channel holds, so the decoder must see the hang-up.
+        let path = long_wav(dir.path(), HANDOFF_SAMPLES * HANDOFF_DEPTH);
         let mut calls = 0;
         let result = stream_mono::<AudioError>(&path, 16_000, &mut |_| {
             calls += 1;
@@ -696,7 +698,7 @@ mod tests {
     #[test]
     fn pieces_through_the_decoding_thread_are_the_whole_files_mix_resampled() {
         let dir = tempfile::tempdir().unwrap();
-        let frames = 3 * HANDOFF_SAMPLES * HANDOFF_DEPTH + 123;
+        let frames = 3 * HANDOFF_SAMPLES + 123;
         let path = long_wav(dir.path(), frames);
         let audio = crate::audio::read_audio(&path).unwrap();
         let whole = crate::audio::resample(&audio.mix_to_mono(), 44_100, 16_000).unwrap();

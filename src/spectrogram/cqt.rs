@@ -469,8 +469,10 @@ unsafe fn bin_row_avx512(
     bin_row(loops, plan, signal, hop, out)
 }
 
-/// Frames per parallel task: 4 tasks per training crop, enough to keep 2 threads busy.
-const FRAMES_PER_TASK: usize = 160;
+/// Frames per parallel task: 4 tasks per training crop, enough to keep 2 threads busy. Public
+/// so that a caller cutting a long recording into spans can make each span a whole, even
+/// number of tasks (`transcribe::StreamingFeatures`).
+pub const FRAMES_PER_TASK: usize = 160;
 /// Frames correlated together against one kernel chunk load.
 const FRAMES_PER_PASS: usize = 4;
 /// Blocks summed together against one table chunk load (12 accumulators in 16 registers).

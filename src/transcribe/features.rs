@@ -12,11 +12,14 @@
 
 use rayon::prelude::*;
 
+use crate::spectrogram::cqt::FRAMES_PER_TASK;
 use crate::spectrogram::features::{log_compress, normalize_imagewise};
 use crate::spectrogram::{Cqt, SpectrogramError};
 
-/// Frames computed per CQT call: long enough that the slice margins (2 × 33 frames) cost
-/// little, short enough that the audio held stays small (~2 MB).
+/// Least frames computed per CQT call: long enough that the slice margins (2 × 33 frames)
+/// cost little, short enough that the audio held stays small (~2.5 MB). [`StreamingFeatures::new`]
+/// rounds it up so that a span with its margins is an even number of the CQT's parallel tasks
+/// (1214 + 2 × 33 = 8 × 160 frames): with 1024 it was 7 tasks, 4 on one thread and 3 on the other.
 pub const FEATURE_SPAN_FRAMES: usize = 1024;
 
 /// Frames per parallel task of the transpose and log of a span (64 × 176 values, 45 KB).
@@ -40,6 +43,11 @@ pub struct StreamingFeatures<'a> {
     loudest: f32,
 }
 
+/// Frames of margin on each side of a span's slice: its reflections fall only on these.
+fn margin_frames(cqt: &Cqt) -> usize {
+    cqt.padding().div_ceil(cqt.params().hop_length) + 1
+}
+
 /// The finished model input of one recording.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInput {
@@ -54,16 +62,17 @@ pub struct ModelInput {
 
 impl<'a> StreamingFeatures<'a> {
     pub fn new(cqt: &'a Cqt) -> Self {
-        Self::with_span(cqt, FEATURE_SPAN_FRAMES)
+        let margins = 2 * margin_frames(cqt);
+        let tasks = (FEATURE_SPAN_FRAMES + margins).div_ceil(FRAMES_PER_TASK);
+        Self::with_span(cqt, (tasks + tasks % 2) * FRAMES_PER_TASK - margins)
     }
 
     /// As [`new`](Self::new) with `span_frames` frames per CQT call (tests use short spans).
     pub fn with_span(cqt: &'a Cqt, span_frames: usize) -> Self {
-        let hop = cqt.params().hop_length;
         Self {
             cqt,
             span_frames: span_frames.max(1),
-            margin_frames: cqt.padding().div_ceil(hop) + 1,
+            margin_frames: margin_frames(cqt),
             held: Vec::new(),
             held_from: 0,
             seen: 0,
@@ -212,6 +221,34 @@ mod tests {
                 assert_eq!(streamed.values, whole, "length {length}, span {span}");
             }
         }
+    }
+
+    #[test]
+    fn the_models_spans_are_an_even_number_of_cqt_tasks_and_stream_exactly() {
+        let cqt = crate::transcribe::model_cqt();
+        let features = StreamingFeatures::new(&cqt);
+        let tasks = (features.span_frames + 2 * features.margin_frames) / FRAMES_PER_TASK;
+        assert_eq!(
+            (features.span_frames + 2 * features.margin_frames) % FRAMES_PER_TASK,
+            0
+        );
+        assert!(tasks % 2 == 0 && features.span_frames >= FEATURE_SPAN_FRAMES);
+        let seed = crate::device::equivalence::seed_from_env();
+        println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
+        let mut rng = Rng::new(seed);
+        // Two whole spans and part of a third, fed in pieces of a decoder's size.
+        let hop = cqt.params().hop_length;
+        let audio: Vec<f32> = (0..2 * features.span_frames * hop + 12_345)
+            .map(|_| rng.uniform_f32() - 0.5)
+            .collect();
+        let mut features = features;
+        for piece in audio.chunks(4096) {
+            features.push(piece).unwrap();
+        }
+        let streamed = features.finish().unwrap();
+        let (frames, whole) = model_input(&cqt, &audio).unwrap();
+        assert_eq!(streamed.frames, frames);
+        assert!(streamed.values == whole, "streamed values differ");
     }
 
     #[test]
