@@ -122,7 +122,7 @@ const HANDOFF_DEPTH: usize = 64;
 /// What the decoding thread of [`stream_mono`] hands the caller, in the file's order.
 enum Decoded {
     /// The file's format, checked, and the resampler made for it.
-    Format(StreamFormat, StreamingResampler),
+    Format(StreamFormat, Box<StreamingResampler>),
     /// Whole frames of interleaved samples.
     Samples(Vec<f32>),
 }
@@ -203,7 +203,7 @@ fn decode_for_stream_mono(
                 })?;
             format_name.set(format.format.name());
             sender
-                .send(Decoded::Format(format, resampler))
+                .send(Decoded::Format(format, Box::new(resampler)))
                 .map_err(|_| hung_up())
         },
         &mut |block| {
@@ -225,7 +225,7 @@ fn decode_for_stream_mono(
 /// The caller's half of [`stream_mono`]: checks, mixes and resamples what the decoder hands on.
 struct MonoConsumer<'p> {
     path: &'p Path,
-    source: Option<(StreamFormat, StreamingResampler)>,
+    source: Option<(StreamFormat, Box<StreamingResampler>)>,
     source_frames: u64,
     output_samples: u64,
     mono: Vec<f32>,

@@ -232,7 +232,7 @@ mod tests {
             (features.span_frames + 2 * features.margin_frames) % FRAMES_PER_TASK,
             0
         );
-        assert!(tasks % 2 == 0 && features.span_frames >= FEATURE_SPAN_FRAMES);
+        assert!(tasks.is_multiple_of(2) && features.span_frames >= FEATURE_SPAN_FRAMES);
         let seed = crate::device::equivalence::seed_from_env();
         println!("seed {seed} (replay with MTOSI_TEST_SEED={seed})");
         let mut rng = Rng::new(seed);
