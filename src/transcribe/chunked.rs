@@ -29,13 +29,14 @@ pub struct ChunkPlan {
 }
 
 impl Default for ChunkPlan {
-    /// 1024-frame cores (32.8 s) with 64 frames (2 s) of context on each side, one window per
-    /// network and two networks side by side: about as fast as larger windows or batches
-    /// (BENCHMARKS.md, "Transcription").
+    /// 1024-frame cores (32.8 s) with 32 frames (1 s) of context on each side (on the MAPS
+    /// recordings as close to the whole-recording output as 64 or 128: BENCHMARKS.md, "Chunked
+    /// against whole-recording inference"), one window per network and two networks side by
+    /// side.
     fn default() -> Self {
         Self {
             chunk_frames: 1024,
-            context_frames: 64,
+            context_frames: 32,
             batch: 1,
             networks: 2,
         }
