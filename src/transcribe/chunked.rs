@@ -165,8 +165,13 @@ pub fn frame_probabilities_chunked_on(
         }
         return Ok(roll);
     }
-    // The copies beyond the caller's network, made only when there are windows for them.
-    let copies = plan.networks.min(groups.len()).saturating_sub(1);
+    // The copies beyond the caller's network, made only when there are windows and threads
+    // for them (a copy without a thread of its own would only hold memory).
+    let copies = plan
+        .networks
+        .min(groups.len())
+        .min(rayon::current_num_threads())
+        .saturating_sub(1);
     let mut extra: Vec<Transcriber> = (0..copies).map(|_| model.replica()).collect();
     let mut networks: Vec<&mut Transcriber> =
         std::iter::once(model).chain(extra.iter_mut()).collect();
@@ -294,11 +299,17 @@ mod tests {
         };
         let (one, calls) = roll(plan(1, 1));
         assert_eq!(calls.len(), 8);
-        // 8 windows on 3 networks: rounds of 3, 3, 2; more networks than windows is fine.
-        for (batch, networks, expected_calls) in
-            [(1, 3, vec![(3, 8), (6, 8), (8, 8)]), (2, 9, vec![(8, 8)])]
-        {
-            let (side_by_side, calls) = roll(plan(batch, networks));
+        // 8 windows on 3 networks (3 threads): rounds of 3, 3, 2; more networks than windows
+        // or threads is fine (batches of 2: 4 groups on 3 threads).
+        let three_threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (batch, networks, expected_calls) in [
+            (1, 3, vec![(3, 8), (6, 8), (8, 8)]),
+            (2, 9, vec![(6, 8), (8, 8)]),
+        ] {
+            let (side_by_side, calls) = three_threads.install(|| roll(plan(batch, networks)));
             assert_eq!(calls, expected_calls);
             // Each window's arithmetic does not depend on which copy runs it (batch 2 changes
             // only the GEMM blocking: f32 rounding).
