@@ -72,6 +72,10 @@ pub struct TranscribeArgs {
     /// Chunks run through the network at once.
     #[arg(long, default_value_t = ChunkPlan::default().batch)]
     pub batch: usize,
+    /// Copies of the network run side by side on the CPU, each on its own chunks (the same
+    /// output; 1 uses the least memory).
+    #[arg(long, default_value_t = ChunkPlan::default().networks)]
+    pub networks: usize,
     /// Leave files whose outputs all exist already.
     #[arg(long)]
     pub skip_existing: bool,
@@ -199,6 +203,7 @@ fn options(args: &TranscribeArgs) -> anyhow::Result<TranscribeOptions> {
         chunk_frames: args.chunk_frames,
         context_frames: args.context_frames,
         batch: args.batch,
+        networks: args.networks,
     };
     chunks.validate().map_err(anyhow::Error::msg)?;
     Ok(TranscribeOptions {

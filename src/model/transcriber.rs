@@ -53,6 +53,28 @@ impl Transcriber {
     pub fn new(seed: u64) -> Self {
         Self::build(Cpu, seed).expect("the CPU backend never fails")
     }
+
+    /// A second network with this one's parameters, statistics and mode, for running two
+    /// inputs side by side (each network keeps its own activations).
+    pub fn replica(&mut self) -> Self {
+        let mut copy = Self::new(0);
+        copy.mode = self.mode;
+        for (to, from) in copy.state_entries().into_iter().zip(self.state_entries()) {
+            match (to, from) {
+                (StateEntry::Param(to), StateEntry::Param(from)) => {
+                    to.value.clone_from(&from.value)
+                }
+                (StateEntry::Buffer(to), StateEntry::Buffer(from)) => {
+                    to.value.clone_from(&from.value)
+                }
+                (StateEntry::Count { value: to, .. }, StateEntry::Count { value: from, .. }) => {
+                    *to = *from
+                }
+                _ => unreachable!("two networks built alike list their state alike"),
+            }
+        }
+        copy
+    }
 }
 
 impl<B: Backend> Transcriber<B> {

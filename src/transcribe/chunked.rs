@@ -8,6 +8,8 @@
 //! whole-recording output is measured in BENCHMARKS.md ("Chunked against whole-recording
 //! inference").
 
+use rayon::prelude::*;
+
 use crate::device::Device;
 use crate::model::{Mode, ModelError, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 
@@ -20,17 +22,23 @@ pub struct ChunkPlan {
     pub context_frames: usize,
     /// Windows run through the network together.
     pub batch: usize,
+    /// Copies of the network run side by side on the CPU, each on its own batch of windows:
+    /// the same numbers as one at a time, with no core idle while the other finishes a layer
+    /// (each copy holds its own activations: memory grows with it).
+    pub networks: usize,
 }
 
 impl Default for ChunkPlan {
-    /// 1024-frame cores (32.8 s) with 64 frames (2 s) of context on each side, one window at a
-    /// time: ~290 MiB peak for the whole process, and about as fast as larger windows or
-    /// batches (BENCHMARKS.md, "Transcription").
+    /// 1024-frame cores (32.8 s) with 32 frames (1 s) of context on each side (on the MAPS
+    /// recordings as close to the whole-recording output as 64 or 128: BENCHMARKS.md, "Chunked
+    /// against whole-recording inference"), one window per network and two networks side by
+    /// side.
     fn default() -> Self {
         Self {
             chunk_frames: 1024,
-            context_frames: 64,
+            context_frames: 32,
             batch: 1,
+            networks: 2,
         }
     }
 }
@@ -86,6 +94,9 @@ impl ChunkPlan {
         if self.batch == 0 {
             return Err("the batch of chunks must hold at least one chunk".into());
         }
+        if self.networks == 0 {
+            return Err("at least one network must run".into());
+        }
         Ok(())
     }
 }
@@ -126,27 +137,54 @@ pub fn frame_probabilities_chunked_on(
     };
     let windows = plan.windows(frames);
     let mut roll = vec![0f32; frames * N_KEYS];
-    let mut done = 0;
-    for group in windows.chunks(plan.batch.max(1)) {
+    let groups: Vec<&[Window]> = windows.chunks(plan.batch.max(1)).collect();
+    let batch_of = |group: &[Window]| {
         let len = group[0].len;
         let mut batch = Vec::with_capacity(group.len() * len * N_BINS);
         for w in group {
             batch.extend_from_slice(&input[w.start * N_BINS..(w.start + w.len) * N_BINS]);
         }
-        let shape = [group.len(), len, N_BINS];
-        let out = match &mut on_device {
-            Some(network) => network.forward_host(&batch, &shape)?,
-            None => model
-                .forward(&Tensor::new(shape.to_vec(), batch))?
-                .into_vec(),
-        };
+        Tensor::new(vec![group.len(), len, N_BINS], batch)
+    };
+    let mut keep = |group: &[Window], out: &[f32]| {
+        let len = group[0].len;
         for (w, window_roll) in group.iter().zip(out.chunks_exact(len * N_KEYS)) {
             let from = (w.core_start - w.start) * N_KEYS;
             let to = (w.core_end - w.start) * N_KEYS;
             roll[w.core_start * N_KEYS..w.core_end * N_KEYS]
                 .copy_from_slice(&window_roll[from..to]);
         }
-        done += group.len();
+    };
+    let mut done = 0;
+    if let Some(network) = &mut on_device {
+        for group in groups {
+            let spec = batch_of(group);
+            keep(group, &network.forward_host(spec.data(), spec.shape())?);
+            done += group.len();
+            on_window(done, windows.len());
+        }
+        return Ok(roll);
+    }
+    // The copies beyond the caller's network, made only when there are windows and threads
+    // for them (a copy without a thread of its own would only hold memory).
+    let copies = plan
+        .networks
+        .min(groups.len())
+        .min(rayon::current_num_threads())
+        .saturating_sub(1);
+    let mut extra: Vec<Transcriber> = (0..copies).map(|_| model.replica()).collect();
+    let mut networks: Vec<&mut Transcriber> =
+        std::iter::once(model).chain(extra.iter_mut()).collect();
+    for round in groups.chunks(networks.len()) {
+        let outs: Vec<Result<Tensor, ModelError>> = networks
+            .par_iter_mut()
+            .zip(round.par_iter())
+            .map(|(network, group)| network.forward(&batch_of(group)))
+            .collect();
+        for (group, out) in round.iter().zip(outs) {
+            keep(group, &out?.into_vec());
+        }
+        done += round.iter().map(|g| g.len()).sum::<usize>();
         on_window(done, windows.len());
     }
     Ok(roll)
@@ -162,6 +200,7 @@ mod tests {
             chunk_frames: 100,
             context_frames: 10,
             batch: 3,
+            networks: 1,
         };
         for frames in [1, 120, 121, 250, 1000, 1001] {
             let windows = plan.windows(frames);
@@ -207,6 +246,7 @@ mod tests {
         // Cores of 16 with 8 of context: 5 windows, run one by one or three at a time.
         whole_plan.chunk_frames = 16;
         whole_plan.context_frames = 8;
+        whole_plan.networks = 1;
         let mut calls = Vec::new();
         whole_plan.batch = 1;
         let single = frame_probabilities_chunked(
@@ -224,14 +264,65 @@ mod tests {
                 .unwrap();
         // Batched and single windows run the same arithmetic per window except for the
         // GEMM blocking over the batch: equal to f32 rounding.
-        let worst = single
-            .iter()
-            .zip(&batched)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(worst < 1e-5, "batched windows differ by {worst}");
+        crate::compare::assert_close(
+            "batched windows",
+            &batched,
+            &single,
+            crate::compare::ErrorScale::of_peak(),
+            1e-5,
+        );
         // Chunked output differs from the whole (context is cut) but is a probability roll.
         assert!(single.iter().all(|p| (0.0..=1.0).contains(p)));
         assert_ne!(single, whole);
+    }
+
+    #[test]
+    fn networks_side_by_side_give_the_same_roll_as_one_network() {
+        let seed = crate::device::equivalence::test_seed("networks_side_by_side");
+        let mut model = Transcriber::new(seed);
+        let frames = 150;
+        let input = crate::rng::Rng::new(seed).vec_f32(frames * N_BINS, 0.0, 1.0);
+        let plan = |batch, networks| ChunkPlan {
+            chunk_frames: 20,
+            context_frames: 6,
+            batch,
+            networks,
+        };
+        let mut roll = |plan: ChunkPlan| {
+            let mut calls = Vec::new();
+            let roll =
+                frame_probabilities_chunked(&mut model, &input, frames, &plan, &mut |d, t| {
+                    calls.push((d, t))
+                })
+                .unwrap();
+            (roll, calls)
+        };
+        let (one, calls) = roll(plan(1, 1));
+        assert_eq!(calls.len(), 8);
+        // 8 windows on 3 networks (3 threads): rounds of 3, 3, 2; more networks than windows
+        // or threads is fine (batches of 2: 4 groups on 3 threads).
+        let three_threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (batch, networks, expected_calls) in [
+            (1, 3, vec![(3, 8), (6, 8), (8, 8)]),
+            (2, 9, vec![(6, 8), (8, 8)]),
+        ] {
+            let (side_by_side, calls) = three_threads.install(|| roll(plan(batch, networks)));
+            assert_eq!(calls, expected_calls);
+            // Each window's arithmetic does not depend on which copy runs it (batch 2 changes
+            // only the GEMM blocking: f32 rounding).
+            crate::compare::assert_close(
+                &format!("batch {batch}, {networks} networks"),
+                &side_by_side,
+                &one,
+                crate::compare::ErrorScale::of_peak(),
+                1e-5,
+            );
+            if batch == 1 {
+                assert_eq!(one, side_by_side);
+            }
+        }
     }
 }
