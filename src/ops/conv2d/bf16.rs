@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use super::direct::{detect_isa, Isa};
 use super::implicit::{
-    is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task, CO_BLOCK,
+    is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task, CO_BLOCK, PX_BLOCK,
 };
 use super::{ConvGeometry, OutputStart};
 
@@ -52,8 +52,8 @@ pub enum ConvPrecision {
 /// The CPU lacks the instructions the bf16 products need.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps: AMD Zen 4 or later, Intel Sapphire \
-     Rapids or later); this one has {0}; use --precision fp32"
+    "bf16 convolution products need a CPU with AVX512-BF16 (vdpbf16ps: AMD Zen 4 or later, Intel \
+     Sapphire Rapids or later); this one has {0}"
 )]
 pub struct Bf16Unsupported(&'static str);
 
@@ -277,6 +277,8 @@ unsafe fn task_avx512_bf16(job: &Task, pairs: &[f32], offsets: &[usize], packed:
     let span = job.rows.len() * job.strip.wp;
     let strip = pairs.as_ptr() as *const i32;
     let mut sums = [0.0f32; V * L];
+    let out_plane = g.h_out * g.w_out;
+    let accumulate = matches!(job.start, OutputStart::Accumulate);
     let block_len = offsets.len() * CO_BLOCK;
     for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
         let weights = packed[cb * block_len..][..block_len].as_ptr();
@@ -302,14 +304,57 @@ unsafe fn task_avx512_bf16(job: &Task, pairs: &[f32], offsets: &[usize], packed:
                 }
             }
             let width = (span - p0).min(V * L);
+            let (segments, count) = row_segments(job, p0, width);
             for co in 0..co_count {
                 for v in 0..V {
                     _mm512_storeu_ps(sums.as_mut_ptr().add(v * L), acc[co][v]);
                 }
-                job.store(cb * CO_BLOCK + co, p0, &sums[..width]);
+                let plane = job
+                    .out
+                    .0
+                    .add((job.b * g.c_out + cb * CO_BLOCK + co) * out_plane);
+                for &(from, to, len) in &segments[..count] {
+                    for i in (0..len).step_by(L) {
+                        let mask: __mmask16 = if len - i >= L {
+                            0xffff
+                        } else {
+                            (1u16 << (len - i)) - 1
+                        };
+                        let mut x = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(from + i));
+                        let dst = plane.add(to + i);
+                        if accumulate {
+                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, dst));
+                        }
+                        _mm512_mask_storeu_ps(dst, mask, x);
+                    }
+                }
             }
         }
     }
+}
+
+/// Where flat pixels `p0..p0 + width` of a task land in its sample's output plane: per row
+/// segment inside `w_out`, its first pixel in the block, its first element in the plane and
+/// its length (computed once per block, not per channel).
+fn row_segments(job: &Task, p0: usize, width: usize) -> ([(usize, usize, usize); PX_BLOCK], usize) {
+    let (g, wp) = (job.g, job.strip.wp);
+    let mut segments = [(0, 0, 0); PX_BLOCK];
+    let mut count = 0;
+    let mut r = p0 / wp;
+    while r * wp < p0 + width && r < job.rows.len() {
+        let lo = (r * wp).max(p0);
+        let hi = (r * wp + g.w_out).min(p0 + width);
+        if lo < hi {
+            segments[count] = (
+                lo - p0,
+                (job.rows.start + r) * g.w_out + lo - r * wp,
+                hi - lo,
+            );
+            count += 1;
+        }
+        r += 1;
+    }
+    (segments, count)
 }
 
 #[cfg(test)]
