@@ -215,10 +215,22 @@ fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
     let tight = 1e-5;
     // Each operand rounded by at most 2⁻⁹ relative: at most ~2⁻⁸ ≈ 4e-3 of Σ|x·w|.
     let loose = 1e-2;
+    // bf16 with at least 8 channels on each side; then also the data gradient and the
+    // transposed convolution, through the adjoint (stride 1: the 2×2 upsampling stays float32).
+    let covered = c.c_in.min(c.c_out) >= 8;
+    if !covered {
+        // The float32 fallback: sums in another order only.
+        for (name, got, want, scale) in [
+            ("out", &fast.out, &unrounded.out, &scale.out),
+            ("d_inp", &fast.d_inp, &unrounded.d_inp, &scale.d_inp),
+        ] {
+            let name = format!("{c:?} {name} (float32) vs float32");
+            assert_within_sums(&name, got, want, scale, tight);
+        }
+        return;
+    }
     let mut outputs = vec![("out", &fast.out, &exact.out, &unrounded.out, &scale.out)];
-    // The data gradient and the transposed convolution are bf16 where their adjoint is: stride
-    // 1 with at least 8 output (here: input) channels.
-    if c.stride == 1 && c.c_in >= 8 {
+    if c.stride == 1 {
         outputs.push((
             "d_inp",
             &fast.d_inp,
@@ -288,7 +300,7 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
         pad: 1,
     };
     let mut cases = vec![
-        // The network's 16 → 16 layer at full width, and its first 1 → 16 layer.
+        // The network's 16 → 16 layer at full width; its first 1 → 16 layer stays float32.
         s1(1, 16, 20, 176, 16),
         s1(1, 1, 9, 176, 16),
         // Odd c_in (a zero channel), c_out not a multiple of 8, narrow and deep layers.
@@ -298,7 +310,12 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
         s1(1, 48, 18, 88, 45),
     ];
     // The 2×2 stride-2 downsampling over the pixel unshuffle (odd sizes drop a row, a column).
-    for (c_in, c_out, h, w) in [(16, 32, 21, 176), (3, 8, 10, 45), (32, 48, 9, 22)] {
+    for (c_in, c_out, h, w) in [
+        (16, 32, 21, 176),
+        (9, 8, 10, 45),
+        (3, 8, 10, 45),
+        (32, 48, 9, 22),
+    ] {
         cases.push(Case {
             n: 1,
             c_in,

@@ -25,7 +25,7 @@ use mtosi::ops::conv2d::{set_conv_precision, ConvPrecision};
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct PrecisionArg {
     /// Convolution products on the CPU: fp32, or bf16 (bf16 inputs and weights, float32 sums;
-    /// 3×3 and 2×2 layers with at least 8 output channels; needs AVX512-BF16).
+    /// 3×3 and 2×2 layers with at least 8 channels each side; needs AVX512-BF16).
     #[arg(long, value_enum, default_value_t = ConvPrecision::Fp32)]
     pub precision: ConvPrecision,
 }

@@ -1,10 +1,11 @@
 //! Opt-in bf16 products for the implicit-GEMM forward (`MTOSI_CONV_BF16=1` or
 //! [`set_conv_precision`]): inputs and weights rounded to bfloat16 (round to nearest even),
 //! products accumulated in float32 by `vdpbf16ps`, float32 outputs. Covers the stride-1 layers
-//! with at least 8 output channels (the implicit kernel's and the direct kernel's 16- and
+//! with at least 8 channels on each side (the implicit kernel's and the direct kernel's 16- and
 //! 8-channel ones) and the 2×2 stride-2 downsampling, and through the adjoint their data
 //! gradients and the decoder's stride-1 transposed convolutions. Weight gradients, the 2×2
-//! upsampling and layers with fewer than 8 output channels stay float32. Needs AVX512-BF16
+//! upsampling and the layers with fewer than 8 channels on a side (1 → 16: pairing its one
+//! channel with zeros made it 1.5× slower) stay float32. Needs AVX512-BF16
 //! (Zen 4, Sapphire Rapids): elsewhere the variable does nothing and the float32 path runs,
 //! and [`set_conv_precision`] refuses. Where both are on it takes the layers it covers from
 //! Winograd (`MTOSI_CONV_WINOGRAD`), which keeps the rest.
@@ -35,6 +36,9 @@ use super::{ConvGeometry, OutputStart};
 
 /// Environment variable that turns the bf16 products on (`1`); off by default.
 pub const BF16_VAR: &str = "MTOSI_CONV_BF16";
+
+/// Fewest channels on either side: one block of 8 output channels, 4 input channel pairs.
+const MIN_CHANNELS: usize = 8;
 
 /// Set by [`set_conv_precision`] (the CLI's `--precision`), or-ed with [`BF16_VAR`].
 static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -95,10 +99,10 @@ pub fn bf16_enabled() -> bool {
 }
 
 /// Whether this kernel computes the forward of `g`: the implicit kernel's geometries (stride 1,
-/// or the 2×2 stride-2 downsampling) with at least one block of 8 output channels, when on.
+/// or the 2×2 stride-2 downsampling) with at least 8 channels on each side, when on.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let stride1 = g.stride == 1 && g.k >= 2 && g.pad < g.k;
-    (stride1 || is_unshuffle(g)) && g.c_out >= CO_BLOCK && bf16_enabled()
+    (stride1 || is_unshuffle(g)) && g.c_out.min(g.c_in) >= MIN_CHANNELS && bf16_enabled()
 }
 
 /// `x` rounded to bf16 (to nearest, ties to even), as its 16 bits; NaN stays a quiet NaN.

@@ -10,7 +10,7 @@
 //! gradient, i.e. the decoder's upsampling) or `im2col` (im2col + GEMM over row
 //! chunks, everything else); opt-in, `winograd` (F(2×2, 3×3) for the 3×3 layers with more than
 //! 16 channels, `MTOSI_CONV_WINOGRAD=1`) and `bf16` (the implicit kernel's and the direct
-//! kernel's ≥ 8-channel forwards with bf16 products, `MTOSI_CONV_BF16=1` or
+//! kernel's forwards with ≥ 8 channels a side with bf16 products, `MTOSI_CONV_BF16=1` or
 //! [`set_conv_precision`], AVX512-BF16 CPUs only; it wins over Winograd where both apply).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
