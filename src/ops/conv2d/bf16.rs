@@ -295,9 +295,9 @@ unsafe fn task_avx512_bf16(job: &Task, pairs: &[f32], offsets: &[usize], packed:
             for (t, &offset) in offsets.iter().enumerate() {
                 let src = strip.add(offset + p0);
                 let x: [__m512bh; V] = [
-                    std::mem::transmute(_mm512_loadu_epi32(src)),
-                    std::mem::transmute(_mm512_loadu_epi32(src.add(L))),
-                    std::mem::transmute(_mm512_loadu_epi32(src.add(2 * L))),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src)),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src.add(L))),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src.add(2 * L))),
                 ];
                 let w = weights.add(t * CO_BLOCK);
                 for co in 0..CO_BLOCK {
