@@ -196,17 +196,28 @@ pub(crate) fn forward(
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
         let planes = fp32_planes(g);
         let plane = plane_of(rows.len());
-        with_scratch(
-            planes * plane,
-            planes.div_ceil(2) * plane,
-            |data, pair_data| {
-                let inp = &inp[b * in_len..][..in_len];
-                let strip = if is_unshuffle(g) {
-                    FlatStrip::fill_unshuffled(data, inp, g, rows.clone())
+        // Stride 1 converts the input rows straight into the pair strip; the unshuffle goes
+        // through its float32 strip.
+        let fp32_len = if is_unshuffle(g) { planes * plane } else { 0 };
+        with_scratch(fp32_len, planes.div_ceil(2) * plane, |data, pair_data| {
+            let inp = &inp[b * in_len..][..in_len];
+            // SAFETY: `applies` admits only CPUs with AVX-512F, BW and BF16; the pair strip has
+            // `planes.div_ceil(2)` planes of the float32 strip's length, whose slack covers the
+            // last pixel block's reads; each task writes only its own output rows.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                if is_unshuffle(g) {
+                    let fp32 = FlatStrip::fill_unshuffled(data, inp, g, rows.clone());
+                    debug_assert_eq!((fp32.plane, fp32.wp), (plane, wp));
+                    pair_planes(pair_data, &fp32, planes);
                 } else {
-                    FlatStrip::fill(data, inp, g, rows.clone())
+                    fill_pairs(pair_data, inp, g, rows.clone(), plane);
+                }
+                let strip = FlatStrip {
+                    data: pair_data,
+                    wp,
+                    plane,
                 };
-                debug_assert_eq!((strip.plane, strip.wp), (plane, wp));
                 let offsets: Vec<usize> = tap_pairs(g, wp, plane).iter().map(|p| p.0).collect();
                 let job = Task {
                     out: shared,
@@ -216,51 +227,89 @@ pub(crate) fn forward(
                     rows,
                     strip: &strip,
                 };
-                // SAFETY: `applies` admits only CPUs with AVX-512F, BW and BF16; the pair strip has
-                // `planes.div_ceil(2)` planes of the strip's length, whose slack covers the last
-                // pixel block's reads; each task writes only its own output rows.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    pair_planes(pair_data, &strip, planes);
-                    task_avx512_bf16(&job, pair_data, &offsets, &packed);
-                }
-            },
-        );
+                task_avx512_bf16(&job, &offsets, &packed);
+            }
+        });
     });
 }
 
-/// Interleaves float32 planes (2j, 2j + 1) of `strip` into bf16 pair plane j of `pairs`, the
-/// first channel in the low half of each word; an odd last plane pairs with zeros.
+/// Writes `len` words at `dst`: word q holds bf16(a[q]) low and bf16(b[q]) high (zero without
+/// `b`), rounded to nearest even.
 ///
 /// # Safety
-/// AVX-512F, BW and BF16 must be available; `pairs` holds `planes.div_ceil(2)` planes.
+/// AVX-512F, BW and BF16 must be available; `a` and `b` hold `len` values, `dst` `len` words.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pair_planes(pairs: &mut [f32], strip: &FlatStrip, planes: usize) {
+unsafe fn convert_pairs(dst: *mut i32, a: *const f32, b: Option<*const f32>, len: usize) {
     use std::arch::x86_64::*;
-    let plane = strip.plane;
-    assert!(pairs.len() >= planes.div_ceil(2) * plane && strip.data.len() >= planes * plane);
     // cvtne2ps_pbh puts its second operand's 16 values in the low half: interleave the halves.
     let order: [i16; 32] = std::array::from_fn(|i| (i / 2 + 16 * (i % 2)) as i16);
     let order = _mm512_loadu_epi16(order.as_ptr());
-    let src = strip.data.as_ptr();
-    let dst = pairs.as_mut_ptr() as *mut i32;
+    for q in (0..len).step_by(16) {
+        let mask: __mmask16 = if len - q >= 16 {
+            0xffff
+        } else {
+            (1u16 << (len - q)) - 1
+        };
+        let low = _mm512_maskz_loadu_ps(mask, a.add(q));
+        let high = b.map_or(_mm512_setzero_ps(), |b| {
+            _mm512_maskz_loadu_ps(mask, b.add(q))
+        });
+        let halves = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low));
+        _mm512_mask_storeu_epi32(dst.add(q), mask, _mm512_permutexvar_epi16(order, halves));
+    }
+}
+
+/// Interleaves float32 planes (2j, 2j + 1) of `strip` into bf16 pair plane j of `pairs`, the
+/// first in the low half of each word; an odd last plane pairs with zeros.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_planes(pairs: &mut [f32], strip: &FlatStrip, planes: usize) {
+    let plane = strip.plane;
+    assert!(pairs.len() >= planes.div_ceil(2) * plane && strip.data.len() >= planes * plane);
+    let (src, dst) = (strip.data.as_ptr(), pairs.as_mut_ptr() as *mut i32);
     for j in 0..planes.div_ceil(2) {
-        let first = src.add(2 * j * plane);
         let second = (2 * j + 1 < planes).then(|| src.add((2 * j + 1) * plane));
-        for q in (0..plane).step_by(16) {
-            let mask: __mmask16 = if plane - q >= 16 {
-                0xffff
-            } else {
-                (1u16 << (plane - q)) - 1
+        convert_pairs(dst.add(j * plane), src.add(2 * j * plane), second, plane);
+    }
+}
+
+/// Stride 1: the pair strip of output rows `out_rows` straight from the input, laid out as
+/// [`FlatStrip::fill`] lays out the float32 strip (rows `wp` wide, input column x at pad + x,
+/// zeros around and after), channel pair j in plane j.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; `pairs` holds `c_in.div_ceil(2)` planes of `plane`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_pairs(
+    pairs: &mut [f32],
+    inp: &[f32],
+    g: &ConvGeometry,
+    out_rows: std::ops::Range<usize>,
+    plane: usize,
+) {
+    let wp = g.w + 2 * g.pad;
+    let rows = out_rows.len() + g.k - 1;
+    assert!(pairs.len() == g.c_in.div_ceil(2) * plane && plane >= rows * wp);
+    for (j, plane_data) in pairs.chunks_exact_mut(plane).enumerate() {
+        let (body, slack) = plane_data.split_at_mut(rows * wp);
+        slack.fill(0.0);
+        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
+            // Strip row r is input row out_rows.start + r − pad.
+            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
+                row.fill(0.0);
+                continue;
             };
-            let a = _mm512_maskz_loadu_ps(mask, first.add(q));
-            let b = second.map_or(_mm512_setzero_ps(), |s| {
-                _mm512_maskz_loadu_ps(mask, s.add(q))
-            });
-            let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
-            let words = _mm512_permutexvar_epi16(order, halves);
-            _mm512_mask_storeu_epi32(dst.add(j * plane + q), mask, words);
+            row[..g.pad].fill(0.0);
+            row[g.pad + g.w..].fill(0.0);
+            let first = inp[(2 * j * g.h + ih) * g.w..][..g.w].as_ptr();
+            let second =
+                (2 * j + 1 < g.c_in).then(|| inp[((2 * j + 1) * g.h + ih) * g.w..][..g.w].as_ptr());
+            convert_pairs(row[g.pad..].as_mut_ptr() as *mut i32, first, second, g.w);
         }
     }
 }
@@ -269,17 +318,17 @@ unsafe fn pair_planes(pairs: &mut [f32], strip: &FlatStrip, planes: usize) {
 /// load of 16 bf16 pairs per vector and one broadcast weight pair per channel.
 ///
 /// # Safety
-/// AVX-512F and BF16 must be available; `pairs` is the pair strip of `job.strip` and `offsets`
-/// its tap-pair offsets, in the order of `packed`; the ownership rule of [`forward`] holds.
+/// AVX-512F and BF16 must be available; `job.strip` holds bf16 pairs and `offsets` its tap-pair
+/// offsets, in the order of `packed`; the ownership rule of [`forward`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn task_avx512_bf16(job: &Task, pairs: &[f32], offsets: &[usize], packed: &[u32]) {
+unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
     use std::arch::x86_64::*;
     const V: usize = 3;
     const L: usize = 16;
     let g = job.g;
     let span = job.rows.len() * job.strip.wp;
-    let strip = pairs.as_ptr() as *const i32;
+    let strip = job.strip.data.as_ptr() as *const i32;
     let mut sums = [0.0f32; V * L];
     let out_plane = g.h_out * g.w_out;
     let accumulate = matches!(job.start, OutputStart::Accumulate);
