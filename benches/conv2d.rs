@@ -8,7 +8,8 @@ mod common;
 use common::{configure, values, BATCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mtosi::ops::conv2d::{
-    conv2d_backward, conv2d_forward, conv2d_output_size, IMPLICIT_VAR, WINOGRAD_VAR,
+    bf16_supported, conv2d_backward, conv2d_forward, conv2d_output_size, BF16_VAR, IMPLICIT_VAR,
+    WINOGRAD_VAR,
 };
 
 /// (layer, c_in, h, w, c_out, k, stride, pad) for batch 4 × 640 frames.
@@ -39,27 +40,37 @@ fn bench(c: &mut Criterion) {
     // Each layer through the default paths, then (where they apply: stride-1 layers with more
     // than 16 output channels, the 2×2 stride-2 ones) with the implicit-GEMM and stride-2
     // kernels off, i.e. im2col + GEMM, for the comparison; and the opt-in Winograd F(2×2, 3×3)
-    // path on the 3×3 layers with more than 16 channels each side.
-    for (variant, implicit, winograd) in [
-        ("", "1", "0"),
-        (" im2col", "0", "0"),
-        (" winograd", "1", "1"),
+    // path on the 3×3 layers with more than 16 channels each side; and the opt-in bf16 products
+    // (AVX512-BF16 CPUs only) on the 2×2 and 3×3 layers with at least 8 channels each side.
+    for (variant, implicit, winograd, bf16) in [
+        ("", "1", "0", "0"),
+        (" im2col", "0", "0", "0"),
+        (" winograd", "1", "1", "0"),
+        (" bf16", "1", "0", "1"),
     ] {
+        if bf16 == "1" && !bf16_supported() {
+            continue;
+        }
         std::env::set_var(IMPLICIT_VAR, implicit);
         std::env::set_var(WINOGRAD_VAR, winograd);
+        std::env::set_var(BF16_VAR, bf16);
         let changed: fn(&Layer) -> bool = match variant {
             "" => |_| true,
             " im2col" => |&(_, _, _, _, c_out, k, stride, _)| {
                 (stride == 1 && k > 1 && c_out > 16) || (k == 2 && stride == 2)
             },
-            _ => |&(_, c_in, _, _, c_out, k, stride, pad)| {
+            " winograd" => |&(_, c_in, _, _, c_out, k, stride, pad)| {
                 k == 3 && stride == 1 && pad == 1 && c_in > 16 && c_out > 16
+            },
+            _ => |&(_, c_in, _, _, c_out, k, stride, _)| {
+                k > 1 && c_in.min(c_out) >= 8 && (stride == 1 || k == 2)
             },
         };
         bench_layers(&mut group, variant, changed);
     }
     std::env::remove_var(IMPLICIT_VAR);
     std::env::remove_var(WINOGRAD_VAR);
+    std::env::remove_var(BF16_VAR);
     group.finish();
 }
 

@@ -89,3 +89,54 @@ fn bench_step_takes_the_device_argument() {
         assert!(stderr.contains(names), "{args:?}: {stderr}");
     }
 }
+
+/// `--precision bf16` runs where the CPU has AVX512-BF16, and is refused with the reason (not a
+/// silent float32 fallback) where it has not (`MTOSI_FORCE_ISA=avx2` narrows this CPU) or off
+/// the cpu device.
+#[test]
+fn precision_bf16_runs_or_is_refused_with_the_reason() {
+    let narrowed = Command::new(env!("CARGO_BIN_EXE_mtosi"))
+        .args(["bench-step", "--eval", "--frames", "16", "--repeats", "1"])
+        .args(["--precision", "bf16"])
+        .env("MTOSI_FORCE_ISA", "avx2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&narrowed.stderr);
+    assert_eq!(narrowed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--precision bf16") && stderr.contains("AVX512-BF16"),
+        "{stderr}"
+    );
+    let off_cpu = bench_step(&[
+        "--device",
+        "emu",
+        "--eval",
+        "--frames",
+        "16",
+        "--precision",
+        "bf16",
+    ]);
+    let stderr = String::from_utf8_lossy(&off_cpu.stderr);
+    assert!(
+        off_cpu.status.code() == Some(1) && stderr.contains("--device cpu"),
+        "{stderr}"
+    );
+    if mtosi::ops::conv2d::bf16_supported() {
+        let out = bench_step(&[
+            "--eval",
+            "--frames",
+            "16",
+            "--repeats",
+            "1",
+            "--precision",
+            "bf16",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        println!("skipped the bf16 run: no AVX512-BF16 on this CPU");
+    }
+}

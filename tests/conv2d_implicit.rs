@@ -212,6 +212,8 @@ fn implicit_gemm_and_stride2_conv_match_reference_and_im2col() {
         .num_threads(2)
         .build()
         .expect("thread pool");
+    // float32 throughout: the bf16 products have their own test (`tests/conv2d_bf16.rs`).
+    std::env::remove_var(BF16_VAR);
     stride1_cases(&mut rng, &pool);
     stride2_cases(&mut rng, &pool);
     std::env::remove_var(FORCE_ISA_VAR);

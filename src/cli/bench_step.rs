@@ -31,6 +31,8 @@ pub struct BenchStepArgs {
     /// `--breakdown`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,
+    #[command(flatten)]
+    pub precision: super::PrecisionArg,
 }
 
 pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
@@ -49,6 +51,7 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
         .device
         .open()
         .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
+    args.precision.apply(&selection.device)?;
     let threads = rayon::current_num_threads();
     let (what, (timings, records)) = if let Device::Kernels(kernels) = &selection.device {
         anyhow::ensure!(

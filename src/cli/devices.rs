@@ -1,10 +1,19 @@
 //! `mtosi devices`: which device `--device` resolves to and why, and the compiled kernels.
 
 use mtosi::device::{DeviceRequest, NvrtcReport, KERNELS, NVRTC};
+use mtosi::ops::conv2d::bf16_supported;
 
 pub fn run(request: DeviceRequest) -> anyhow::Result<()> {
     let selection = request.open()?;
     println!("{}", selection.reason);
+    println!(
+        "cpu convolutions: --precision bf16 {}",
+        if bf16_supported() {
+            "available (AVX512-BF16)"
+        } else {
+            "unavailable: no AVX512-BF16 on this CPU (fp32 only)"
+        }
+    );
     match NVRTC {
         NvrtcReport::Compiled { version, library } => {
             println!("kernels compiled by NVRTC {version} ({library})")

@@ -45,6 +45,8 @@ pub struct EvalArgs {
     /// slow), cuda or cuda:N; the CQT runs on the cpu.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
+    #[command(flatten)]
+    pub precision: super::PrecisionArg,
 }
 
 pub fn parse_reference(s: &str) -> Result<ReferenceKind, String> {
@@ -60,6 +62,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .device
         .open()
         .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
+    args.precision.apply(&selection.device)?;
     eprintln!("network on {}", selection.reason);
     let mut model = Transcriber::new(0);
     checkpoint::load_model(&args.checkpoint, &mut model)?;

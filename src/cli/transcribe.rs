@@ -82,6 +82,8 @@ pub struct TranscribeArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub precision: super::PrecisionArg,
 }
 
 /// One input and where its outputs go.
@@ -105,6 +107,7 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         .device
         .open()
         .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?;
+    args.precision.apply(&selection.device)?;
     let options = options(&args)?;
     let midi = MidiSettings::for_tempo(args.program, args.tempo, 1e-3)
         .map_err(|e| anyhow::anyhow!("--tempo/--program: {e}"))?;

@@ -18,9 +18,9 @@ use super::direct::{detect_isa, pack_weights, Isa};
 use super::{ConvGeometry, OutputStart};
 
 /// Output channels per packed weight block (both ISAs).
-const CO_BLOCK: usize = 8;
+pub(super) const CO_BLOCK: usize = 8;
 /// Flat pixels per register block: 3 AVX-512 vectors (AVX2 uses the first 24).
-const PX_BLOCK: usize = 48;
+pub(super) const PX_BLOCK: usize = 48;
 /// Environment variable that turns this path off (`0`), for comparisons against im2col + GEMM.
 pub const IMPLICIT_VAR: &str = "MTOSI_CONV_IMPLICIT";
 
@@ -35,13 +35,13 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// 2×2 stride 2 without padding: each output pixel reads its own 2×2 input patch.
-fn is_unshuffle(g: &ConvGeometry) -> bool {
+pub(super) fn is_unshuffle(g: &ConvGeometry) -> bool {
     g.k == 2 && g.stride == 2 && g.pad == 0
 }
 
 /// A raw pointer to the output tensor; tasks write disjoint (sample, row block) parts.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 // SAFETY: every task writes only the output rows of its own (sample, row block); see `forward`.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
@@ -49,10 +49,10 @@ unsafe impl Sync for SharedOut {}
 /// Input rows of one task, zero-padded and flattened: per input channel a plane of `plane`
 /// values holding rows of `wp` columns (input column x at `pad + x`), then slack zeros so that
 /// the last pixel block may read past the last row. Lives in a per-thread scratch buffer.
-struct FlatStrip<'a> {
-    data: &'a [f32],
-    wp: usize,
-    plane: usize,
+pub(super) struct FlatStrip<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) wp: usize,
+    pub(super) plane: usize,
 }
 
 thread_local! {
@@ -63,7 +63,11 @@ thread_local! {
 
 /// Runs `f` with this thread's two scratch buffers, at least `a` and `b` values long (contents
 /// undefined: the fillers below write every value they expose).
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
         let (x, y) = &mut *guard;
@@ -79,7 +83,7 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 
 impl<'a> FlatStrip<'a> {
     /// The values the strip of `out_rows` needs.
-    fn len(g: &ConvGeometry, out_rows: usize) -> usize {
+    pub(super) fn len(g: &ConvGeometry, out_rows: usize) -> usize {
         if is_unshuffle(g) {
             return g.taps() * (out_rows * g.w_out + PX_BLOCK);
         }
@@ -92,7 +96,7 @@ impl<'a> FlatStrip<'a> {
 
     /// For 2×2 stride 2: per tap (ci, kh, kw) a plane of the task's `rows · w_out` input values
     /// it reads (the even or odd columns of input rows 2·oh + kh), then slack zeros.
-    fn fill_unshuffled(
+    pub(super) fn fill_unshuffled(
         data: &'a mut [f32],
         inp: &[f32],
         g: &ConvGeometry,
@@ -121,7 +125,7 @@ impl<'a> FlatStrip<'a> {
     }
 
     /// Fills `data` (of [`FlatStrip::len`] values) with the strip, writing each value once.
-    fn fill(
+    pub(super) fn fill(
         data: &'a mut [f32],
         inp: &[f32],
         g: &ConvGeometry,
@@ -148,15 +152,14 @@ impl<'a> FlatStrip<'a> {
     }
 }
 
-/// One task: output rows `rows` of sample `b`, all output channels.
-struct Task<'a> {
-    out: SharedOut,
-    packed: &'a [f32],
-    start: OutputStart<'a>,
-    g: &'a ConvGeometry,
-    b: usize,
-    rows: std::ops::Range<usize>,
-    strip: &'a FlatStrip<'a>,
+/// One task: output rows `rows` of sample `b`, all output channels, from `strip`.
+pub(super) struct Task<'a> {
+    pub(super) out: SharedOut,
+    pub(super) start: OutputStart<'a>,
+    pub(super) g: &'a ConvGeometry,
+    pub(super) b: usize,
+    pub(super) rows: std::ops::Range<usize>,
+    pub(super) strip: &'a FlatStrip<'a>,
 }
 
 impl Task<'_> {
@@ -182,7 +185,7 @@ impl Task<'_> {
     ///
     /// # Safety
     /// The ownership rule of [`forward`]: only this task touches these output rows.
-    unsafe fn store(&self, co: usize, p0: usize, sums: &[f32]) {
+    pub(super) unsafe fn store(&self, co: usize, p0: usize, sums: &[f32]) {
         let g = self.g;
         let wp = self.strip.wp;
         let out_plane = g.h_out * g.w_out;
@@ -208,7 +211,7 @@ impl Task<'_> {
         }
     }
 
-    fn bias(&self, co: usize) -> f32 {
+    pub(super) fn bias(&self, co: usize) -> f32 {
         match self.start {
             OutputStart::Bias(Some(bias)) if co < self.g.c_out => bias[co],
             _ => 0.0,
@@ -217,7 +220,7 @@ impl Task<'_> {
 }
 
 /// Output rows per task.
-fn rows_per_task(g: &ConvGeometry, n: usize) -> usize {
+pub(super) fn rows_per_task(g: &ConvGeometry, n: usize) -> usize {
     // At least ~8 tasks per thread for balance, at most 16 rows (the strip stays in L2).
     let threads = rayon::current_num_threads().max(1);
     let want_blocks = (8 * threads).div_ceil(n.max(1));
@@ -252,7 +255,6 @@ pub(crate) fn forward(
             };
             let job = Task {
                 out: shared,
-                packed: &packed,
                 start,
                 g,
                 b,
@@ -263,9 +265,9 @@ pub(crate) fn forward(
             // portable case), and each task writes only its own output rows.
             match isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { task_avx512(&job) },
+                Isa::Avx512 => unsafe { task_avx512(&job, &packed) },
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { task_avx2(&job) },
+                Isa::Avx2 => unsafe { task_avx2(&job, &packed) },
                 Isa::Portable => unreachable!("the implicit-GEMM path needs AVX2 or AVX-512"),
             }
         });
@@ -278,7 +280,7 @@ pub(crate) fn forward(
 /// AVX-512F must be available; the ownership rule of [`forward`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn task_avx512(job: &Task) {
+unsafe fn task_avx512(job: &Task, packed: &[f32]) {
     use std::arch::x86_64::*;
     const V: usize = 3;
     const L: usize = 16;
@@ -288,7 +290,7 @@ unsafe fn task_avx512(job: &Task) {
     let strip = job.strip.data.as_ptr();
     let mut sums = [0.0f32; V * L];
     for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
-        let weights = job.packed[cb * g.taps() * CO_BLOCK..][..g.taps() * CO_BLOCK].as_ptr();
+        let weights = packed[cb * g.taps() * CO_BLOCK..][..g.taps() * CO_BLOCK].as_ptr();
         let co_count = CO_BLOCK.min(g.c_out - cb * CO_BLOCK);
         for p0 in (0..span).step_by(V * L) {
             let mut acc = [[_mm512_setzero_ps(); V]; CO_BLOCK];
@@ -328,7 +330,7 @@ unsafe fn task_avx512(job: &Task) {
 /// AVX2 and FMA must be available; the ownership rule of [`forward`] holds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn task_avx2(job: &Task) {
+unsafe fn task_avx2(job: &Task, packed: &[f32]) {
     use std::arch::x86_64::*;
     const V: usize = 3;
     const L: usize = 8;
@@ -339,7 +341,7 @@ unsafe fn task_avx2(job: &Task) {
     let strip = job.strip.data.as_ptr();
     let mut sums = [0.0f32; V * L];
     for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
-        let weights = job.packed[cb * g.taps() * CO_BLOCK..][..g.taps() * CO_BLOCK].as_ptr();
+        let weights = packed[cb * g.taps() * CO_BLOCK..][..g.taps() * CO_BLOCK].as_ptr();
         for half in 0..CO_BLOCK / CO {
             let co0 = cb * CO_BLOCK + half * CO;
             if co0 >= g.c_out {

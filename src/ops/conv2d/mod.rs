@@ -9,11 +9,14 @@
 //! stride-1 layers with more than 16 output channels), `stride2` (the 2×2 stride-2 data
 //! gradient, i.e. the decoder's upsampling) or `im2col` (im2col + GEMM over row
 //! chunks, everything else); opt-in, `winograd` (F(2×2, 3×3) for the 3×3 layers with more than
-//! 16 channels, `MTOSI_CONV_WINOGRAD=1`).
+//! 16 channels, `MTOSI_CONV_WINOGRAD=1`) and `bf16` (the implicit kernel's and the direct
+//! kernel's forwards with ≥ 8 channels a side with bf16 products, `MTOSI_CONV_BF16=1` or
+//! [`set_conv_precision`], AVX512-BF16 CPUs only; it wins over Winograd where both apply).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
+mod bf16;
 mod direct;
 mod im2col;
 mod implicit;
@@ -21,6 +24,9 @@ mod launch;
 mod stride2;
 mod winograd;
 
+pub use bf16::{
+    bf16_enabled, bf16_supported, set_conv_precision, Bf16Unsupported, ConvPrecision, BF16_VAR,
+};
 pub use direct::FORCE_ISA_VAR;
 pub(crate) use direct::{detect_isa, Isa};
 pub use implicit::IMPLICIT_VAR;
@@ -372,7 +378,9 @@ pub(crate) fn forward_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if winograd::applies(g) {
+    if bf16::applies(g) {
+        bf16::forward(out, inp, weight, start, n, g);
+    } else if winograd::applies(g) {
         winograd::forward(out, inp, weight, start, n, g);
     } else if implicit::applies(g) {
         implicit::forward(out, inp, weight, start, n, g);
@@ -408,9 +416,9 @@ pub(crate) fn backward_data_into(
     // Batches smaller than the thread pool (inference on one recording, through ConvTranspose2d)
     // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
     let small_batch = n < rayon::current_num_threads();
-    if let Some(adjoint) =
-        adjoint.filter(|a| small_batch || direct::forward_applies(a) || implicit::applies(a))
-    {
+    if let Some(adjoint) = adjoint.filter(|a| {
+        small_batch || direct::forward_applies(a) || implicit::applies(a) || bf16::applies(a)
+    }) {
         let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
         forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
     } else if stride2::backward_data_applies(g) {

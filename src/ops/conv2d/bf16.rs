@@ -1,0 +1,426 @@
+//! Opt-in bf16 products for the implicit-GEMM forward (`MTOSI_CONV_BF16=1` or
+//! [`set_conv_precision`]): inputs and weights rounded to bfloat16 (round to nearest even),
+//! products accumulated in float32 by `vdpbf16ps`, float32 outputs. Covers the stride-1 layers
+//! with at least 8 channels on each side (the implicit kernel's and the direct kernel's 16- and
+//! 8-channel ones) and the 2×2 stride-2 downsampling, and through the adjoint their data
+//! gradients and the decoder's stride-1 transposed convolutions. Weight gradients, the 2×2
+//! upsampling and the layers with fewer than 8 channels on a side (1 → 16: pairing its one
+//! channel with zeros made it 1.5× slower) stay float32. Needs AVX512-BF16
+//! (Zen 4, Sapphire Rapids): elsewhere the variable does nothing and the float32 path runs,
+//! and [`set_conv_precision`] refuses. Where both are on it takes the layers it covers from
+//! Winograd (`MTOSI_CONV_WINOGRAD`), which keeps the rest.
+//!
+//! `vdpbf16ps` adds the products of two bf16 pairs into each float32 lane, so the strip pairs
+//! input channels: per channel pair (2j, 2j + 1) one plane of 32-bit words holding
+//! (x[2j][q], x[2j+1][q]) at flat position q (an odd last channel pairs with zeros), and the
+//! weights are packed once per call as the matching pairs. The register block is the float32
+//! kernel's: 8 output channels × 48 flat pixels, each tap pair one load per 16 pixels and one
+//! broadcast per channel, for twice the multiply-adds per instruction.
+//!
+//! Accuracy: bf16 keeps 8 significant bits, a relative rounding error of at most 2⁻⁹ per
+//! operand, so each product is off by up to ~2⁻⁸ of |x·w| and a sum by that of Σ|x·w| at worst
+//! (independent roundings mostly cancel); `tests/conv2d_bf16.rs` holds the kernel to 1e-5 of
+//! Σ|x·w| against float32 sums of the rounded operands, and to 1e-2 against the unrounded ones.
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#![allow(clippy::needless_range_loop)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use super::direct::{detect_isa, Isa};
+use super::implicit::{
+    is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task, CO_BLOCK, PX_BLOCK,
+};
+use super::{ConvGeometry, OutputStart};
+
+/// Environment variable that turns the bf16 products on (`1`); off by default.
+pub const BF16_VAR: &str = "MTOSI_CONV_BF16";
+
+/// Fewest channels on either side: one block of 8 output channels, 4 input channel pairs.
+const MIN_CHANNELS: usize = 8;
+
+/// Set by [`set_conv_precision`] (the CLI's `--precision`), or-ed with [`BF16_VAR`].
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// The precision of the convolution products on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ConvPrecision {
+    /// float32 products and sums (the default).
+    #[default]
+    Fp32,
+    /// bf16 inputs and weights, float32 sums, where the layer is covered (see the module doc).
+    Bf16,
+}
+
+/// The CPU lacks the instructions the bf16 products need.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "bf16 convolution products need a CPU with AVX512-BF16 (vdpbf16ps: AMD Zen 4 or later, Intel \
+     Sapphire Rapids or later); this one has {0}"
+)]
+pub struct Bf16Unsupported(&'static str);
+
+/// Whether this CPU (and `MTOSI_FORCE_ISA`, which narrows it) allows the bf16 kernel.
+pub fn bf16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(detect_isa(), Isa::Avx512)
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Sets the precision of the CPU convolution products for the whole process. `Fp32` clears
+/// the request (`MTOSI_CONV_BF16=1` still turns bf16 on); `Bf16` fails on a CPU without
+/// AVX512-BF16 rather than falling back silently.
+pub fn set_conv_precision(precision: ConvPrecision) -> Result<(), Bf16Unsupported> {
+    let bf16 = precision == ConvPrecision::Bf16;
+    if bf16 && !bf16_supported() {
+        let has = match detect_isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "AVX-512 without BF16",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "AVX2 at most",
+            Isa::Portable => "no AVX2",
+        };
+        return Err(Bf16Unsupported(has));
+    }
+    REQUESTED.store(bf16, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the bf16 products are on (requested and supported).
+pub fn bf16_enabled() -> bool {
+    (REQUESTED.load(Ordering::Relaxed) || std::env::var(BF16_VAR).is_ok_and(|v| v == "1"))
+        && bf16_supported()
+}
+
+/// Whether this kernel computes the forward of `g`: the implicit kernel's geometries (stride 1,
+/// or the 2×2 stride-2 downsampling) with at least 8 channels on each side, when on.
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    let stride1 = g.stride == 1 && g.k >= 2 && g.pad < g.k;
+    (stride1 || is_unshuffle(g)) && g.c_out.min(g.c_in) >= MIN_CHANNELS && bf16_enabled()
+}
+
+/// `x` rounded to bf16 (to nearest, ties to even), as its 16 bits; NaN stays a quiet NaN.
+pub(crate) fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+/// Planes of the float32 strip that are summed together: `c_in` channel planes for stride 1,
+/// the `4·c_in` tap planes of the pixel unshuffle (paired as the taps (ci, kh, 0), (ci, kh, 1)).
+fn fp32_planes(g: &ConvGeometry) -> usize {
+    if is_unshuffle(g) {
+        g.taps()
+    } else {
+        g.c_in
+    }
+}
+
+/// The tap pairs in the order of the packed weights: per pair its offset into the pair strip
+/// (in words) and the two float32 taps (ci, kh, kw) it holds, the second absent past c_in.
+fn tap_pairs(g: &ConvGeometry, wp: usize, plane: usize) -> Vec<(usize, usize, Option<usize>)> {
+    if is_unshuffle(g) {
+        return (0..g.taps() / 2)
+            .map(|m| (m * plane, 2 * m, Some(2 * m + 1)))
+            .collect();
+    }
+    let tap = |ci: usize, kh: usize, kw: usize| (ci * g.k + kh) * g.k + kw;
+    let mut pairs = Vec::with_capacity(g.c_in.div_ceil(2) * g.k * g.k);
+    for j in 0..g.c_in.div_ceil(2) {
+        for kh in 0..g.k {
+            for kw in 0..g.k {
+                let second = (2 * j + 1 < g.c_in).then(|| tap(2 * j + 1, kh, kw));
+                pairs.push((j * plane + kh * wp + kw, tap(2 * j, kh, kw), second));
+            }
+        }
+    }
+    pairs
+}
+
+/// Weights as bf16 pairs: per block of 8 output channels, per tap pair, 8 words
+/// (w[co][first] low, w[co][second] high), zero past c_out and for an absent second tap.
+fn pack_pair_weights(
+    weight: &[f32],
+    g: &ConvGeometry,
+    pairs: &[(usize, usize, Option<usize>)],
+) -> Vec<u32> {
+    let blocks = g.c_out.div_ceil(CO_BLOCK);
+    let mut packed = vec![0u32; blocks * pairs.len() * CO_BLOCK];
+    for (i, word) in packed.iter_mut().enumerate() {
+        let co = (i / (pairs.len() * CO_BLOCK)) * CO_BLOCK + i % CO_BLOCK;
+        if co >= g.c_out {
+            continue;
+        }
+        let (_, first, second) = pairs[(i / CO_BLOCK) % pairs.len()];
+        let w = &weight[co * g.taps()..][..g.taps()];
+        let low = bf16_bits(w[first]) as u32;
+        let high = second.map_or(0, |t| bf16_bits(w[t]) as u32);
+        *word = low | (high << 16);
+    }
+    packed
+}
+
+/// Forward: `out` (n, c_out, h_out, w_out) = conv(inp, weight) from `start`, bf16 products.
+pub(crate) fn forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    start: OutputStart,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    assert!(applies(g));
+    let in_len = g.c_in * g.h * g.w;
+    let rows_per_task = rows_per_task(g, n);
+    let row_blocks = g.h_out.div_ceil(rows_per_task);
+    let plane_of = |rows: usize| FlatStrip::len(g, rows) / fp32_planes(g);
+    let wp = if is_unshuffle(g) {
+        g.w_out
+    } else {
+        g.w + 2 * g.pad
+    };
+    // The taps of each pair do not depend on the strip's layout (only their offsets do).
+    let packed = pack_pair_weights(weight, g, &tap_pairs(g, wp, plane_of(rows_per_task)));
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..n * row_blocks).into_par_iter().for_each(|task| {
+        let (b, block) = (task / row_blocks, task % row_blocks);
+        let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
+        let planes = fp32_planes(g);
+        let plane = plane_of(rows.len());
+        // Stride 1 converts the input rows straight into the pair strip; the unshuffle goes
+        // through its float32 strip.
+        let fp32_len = if is_unshuffle(g) { planes * plane } else { 0 };
+        with_scratch(fp32_len, planes.div_ceil(2) * plane, |data, pair_data| {
+            let inp = &inp[b * in_len..][..in_len];
+            // SAFETY: `applies` admits only CPUs with AVX-512F, BW and BF16; the pair strip has
+            // `planes.div_ceil(2)` planes of the float32 strip's length, whose slack covers the
+            // last pixel block's reads; each task writes only its own output rows.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                if is_unshuffle(g) {
+                    let fp32 = FlatStrip::fill_unshuffled(data, inp, g, rows.clone());
+                    debug_assert_eq!((fp32.plane, fp32.wp), (plane, wp));
+                    pair_planes(pair_data, &fp32, planes);
+                } else {
+                    fill_pairs(pair_data, inp, g, rows.clone(), plane);
+                }
+                let strip = FlatStrip {
+                    data: pair_data,
+                    wp,
+                    plane,
+                };
+                let offsets: Vec<usize> = tap_pairs(g, wp, plane).iter().map(|p| p.0).collect();
+                let job = Task {
+                    out: shared,
+                    start,
+                    g,
+                    b,
+                    rows,
+                    strip: &strip,
+                };
+                task_avx512_bf16(&job, &offsets, &packed);
+            }
+        });
+    });
+}
+
+/// Writes `len` words at `dst`: word q holds bf16(a[q]) low and bf16(b[q]) high (zero without
+/// `b`), rounded to nearest even.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; `a` and `b` hold `len` values, `dst` `len` words.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn convert_pairs(dst: *mut i32, a: *const f32, b: Option<*const f32>, len: usize) {
+    use std::arch::x86_64::*;
+    // cvtne2ps_pbh puts its second operand's 16 values in the low half: interleave the halves.
+    let order: [i16; 32] = std::array::from_fn(|i| (i / 2 + 16 * (i % 2)) as i16);
+    let order = _mm512_loadu_epi16(order.as_ptr());
+    for q in (0..len).step_by(16) {
+        let mask: __mmask16 = if len - q >= 16 {
+            0xffff
+        } else {
+            (1u16 << (len - q)) - 1
+        };
+        let low = _mm512_maskz_loadu_ps(mask, a.add(q));
+        let high = b.map_or(_mm512_setzero_ps(), |b| {
+            _mm512_maskz_loadu_ps(mask, b.add(q))
+        });
+        let halves = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low));
+        _mm512_mask_storeu_epi32(dst.add(q), mask, _mm512_permutexvar_epi16(order, halves));
+    }
+}
+
+/// Interleaves float32 planes (2j, 2j + 1) of `strip` into bf16 pair plane j of `pairs`, the
+/// first in the low half of each word; an odd last plane pairs with zeros.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_planes(pairs: &mut [f32], strip: &FlatStrip, planes: usize) {
+    let plane = strip.plane;
+    assert!(pairs.len() >= planes.div_ceil(2) * plane && strip.data.len() >= planes * plane);
+    let (src, dst) = (strip.data.as_ptr(), pairs.as_mut_ptr() as *mut i32);
+    for j in 0..planes.div_ceil(2) {
+        let second = (2 * j + 1 < planes).then(|| src.add((2 * j + 1) * plane));
+        convert_pairs(dst.add(j * plane), src.add(2 * j * plane), second, plane);
+    }
+}
+
+/// Stride 1: the pair strip of output rows `out_rows` straight from the input, laid out as
+/// [`FlatStrip::fill`] lays out the float32 strip (rows `wp` wide, input column x at pad + x,
+/// zeros around and after), channel pair j in plane j.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; `pairs` holds `c_in.div_ceil(2)` planes of `plane`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_pairs(
+    pairs: &mut [f32],
+    inp: &[f32],
+    g: &ConvGeometry,
+    out_rows: std::ops::Range<usize>,
+    plane: usize,
+) {
+    let wp = g.w + 2 * g.pad;
+    let rows = out_rows.len() + g.k - 1;
+    assert!(pairs.len() == g.c_in.div_ceil(2) * plane && plane >= rows * wp);
+    for (j, plane_data) in pairs.chunks_exact_mut(plane).enumerate() {
+        let (body, slack) = plane_data.split_at_mut(rows * wp);
+        slack.fill(0.0);
+        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
+            // Strip row r is input row out_rows.start + r − pad.
+            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
+                row.fill(0.0);
+                continue;
+            };
+            row[..g.pad].fill(0.0);
+            row[g.pad + g.w..].fill(0.0);
+            let first = inp[(2 * j * g.h + ih) * g.w..][..g.w].as_ptr();
+            let second =
+                (2 * j + 1 < g.c_in).then(|| inp[((2 * j + 1) * g.h + ih) * g.w..][..g.w].as_ptr());
+            convert_pairs(row[g.pad..].as_mut_ptr() as *mut i32, first, second, g.w);
+        }
+    }
+}
+
+/// 8 output channels × 3 vectors of 16 flat pixels = 24 float32 accumulators; per tap pair one
+/// load of 16 bf16 pairs per vector and one broadcast weight pair per channel.
+///
+/// # Safety
+/// AVX-512F and BF16 must be available; `job.strip` holds bf16 pairs and `offsets` its tap-pair
+/// offsets, in the order of `packed`; the ownership rule of [`forward`] holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
+    use std::arch::x86_64::*;
+    const V: usize = 3;
+    const L: usize = 16;
+    let g = job.g;
+    let span = job.rows.len() * job.strip.wp;
+    let strip = job.strip.data.as_ptr() as *const i32;
+    let mut sums = [0.0f32; V * L];
+    let out_plane = g.h_out * g.w_out;
+    let accumulate = matches!(job.start, OutputStart::Accumulate);
+    let block_len = offsets.len() * CO_BLOCK;
+    for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
+        let weights = packed[cb * block_len..][..block_len].as_ptr();
+        let co_count = CO_BLOCK.min(g.c_out - cb * CO_BLOCK);
+        for p0 in (0..span).step_by(V * L) {
+            let mut acc = [[_mm512_setzero_ps(); V]; CO_BLOCK];
+            for co in 0..CO_BLOCK {
+                acc[co] = [_mm512_set1_ps(job.bias(cb * CO_BLOCK + co)); V];
+            }
+            for (t, &offset) in offsets.iter().enumerate() {
+                let src = strip.add(offset + p0);
+                let x: [__m512bh; V] = [
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src)),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src.add(L))),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi32(src.add(2 * L))),
+                ];
+                let w = weights.add(t * CO_BLOCK);
+                for co in 0..CO_BLOCK {
+                    let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(*w.add(co) as i32));
+                    for v in 0..V {
+                        acc[co][v] = _mm512_dpbf16_ps(acc[co][v], x[v], wv);
+                    }
+                }
+            }
+            let width = (span - p0).min(V * L);
+            let (segments, count) = row_segments(job, p0, width);
+            for co in 0..co_count {
+                for v in 0..V {
+                    _mm512_storeu_ps(sums.as_mut_ptr().add(v * L), acc[co][v]);
+                }
+                let plane = job
+                    .out
+                    .0
+                    .add((job.b * g.c_out + cb * CO_BLOCK + co) * out_plane);
+                for &(from, to, len) in &segments[..count] {
+                    for i in (0..len).step_by(L) {
+                        let mask: __mmask16 = if len - i >= L {
+                            0xffff
+                        } else {
+                            (1u16 << (len - i)) - 1
+                        };
+                        let mut x = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(from + i));
+                        let dst = plane.add(to + i);
+                        if accumulate {
+                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, dst));
+                        }
+                        _mm512_mask_storeu_ps(dst, mask, x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where flat pixels `p0..p0 + width` of a task land in its sample's output plane: per row
+/// segment inside `w_out`, its first pixel in the block, its first element in the plane and
+/// its length (computed once per block, not per channel).
+fn row_segments(job: &Task, p0: usize, width: usize) -> ([(usize, usize, usize); PX_BLOCK], usize) {
+    let (g, wp) = (job.g, job.strip.wp);
+    let mut segments = [(0, 0, 0); PX_BLOCK];
+    let mut count = 0;
+    let mut r = p0 / wp;
+    while r * wp < p0 + width && r < job.rows.len() {
+        let lo = (r * wp).max(p0);
+        let hi = (r * wp + g.w_out).min(p0 + width);
+        if lo < hi {
+            segments[count] = (
+                lo - p0,
+                (job.rows.start + r) * g.w_out + lo - r * wp,
+                hi - lo,
+            );
+            count += 1;
+        }
+        r += 1;
+    }
+    (segments, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bf16_bits;
+
+    #[test]
+    fn bf16_bits_rounds_to_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties go to the even 1.
+        assert_eq!(bf16_bits(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(bf16_bits(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+        assert_eq!(bf16_bits(-2.0), 0xc000);
+        assert!(f32::from_bits((bf16_bits(f32::NAN) as u32) << 16).is_nan());
+    }
+}

@@ -1,0 +1,335 @@
+//! The opt-in bf16 convolution products (`--precision bf16`, `MTOSI_CONV_BF16=1`) against the
+//! plain float32 reference, on fresh random shapes and the network's kinds of layer: Conv2d's
+//! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling), its data gradient and the stride-1
+//! ConvTranspose2d forward (both through the adjoint), odd channel counts (a channel paired
+//! with zeros), channel counts that are not a multiple of 8, widths 11…176. Skipped, with a
+//! printed line, on CPUs without AVX512-BF16; there `--precision bf16` must be refused.
+
+mod op_check;
+
+use mtosi::compare::{check_close, ErrorScale};
+use mtosi::ops::conv2d::*;
+use mtosi::ops::conv_transpose2d::*;
+use op_check::{seed, Rng};
+
+/// `x` rounded to the nearest bf16 (ties to even), written here independently of the kernel.
+fn round_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+fn rounded(values: &[f32]) -> Vec<f32> {
+    values.iter().map(|&x| round_bf16(x)).collect()
+}
+
+fn abs(values: &[f32]) -> Vec<f32> {
+    values.iter().map(|x| x.abs()).collect()
+}
+
+/// Passes when `got` is finite and every `|got_i − want_i| ≤ tolerance · scale_i`, where
+/// `scale_i` is Σ|x·w| (+ |bias| or |prior|) of element i: the size of what was summed.
+fn assert_within_sums(name: &str, got: &[f32], want: &[f32], scale: &[f32], tolerance: f64) {
+    assert_eq!(
+        (got.len(), want.len()),
+        (scale.len(), scale.len()),
+        "{name}: lengths"
+    );
+    let scaled: Vec<f64> = got
+        .iter()
+        .zip(want)
+        .zip(scale)
+        .map(|((&g, &w), &s)| (g as f64 - w as f64) / (s as f64).max(1e-30))
+        .collect();
+    let zeros = vec![0.0f64; scaled.len()];
+    match check_close(
+        name,
+        &scaled,
+        &zeros,
+        ErrorScale::of_peak_at_least(1.0),
+        tolerance,
+    ) {
+        Ok(worst) => println!(
+            "{name}: worst |bf16 − reference| = {:.2e} of Σ|x·w| at {}",
+            worst.error, worst.index
+        ),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Case {
+    fn out_hw(&self) -> (usize, usize) {
+        (
+            conv2d_output_size(self.h, self.k, self.stride, self.pad),
+            conv2d_output_size(self.w, self.k, self.stride, self.pad),
+        )
+    }
+}
+
+struct Inputs {
+    inp: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    bias_in: Vec<f32>,
+    d_out: Vec<f32>,
+    prior_inp: Vec<f32>,
+}
+
+impl Inputs {
+    fn new(c: &Case, rng: &mut Rng) -> Inputs {
+        let (h_out, w_out) = c.out_hw();
+        Inputs {
+            inp: rng.vec_f32(c.n * c.c_in * c.h * c.w, -1.0, 1.0),
+            weight: rng.vec_f32(c.c_out * c.c_in * c.k * c.k, -1.0, 1.0),
+            bias: rng.vec_f32(c.c_out, -1.0, 1.0),
+            bias_in: rng.vec_f32(c.c_in, -1.0, 1.0),
+            d_out: rng.vec_f32(c.n * c.c_out * h_out * w_out, -1.0, 1.0),
+            prior_inp: rng.vec_f32(c.n * c.c_in * c.h * c.w, -1.0, 1.0),
+        }
+    }
+
+    /// The products' operands rounded to bf16 (bias and prior gradients are added in float32).
+    fn rounded(&self) -> Inputs {
+        Inputs {
+            inp: rounded(&self.inp),
+            weight: rounded(&self.weight),
+            bias: self.bias.clone(),
+            bias_in: self.bias_in.clone(),
+            d_out: rounded(&self.d_out),
+            prior_inp: self.prior_inp.clone(),
+        }
+    }
+
+    /// Every value's magnitude: through the reference this gives Σ|x·w| + |bias| per element.
+    fn abs(&self) -> Inputs {
+        Inputs {
+            inp: abs(&self.inp),
+            weight: abs(&self.weight),
+            bias: abs(&self.bias),
+            bias_in: abs(&self.bias_in),
+            d_out: abs(&self.d_out),
+            prior_inp: abs(&self.prior_inp),
+        }
+    }
+}
+
+/// Conv2d's forward, its data gradient (added to a non-zero prior) and, for stride 1, the
+/// transposed convolution c_out → c_in with the same weight; the output poisoned with NaN first.
+struct Results {
+    out: Vec<f32>,
+    d_inp: Vec<f32>,
+    t_out: Vec<f32>,
+}
+
+fn run(c: &Case, x: &Inputs, reference: bool) -> Results {
+    let (h_out, w_out) = c.out_hw();
+    let mut out = vec![f32::NAN; x.d_out.len()];
+    let forward = if reference {
+        conv2d_forward_reference
+    } else {
+        conv2d_forward
+    };
+    forward(
+        &mut out,
+        &x.inp,
+        &x.weight,
+        Some(&x.bias),
+        c.n,
+        c.c_in,
+        c.h,
+        c.w,
+        c.c_out,
+        c.k,
+        c.stride,
+        c.pad,
+    );
+    let mut d_inp = x.prior_inp.clone();
+    let mut d_weight = vec![0.0; x.weight.len()];
+    let backward = if reference {
+        conv2d_backward_reference
+    } else {
+        conv2d_backward
+    };
+    backward(
+        Some(&mut d_inp),
+        &mut d_weight,
+        None,
+        &x.d_out,
+        &x.inp,
+        &x.weight,
+        c.n,
+        c.c_in,
+        c.h,
+        c.w,
+        c.c_out,
+        c.k,
+        c.stride,
+        c.pad,
+    );
+    let mut t_out = vec![f32::NAN; x.inp.len()];
+    if c.stride == 1 {
+        let t_forward = if reference {
+            conv_transpose2d_forward_reference
+        } else {
+            conv_transpose2d_forward
+        };
+        t_forward(
+            &mut t_out,
+            &x.d_out,
+            &x.weight,
+            Some(&x.bias_in),
+            c.n,
+            c.c_out,
+            h_out,
+            w_out,
+            c.c_in,
+            c.k,
+            1,
+            c.pad,
+            0,
+            0,
+        );
+    }
+    Results { out, d_inp, t_out }
+}
+
+fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
+    let x = Inputs::new(c, rng);
+    let fast = pool.install(|| run(c, &x, false));
+    let exact = run(c, &x.rounded(), true);
+    let unrounded = run(c, &x, true);
+    let scale = run(c, &x.abs(), true);
+    // float32 sums of exact bf16 products in another order: a few ulps of Σ|x·w|.
+    let tight = 1e-5;
+    // Each operand rounded by at most 2⁻⁹ relative: at most ~2⁻⁸ ≈ 4e-3 of Σ|x·w|.
+    let loose = 1e-2;
+    // bf16 with at least 8 channels on each side; then also the data gradient and the
+    // transposed convolution, through the adjoint (stride 1: the 2×2 upsampling stays float32).
+    let covered = c.c_in.min(c.c_out) >= 8;
+    if !covered {
+        // The float32 fallback: sums in another order only.
+        for (name, got, want, scale) in [
+            ("out", &fast.out, &unrounded.out, &scale.out),
+            ("d_inp", &fast.d_inp, &unrounded.d_inp, &scale.d_inp),
+        ] {
+            let name = format!("{c:?} {name} (float32) vs float32");
+            assert_within_sums(&name, got, want, scale, tight);
+        }
+        return;
+    }
+    let mut outputs = vec![("out", &fast.out, &exact.out, &unrounded.out, &scale.out)];
+    if c.stride == 1 {
+        outputs.push((
+            "d_inp",
+            &fast.d_inp,
+            &exact.d_inp,
+            &unrounded.d_inp,
+            &scale.d_inp,
+        ));
+        outputs.push((
+            "t_out",
+            &fast.t_out,
+            &exact.t_out,
+            &unrounded.t_out,
+            &scale.t_out,
+        ));
+    }
+    for (name, got, exact, unrounded, scale) in outputs {
+        let name = format!("{c:?} {name}");
+        assert_within_sums(
+            &format!("{name} vs rounded operands"),
+            got,
+            exact,
+            scale,
+            tight,
+        );
+        assert_within_sums(&format!("{name} vs float32"), got, unrounded, scale, loose);
+    }
+}
+
+fn random_case(rng: &mut Rng) -> Case {
+    let k = rng.range_usize(2, 3);
+    Case {
+        n: rng.range_usize(1, 3),
+        c_in: rng.range_usize(1, 40),
+        h: rng.range_usize(k, 30),
+        w: rng.range_usize(11, 90),
+        c_out: rng.range_usize(8, 45),
+        k,
+        stride: 1,
+        pad: rng.range_usize(0, k - 1),
+    }
+}
+
+#[test]
+fn bf16_products_match_float32_sums_of_rounded_operands() {
+    if !bf16_supported() {
+        println!(
+            "skipped: no AVX512-BF16 on this CPU (or MTOSI_FORCE_ISA narrows it): float32 runs"
+        );
+        assert!(set_conv_precision(ConvPrecision::Bf16).is_err());
+        return;
+    }
+    let mut rng = Rng::new(seed("bf16_products_match_float32_sums_of_rounded_operands"));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("thread pool");
+    set_conv_precision(ConvPrecision::Bf16).expect("AVX512-BF16 was detected");
+    assert!(bf16_enabled());
+    let s1 = |n, c_in, h, w, c_out| Case {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let mut cases = vec![
+        // The network's 16 → 16 layer at full width; its first 1 → 16 layer stays float32.
+        s1(1, 16, 20, 176, 16),
+        s1(1, 1, 9, 176, 16),
+        // Odd c_in (a zero channel), c_out not a multiple of 8, narrow and deep layers.
+        s1(2, 17, 13, 11, 12),
+        s1(1, 33, 19, 22, 20),
+        s1(1, 9, 7, 44, 8),
+        s1(1, 48, 18, 88, 45),
+    ];
+    // The 2×2 stride-2 downsampling over the pixel unshuffle (odd sizes drop a row, a column).
+    for (c_in, c_out, h, w) in [
+        (16, 32, 21, 176),
+        (9, 8, 10, 45),
+        (3, 8, 10, 45),
+        (32, 48, 9, 22),
+    ] {
+        cases.push(Case {
+            n: 1,
+            c_in,
+            h,
+            w,
+            c_out,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        });
+    }
+    cases.extend((0..6).map(|_| random_case(&mut rng)));
+    for case in &cases {
+        check(case, &mut rng, &pool);
+    }
+    set_conv_precision(ConvPrecision::Fp32).expect("float32 is always available");
+}
