@@ -30,6 +30,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval", action="store_true", help="time the eval forward of one example")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops")
+    parser.add_argument("--bf16", action="store_true",
+                        help="eval forward under torch.autocast('cpu', dtype=torch.bfloat16): "
+                             "oneDNN's bf16 convolutions, the peer of mtosi's --precision bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(33)
@@ -42,10 +45,10 @@ def main():
         model.eval()
 
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 model(spec)
 
-        what = f"eval forward, 1 x {args.frames} frames"
+        what = f"eval forward, 1 x {args.frames} frames" + (" (autocast bf16)" if args.bf16 else "")
     else:
         model.train()
         mt.add_gradient_hooks(model)

@@ -105,6 +105,8 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME:VAR=VALUE,... : another mtosi run with these environment variables")
+    parser.add_argument("--peer-flags", default="",
+                        help="extra torch_step.py flags, e.g. --bf16 (the eval under bf16 autocast)")
     parser.add_argument("--peer-env", default="",
                         help="VAR=VALUE,... added to every PyTorch configuration")
     args = parser.parse_args()
@@ -125,7 +127,7 @@ def main():
             ours_by_variant.append((label + suffix, ours))
         peers = []
         for name, env in peer_configurations():
-            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags, {**env, **peer_env})
+            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags + args.peer_flags.split(), {**env, **peer_env})
             print(peer[3], f"[{name}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
             peers.append(peer)
         best = min(peers, key=lambda p: p[0])

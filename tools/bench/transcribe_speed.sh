@@ -8,6 +8,8 @@
 # Needs ffmpeg (Debian: apt-get install ffmpeg) and a release build. Usage:
 #   tools/bench/transcribe_speed.sh [CHECKPOINT]   (default: a random-weights `mtosi init` one;
 #                                                   the network's cost does not depend on weights)
+# Extra `mtosi transcribe` options in TRANSCRIBE_ARGS, e.g. TRANSCRIBE_ARGS="--precision bf16"
+# or "--networks 1".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MTOSI=${MTOSI:-target/release/mtosi}
@@ -20,12 +22,13 @@ ffmpeg -loglevel error -y -i "$MAPS/MAPS_MUS-bk_xmas5_StbgTGd2.flac" -i "$MAPS/M
     -filter_complex "[0:a][1:a]concat=n=2:v=0:a=1" -t 600 -ar 16000 -ac 1 "$work/ten_minutes.flac"
 ffmpeg -loglevel error -y -i "$work/ten_minutes.flac" -ar 44100 -ac 2 -b:a 192k "$work/ten_minutes.mp3"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores online, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "SIMD: $(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+echo "transcribe options: ${TRANSCRIBE_ARGS:-(defaults)}"
+echo "SIMD: $(grep -o -w -E 'avx512f|avx512_bf16|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 for input in "$work/ten_minutes.flac" "$work/ten_minutes.mp3"; do
     for run in 1 2; do
         rm -rf "$work/out"
         log=$(RAYON_NUM_THREADS=2 taskset -c 0,1 /usr/bin/time -v "$MTOSI" transcribe "$input" \
-            --checkpoint "$checkpoint" -o "$work/out" 2>&1)
+            --checkpoint "$checkpoint" -o "$work/out" ${TRANSCRIBE_ARGS:-} 2>&1)
         wall=$(echo "$log" | sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' | awk -F: '{ if (NF == 3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
         rss=$(echo "$log" | sed -n 's/.*Maximum resident set size (kbytes): //p')
         cpu=$(echo "$log" | sed -n 's/.*Percent of CPU this job got: //p')
