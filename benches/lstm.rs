@@ -1,5 +1,7 @@
 //! Bidirectional LSTM (176 → 176 per direction) forward and backward on batch 4 × 640 frames,
 //! and Linear (352 → 88) on the same rows. Peer: `tools/bench/torch_ops.py lstm` / `linear`.
+//! Also the evaluation's forward, batch 1 × 1875 frames (60 s), float32 and (AVX512-BF16 CPUs)
+//! with the bf16 recurrence of `--precision bf16`.
 //!
 //!     cargo bench --bench lstm
 
@@ -7,8 +9,11 @@ mod common;
 
 use common::{configure, values, BATCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use mtosi::ops::conv2d::bf16_supported;
 use mtosi::ops::linear::{linear_backward, linear_forward};
-use mtosi::ops::lstm::{lstm_backward, lstm_forward, LstmGradients, LstmWeights};
+use mtosi::ops::lstm::{
+    lstm_backward, lstm_forward, lstm_forward_bf16, LstmGradients, LstmWeights,
+};
 
 const FRAMES: usize = 640;
 const FEATURES: usize = 176;
@@ -36,6 +41,9 @@ fn gradients(flat: &mut [f32]) -> LstmGradients<'_> {
         b_hh,
     }
 }
+
+type Forward =
+    fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[LstmWeights; 2], usize, usize, usize, usize);
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("lstm");
@@ -80,6 +88,36 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    let eval_frames = 1875;
+    let eval_inp = values(eval_frames * FEATURES);
+    let mut out = vec![0.0; eval_frames * 2 * FEATURES];
+    let mut gates = vec![0.0; 2 * eval_frames * 4 * FEATURES];
+    let mut cells = vec![0.0; 2 * eval_frames * FEATURES];
+    let forwards = [
+        ("forward", lstm_forward as Forward),
+        ("forward bf16", lstm_forward_bf16),
+    ];
+    for (id, forward) in forwards {
+        if id.ends_with("bf16") && !bf16_supported() {
+            continue;
+        }
+        let name = "1x1875 176-176 bidirectional";
+        group.bench_function(BenchmarkId::new(id, name), |b| {
+            b.iter(|| {
+                forward(
+                    &mut out,
+                    &mut gates,
+                    &mut cells,
+                    &eval_inp,
+                    &w,
+                    1,
+                    eval_frames,
+                    FEATURES,
+                    FEATURES,
+                )
+            })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("linear");

@@ -65,7 +65,15 @@ struct Forward {
     cells: Vec<f32>,
 }
 
+/// float32 throughout, even with `MTOSI_CONV_BF16=1` in the environment (the bf16 recurrence
+/// has its own test, tests/lstm_bf16.rs): cleared once, before the first forward of this binary.
+fn float32_only() {
+    static CLEARED: std::sync::Once = std::sync::Once::new();
+    CLEARED.call_once(|| std::env::remove_var(mtosi::ops::conv2d::BF16_VAR));
+}
+
 fn forward(s: Shape, inp: &[f32], fwd: &[f32], rev: &[f32], reference: bool) -> Forward {
+    float32_only();
     let mut f = Forward {
         out: vec![0.0; s.out_len()],
         gates: vec![0.0; 2 * s.batch * s.frames * 4 * s.hidden_size],
@@ -430,6 +438,7 @@ mod kernels {
         let mut out = vec![0.0; rows * 2 * s.hidden_size];
         let mut gates = vec![0.0; 2 * rows * 4 * s.hidden_size];
         let mut cells = vec![0.0; 2 * rows * s.hidden_size];
+        super::float32_only();
         lstm_forward(
             &mut out,
             &mut gates,

@@ -20,12 +20,13 @@ use mtosi::device::{Device, DeviceRequest};
 use mtosi::ops::conv2d::{set_conv_precision, ConvPrecision};
 
 /// `--precision`, shared by the commands that run the network: the precision of the CPU
-/// convolution products for this process. `bf16` needs AVX512-BF16 (an error elsewhere, not a
-/// silent fallback) and the cpu device (the kernels compute in float32).
+/// convolution products and of the LSTM's recurrent products for this process. `bf16` needs
+/// AVX512-BF16 (an error elsewhere, not a silent fallback) and the cpu device (the kernels
+/// compute in float32).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct PrecisionArg {
-    /// Convolution products on the CPU: fp32, or bf16 (bf16 inputs and weights, float32 sums;
-    /// 3×3 and 2×2 layers with at least 8 channels each side; needs AVX512-BF16).
+    /// Products on the CPU: fp32, or bf16 (bf16 inputs and weights, float32 sums; 3×3 and 2×2
+    /// convolutions with at least 8 channels each side, and the LSTM's W_hh·h; needs AVX512-BF16).
     #[arg(long, value_enum, default_value_t = ConvPrecision::Fp32)]
     pub precision: ConvPrecision,
 }
@@ -33,7 +34,9 @@ pub struct PrecisionArg {
 impl PrecisionArg {
     pub fn apply(self, device: &Device) -> anyhow::Result<()> {
         if self.precision == ConvPrecision::Bf16 && !matches!(device, Device::Cpu) {
-            anyhow::bail!("--precision bf16 applies to the cpu's convolutions; use --device cpu");
+            anyhow::bail!(
+                "--precision bf16 applies to the cpu's convolutions and LSTM; use --device cpu"
+            );
         }
         set_conv_precision(self.precision)
             .map_err(|e| anyhow::anyhow!("--precision bf16: {e}; use --precision fp32"))?;

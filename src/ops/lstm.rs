@@ -11,10 +11,19 @@
 //!
 //! At each step of a direction: `pre = W_ih·x_t + b_ih + W_hh·h_prev + b_hh`,
 //! `i, f, o = σ(pre_i, pre_f, pre_o)`, `g = tanh(pre_g)`, `c = f·c_prev + i·g`, `h = o·tanh(c)`.
+//!
+//! Under the bf16 switch (`--precision bf16`, `MTOSI_CONV_BF16=1`: [`bf16_enabled`]) the CPU
+//! forward computes the recurrence's `W_hh·h_prev` from bf16-rounded W_hh and h with float32
+//! sums ([`lstm_forward_bf16`], `vdpbf16ps`): that product bounds the sequential part, a step
+//! rereading all of W_hh from L2, and bf16 halves those bytes. The input projections, gates, cell
+//! state and activations stay float32, as does the backward.
 // llm.c style: the shapes are arguments.
 #![allow(clippy::too_many_arguments)]
 
-use super::matmul::{matmul, matmul_small_rows, MatRef, Threads};
+use super::conv2d::bf16_enabled;
+use super::matmul::{
+    matmul, matmul_small_rows, matmul_small_rows_bf16, Bf16PairRows, MatRef, Threads,
+};
 use super::{check_len, fast_math};
 
 /// The parameters of one direction, in PyTorch's layout.
@@ -39,6 +48,7 @@ pub struct LstmGradients<'a> {
 }
 
 /// Runs both directions over every sequence of the batch; writes `out`, `gates` and `cells`.
+/// With the bf16 switch on ([`bf16_enabled`]) this is [`lstm_forward_bf16`].
 pub fn lstm_forward(
     out: &mut [f32],
     gates: &mut [f32],
@@ -49,6 +59,40 @@ pub fn lstm_forward(
     frames: usize,
     input_size: usize,
     hidden_size: usize,
+) {
+    let shape = [batch, frames, input_size, hidden_size];
+    forward_with(bf16_enabled(), out, gates, cells, inp, weights, shape);
+}
+
+/// [`lstm_forward`] with the recurrence's products `W_hh·h_prev` taken from W_hh and h rounded
+/// to bf16 (nearest even) with float32 sums, whatever the switch says: `vdpbf16ps` on CPUs with
+/// AVX512-BF16, plain loops over the same rounded values elsewhere. W_hh is packed once per
+/// call; everything else is [`lstm_forward`]'s float32.
+pub fn lstm_forward_bf16(
+    out: &mut [f32],
+    gates: &mut [f32],
+    cells: &mut [f32],
+    inp: &[f32],
+    weights: &[LstmWeights; 2],
+    batch: usize,
+    frames: usize,
+    input_size: usize,
+    hidden_size: usize,
+) {
+    let shape = [batch, frames, input_size, hidden_size];
+    forward_with(true, out, gates, cells, inp, weights, shape);
+}
+
+/// The forward, its recurrent products in bf16 when `bf16`; `shape` is (batch, frames,
+/// input_size, hidden_size).
+fn forward_with(
+    bf16: bool,
+    out: &mut [f32],
+    gates: &mut [f32],
+    cells: &mut [f32],
+    inp: &[f32],
+    weights: &[LstmWeights; 2],
+    [batch, frames, input_size, hidden_size]: [usize; 4],
 ) {
     check_shapes(
         out.len(),
@@ -81,8 +125,28 @@ pub fn lstm_forward(
     let (hidden_fwd, hidden_rev) = hidden.split_at_mut(per_direction * hid);
     let shape = RecurrenceShape { batch, frames, hid };
     rayon::join(
-        || recur_forward(0, gates_fwd, cells_fwd, hidden_fwd, &weights[0], shape),
-        || recur_forward(1, gates_rev, cells_rev, hidden_rev, &weights[1], shape),
+        || {
+            recur_forward(
+                0,
+                gates_fwd,
+                cells_fwd,
+                hidden_fwd,
+                &weights[0],
+                shape,
+                bf16,
+            )
+        },
+        || {
+            recur_forward(
+                1,
+                gates_rev,
+                cells_rev,
+                hidden_rev,
+                &weights[1],
+                shape,
+                bf16,
+            )
+        },
     );
     for (row, (h_fwd, h_rev)) in out
         .chunks_mut(2 * hid)
@@ -425,9 +489,46 @@ struct RecurrenceShape {
     hid: usize,
 }
 
-/// One direction's recurrence. On entry `gates` (batch·frames, 4·hidden) holds the input
-/// projections plus both biases; on exit the gate activations. Writes `cells` and `hidden`
-/// (batch·frames, hidden).
+/// W_hhᵀ (hidden × 4·hidden) as the forward recurrence reads it at every step.
+enum RecurrentWeights {
+    /// Row-major float32: GEMM would otherwise repack the transposed view every step.
+    Fp32(Vec<f32>),
+    /// bf16 pairs along the hidden dimension: half the bytes per step.
+    Bf16(Bf16PairRows),
+}
+
+impl RecurrentWeights {
+    fn new(w_hh: &[f32], hid: usize, bf16: bool) -> RecurrentWeights {
+        if bf16 {
+            let w_hh_t = MatRef::row_major(w_hh, 4 * hid, hid).t();
+            return RecurrentWeights::Bf16(Bf16PairRows::pack(w_hh_t));
+        }
+        let mut w_hh_t_rows = vec![0.0f32; hid * 4 * hid];
+        for (row, w) in w_hh.chunks(hid).enumerate() {
+            for (j, &v) in w.iter().enumerate() {
+                w_hh_t_rows[j * 4 * hid + row] = v;
+            }
+        }
+        RecurrentWeights::Fp32(w_hh_t_rows)
+    }
+
+    /// `dst += h·W_hhᵀ`, `dst`'s rows `dst_row_stride` apart.
+    fn add_product(&self, dst: &mut [f32], dst_row_stride: usize, h: MatRef, hid: usize) {
+        match self {
+            RecurrentWeights::Fp32(rows) => {
+                let w_hh_t = MatRef::row_major(rows, hid, 4 * hid);
+                matmul_small_rows(dst, dst_row_stride, h, w_hh_t, true);
+            }
+            RecurrentWeights::Bf16(pairs) => {
+                matmul_small_rows_bf16(dst, dst_row_stride, h, pairs, true);
+            }
+        }
+    }
+}
+
+/// One direction's recurrence, its products `h·W_hhᵀ` in bf16 when `bf16`. On entry `gates`
+/// (batch·frames, 4·hidden) holds the input projections plus both biases; on exit the gate
+/// activations. Writes `cells` and `hidden` (batch·frames, hidden).
 fn recur_forward(
     direction: usize,
     gates: &mut [f32],
@@ -435,16 +536,10 @@ fn recur_forward(
     hidden: &mut [f32],
     params: &LstmWeights,
     shape: RecurrenceShape,
+    bf16: bool,
 ) {
     let RecurrenceShape { batch, frames, hid } = shape;
-    // W_hhᵀ stored row-major once: GEMM would otherwise repack the transposed view every step.
-    let mut w_hh_t_rows = vec![0.0f32; hid * 4 * hid];
-    for (row, w) in params.w_hh.chunks(hid).enumerate() {
-        for (j, &v) in w.iter().enumerate() {
-            w_hh_t_rows[j * 4 * hid + row] = v;
-        }
-    }
-    let w_hh_t = MatRef::row_major(&w_hh_t_rows, hid, 4 * hid);
+    let w_hh_t = RecurrentWeights::new(params.w_hh, hid, bf16);
     let mut h_prev = vec![0.0f32; batch * hid];
     let mut c_prev = vec![0.0f32; batch * hid];
     for step in 0..frames {
@@ -452,7 +547,7 @@ fn recur_forward(
         if step > 0 {
             // pre(b, t) += h_prev(b)·W_hhᵀ for the whole batch: rows `frames` apart.
             let h = MatRef::row_major(&h_prev, batch, hid);
-            matmul_small_rows(&mut gates[t * 4 * hid..], frames * 4 * hid, h, w_hh_t, true);
+            w_hh_t.add_product(&mut gates[t * 4 * hid..], frames * 4 * hid, h, hid);
         }
         for b in 0..batch {
             let slot = b * frames + t;

@@ -1,6 +1,8 @@
 //! Dense float32 matrix multiply on strided views: the GEMM under the convolutions, the LSTM
 //! and the Linear layer (cuBLAS's role on the GPU). A safe front for the `gemm` crate, which
 //! picks AVX-512 / AVX2 kernels at run time.
+//! Beside it, the few-row products of the LSTM recurrence, float32 and (`--precision bf16`)
+//! bf16 with float32 sums.
 
 /// A read-only strided matrix: element (r, c) is `data[r·row_stride + c·col_stride]`.
 /// A transposed view swaps the strides.
@@ -342,6 +344,178 @@ unsafe fn small_rows_avx2(job: &SmallRows) {
                 }
                 let out = job.dst.add(r * job.dst_row_stride + c);
                 *out = if job.accumulate { *out + sum } else { sum };
+            }
+        }
+    }
+}
+
+use super::conv2d::bf16_bits;
+
+/// `b` (k × n) as bf16 pairs along k, for [`matmul_small_rows_bf16`]: word (j, c) holds b[2j][c]
+/// in its low half and b[2j + 1][c] in its high half, each rounded to nearest even (an odd k
+/// pairs its last row with zeros). Packed once, read at every product: half of float32's bytes.
+pub struct Bf16PairRows {
+    words: Vec<u32>,
+    k: usize,
+    n: usize,
+    /// Whether this CPU runs the `vdpbf16ps` kernel (fixed at packing, not looked up per product).
+    avx512_bf16: bool,
+}
+
+impl Bf16PairRows {
+    /// Packs `b` (any strides).
+    pub fn pack(b: MatRef) -> Bf16PairRows {
+        b.check("rhs");
+        let (k, n) = (b.rows, b.cols);
+        let at = |r: usize, c: usize| b.data[r * b.row_stride + c * b.col_stride];
+        let mut words = vec![0u32; k.div_ceil(2) * n];
+        for (j, row) in words.chunks_exact_mut(n.max(1)).enumerate() {
+            for (c, word) in row.iter_mut().enumerate() {
+                let low = bf16_bits(at(2 * j, c)) as u32;
+                let high = if 2 * j + 1 < k {
+                    bf16_bits(at(2 * j + 1, c)) as u32
+                } else {
+                    0
+                };
+                *word = low | (high << 16);
+            }
+        }
+        Bf16PairRows {
+            words,
+            k,
+            n,
+            avx512_bf16: crate::ops::conv2d::bf16_supported(),
+        }
+    }
+
+    /// (rows, columns) of the packed matrix, as given to [`Bf16PairRows::pack`].
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// The bf16 [`matmul_small_rows`]: `dst = a·b` (or `+=`) with `a` and `b` rounded to bf16
+/// (nearest even) and float32 sums, by `vdpbf16ps` where the CPU has AVX512-BF16 (Zen 4,
+/// Sapphire Rapids), else in plain loops over the same rounded values (same products, another
+/// summation order). The LSTM recurrence's `h·W_hhᵀ` under `--precision bf16`: `a` is converted
+/// to pairs on each call (a few hundred values), `b` was packed once.
+pub fn matmul_small_rows_bf16(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: MatRef,
+    b: &Bf16PairRows,
+    accumulate: bool,
+) {
+    assert_eq!(
+        a.cols, b.k,
+        "matmul: inner dimensions {} and {} differ",
+        a.cols, b.k
+    );
+    let (m, k, n) = (a.rows, b.k, b.n);
+    a.check("lhs");
+    check_extent("dst", dst.len(), m, n, dst_row_stride, 1);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let pairs = k.div_ceil(2);
+    let mut a_pairs = vec![0u32; m * pairs];
+    for (r, row) in a_pairs.chunks_exact_mut(pairs.max(1)).enumerate() {
+        let at = |i: usize| a.data[r * a.row_stride + i * a.col_stride];
+        for (j, word) in row.iter_mut().enumerate() {
+            let high = if 2 * j + 1 < k {
+                bf16_bits(at(2 * j + 1)) as u32
+            } else {
+                0
+            };
+            *word = bf16_bits(at(2 * j)) as u32 | (high << 16);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if b.avx512_bf16 && pairs > 0 {
+        // SAFETY: `b.avx512_bf16` says AVX-512F and BF16 are present; `a_pairs` holds m rows of
+        // `pairs` words, `b.words` `pairs` rows of n, and `dst` every index (checked above).
+        return unsafe {
+            small_rows_bf16_avx512(dst.as_mut_ptr(), dst_row_stride, &a_pairs, m, b, accumulate)
+        };
+    }
+    let widen = |half: u32| f32::from_bits(half << 16);
+    for r in 0..m {
+        let a_row = &a_pairs[r * pairs..][..pairs];
+        let out = &mut dst[r * dst_row_stride..][..n];
+        if !accumulate {
+            out.fill(0.0);
+        }
+        for (c, out) in out.iter_mut().enumerate() {
+            let mut sum = 0.0f32;
+            for (j, &x) in a_row.iter().enumerate() {
+                let w = b.words[j * n + c];
+                sum += widen(x & 0xffff) * widen(w & 0xffff) + widen(x >> 16) * widen(w >> 16);
+            }
+            *out += sum;
+        }
+    }
+}
+
+/// AVX512-BF16: per block of up to 4 rows and 64 columns, 16 float32 sums in registers; each
+/// pair of the inner dimension loads 4 vectors of 16 packed column pairs and broadcasts one
+/// pair of `a` per row, `vdpbf16ps` adding both products into each lane.
+///
+/// # Safety
+/// AVX-512F and BF16 must be available; `a_pairs` holds `m` rows of `b`'s pair count, `dst`
+/// the `m × b.n` block with rows `dst_row_stride` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+// Register blocks are arrays indexed by loop counters that the compiler unrolls.
+#[allow(clippy::needless_range_loop)]
+unsafe fn small_rows_bf16_avx512(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    a_pairs: &[u32],
+    m: usize,
+    b: &Bf16PairRows,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    const V: usize = 4;
+    let (pairs, n) = (b.k.div_ceil(2), b.n);
+    debug_assert!(a_pairs.len() >= m * pairs && b.words.len() >= pairs * n);
+    let (ap, bp) = (a_pairs.as_ptr(), b.words.as_ptr());
+    for r0 in (0..m).step_by(SMALL_ROWS) {
+        let rows = SMALL_ROWS.min(m - r0);
+        for c0 in (0..n).step_by(V * L) {
+            let mut masks = [0u16; V];
+            for (v, mask) in masks.iter_mut().enumerate() {
+                let width = n.saturating_sub(c0 + v * L).min(L);
+                *mask = if width == L { !0 } else { (1u16 << width) - 1 };
+            }
+            let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
+            for j in 0..pairs {
+                let row = bp.add(j * n + c0) as *const i32;
+                let mut x = [_mm512_setzero_si512(); V];
+                for v in 0..V {
+                    x[v] = _mm512_maskz_loadu_epi32(masks[v], row.add(v * L));
+                }
+                for r in 0..SMALL_ROWS {
+                    if r < rows {
+                        let s = _mm512_set1_epi32(*ap.add((r0 + r) * pairs + j) as i32);
+                        let s: __m512bh = std::mem::transmute(s);
+                        for v in 0..V {
+                            let xv: __m512bh = std::mem::transmute(x[v]);
+                            acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xv, s);
+                        }
+                    }
+                }
+            }
+            for r in 0..rows {
+                let out = dst.add((r0 + r) * dst_row_stride + c0);
+                for v in 0..V {
+                    let mut sum = acc[r][v];
+                    if accumulate {
+                        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(masks[v], out.add(v * L)));
+                    }
+                    _mm512_mask_storeu_ps(out.add(v * L), masks[v], sum);
+                }
             }
         }
     }

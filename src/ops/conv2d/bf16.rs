@@ -8,7 +8,8 @@
 //! channel with zeros made it 1.5× slower) stay float32. Needs AVX512-BF16
 //! (Zen 4, Sapphire Rapids): elsewhere the variable does nothing and the float32 path runs,
 //! and [`set_conv_precision`] refuses. Where both are on it takes the layers it covers from
-//! Winograd (`MTOSI_CONV_WINOGRAD`), which keeps the rest.
+//! Winograd (`MTOSI_CONV_WINOGRAD`), which keeps the rest. The same switch runs the LSTM
+//! forward's recurrent products `W_hh·h` in bf16 (`ops::lstm::lstm_forward_bf16`).
 //!
 //! `vdpbf16ps` adds the products of two bf16 pairs into each float32 lane, so the strip pairs
 //! input channels: per channel pair (2j, 2j + 1) one plane of 32-bit words holding
@@ -43,7 +44,8 @@ const MIN_CHANNELS: usize = 8;
 /// Set by [`set_conv_precision`] (the CLI's `--precision`), or-ed with [`BF16_VAR`].
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 
-/// The precision of the convolution products on the CPU.
+/// The precision of the convolution products on the CPU, and of the LSTM forward's recurrent
+/// products (`W_hh·h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ConvPrecision {
     /// float32 products and sums (the default).
@@ -73,7 +75,7 @@ pub fn bf16_supported() -> bool {
     false
 }
 
-/// Sets the precision of the CPU convolution products for the whole process. `Fp32` clears
+/// Sets the precision of the CPU convolution (and LSTM recurrent) products for the whole process. `Fp32` clears
 /// the request (`MTOSI_CONV_BF16=1` still turns bf16 on); `Bf16` fails on a CPU without
 /// AVX512-BF16 rather than falling back silently.
 pub fn set_conv_precision(precision: ConvPrecision) -> Result<(), Bf16Unsupported> {
