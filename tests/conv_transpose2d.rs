@@ -5,7 +5,7 @@ mod op_check;
 
 use mtosi::ops::conv2d::{conv2d_forward, conv2d_output_size};
 use mtosi::ops::conv_transpose2d::*;
-use op_check::{assert_close, check_gradient, seed, weighted_sum, Rng};
+use op_check::{assert_bias_gradient_close, assert_close, check_gradient, seed, weighted_sum, Rng};
 
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -260,7 +260,16 @@ fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
     let (fast, reference) = (grads(false), grads(true));
     assert_close(&format!("{s:?} d_inp"), &fast.0, &reference.0, tol);
     assert_close(&format!("{s:?} d_weight"), &fast.1, &reference.1, tol);
-    assert_close(&format!("{s:?} d_bias"), &fast.2, &reference.2, tol);
+    assert_bias_gradient_close(
+        &format!("{s:?} d_bias"),
+        &fast.2,
+        &reference.2,
+        &prior_bias,
+        &d_out,
+        s.n,
+        s.c_out,
+        tol,
+    );
 }
 
 impl Shape {

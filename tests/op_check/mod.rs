@@ -90,3 +90,41 @@ pub fn assert_close(name: &str, actual: &[f32], expected: &[f32], tolerance: f64
         tolerance,
     );
 }
+
+/// The bias gradient `prior + Σ d_out` of each output channel, a sum that can cancel to near
+/// zero: judged against the magnitude of its terms (the largest `|prior| + Σ|d_out|` of a
+/// channel), which its float32 rounding scales with, instead of against the sum itself. A term
+/// dropped or counted twice still shows (an error of about one term over the scale).
+#[allow(clippy::too_many_arguments)]
+pub fn assert_bias_gradient_close(
+    name: &str,
+    actual: &[f32],
+    expected: &[f32],
+    prior: &[f32],
+    d_out: &[f32],
+    n: usize,
+    c_out: usize,
+    tolerance: f64,
+) {
+    let plane = d_out.len() / (n * c_out);
+    let scale = (0..c_out)
+        .map(|c| {
+            let terms: f64 = (0..n)
+                .flat_map(|b| &d_out[(b * c_out + c) * plane..][..plane])
+                .map(|&v| (v as f64).abs())
+                .sum();
+            terms + (prior[c] as f64).abs()
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        scale.is_finite(),
+        "{name}: the bias gradient's terms are not finite"
+    );
+    mtosi::compare::assert_close(
+        name,
+        actual,
+        expected,
+        ErrorScale::of_peak_at_least(scale),
+        tolerance,
+    );
+}
