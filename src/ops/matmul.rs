@@ -237,6 +237,22 @@ struct SmallRows<'a> {
     accumulate: bool,
 }
 
+/// The store masks of the `V` 16-column vectors of a block starting at column `c0` of `n`
+/// (all ones inside, the valid lanes of the last, none past it): the two AVX-512 small-rows
+/// kernels' column tails.
+#[cfg(target_arch = "x86_64")]
+fn column_masks<const V: usize>(n: usize, c0: usize) -> [u16; V] {
+    const L: usize = 16;
+    std::array::from_fn(|v| {
+        let width = n.saturating_sub(c0 + v * L).min(L);
+        if width == L {
+            !0
+        } else {
+            (1u16 << width) - 1
+        }
+    })
+}
+
 /// AVX-512: per block of up to 4 rows and 64 columns, 16 sums in registers; each step of the
 /// inner dimension loads 4 vectors of `b` and broadcasts one value of `a` per row.
 ///
@@ -256,11 +272,7 @@ unsafe fn small_rows_avx512(job: &SmallRows) {
     for r0 in (0..m).step_by(SMALL_ROWS) {
         let rows = SMALL_ROWS.min(m - r0);
         for c0 in (0..n).step_by(V * L) {
-            let mut masks = [0u16; V];
-            for (v, mask) in masks.iter_mut().enumerate() {
-                let width = n.saturating_sub(c0 + v * L).min(L);
-                *mask = if width == L { !0 } else { (1u16 << width) - 1 };
-            }
+            let masks = column_masks::<V>(n, c0);
             let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
             for kk in 0..k {
                 let row = bp.add(kk * b.row_stride + c0);
@@ -484,11 +496,7 @@ unsafe fn small_rows_bf16_avx512(
     for r0 in (0..m).step_by(SMALL_ROWS) {
         let rows = SMALL_ROWS.min(m - r0);
         for c0 in (0..n).step_by(V * L) {
-            let mut masks = [0u16; V];
-            for (v, mask) in masks.iter_mut().enumerate() {
-                let width = n.saturating_sub(c0 + v * L).min(L);
-                *mask = if width == L { !0 } else { (1u16 << width) - 1 };
-            }
+            let masks = column_masks::<V>(n, c0);
             let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
             for j in 0..pairs {
                 let row = bp.add(j * n + c0) as *const i32;
