@@ -7,17 +7,9 @@
 
 mod op_check;
 
-use mtosi::compare::{check_close, ErrorScale};
 use mtosi::ops::conv2d::*;
 use mtosi::ops::conv_transpose2d::*;
-use op_check::{seed, Rng};
-
-/// `x` rounded to the nearest bf16 (ties to even), written here independently of the kernel.
-fn round_bf16(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
-    f32::from_bits(rounded)
-}
+use op_check::{check_within_terms, round_bf16, seed, Rng};
 
 fn rounded(values: &[f32]) -> Vec<f32> {
     values.iter().map(|&x| round_bf16(x)).collect()
@@ -30,25 +22,7 @@ fn abs(values: &[f32]) -> Vec<f32> {
 /// Passes when `got` is finite and every `|got_i − want_i| ≤ tolerance · scale_i`, where
 /// `scale_i` is Σ|x·w| (+ |bias| or |prior|) of element i: the size of what was summed.
 fn assert_within_sums(name: &str, got: &[f32], want: &[f32], scale: &[f32], tolerance: f64) {
-    assert_eq!(
-        (got.len(), want.len()),
-        (scale.len(), scale.len()),
-        "{name}: lengths"
-    );
-    let scaled: Vec<f64> = got
-        .iter()
-        .zip(want)
-        .zip(scale)
-        .map(|((&g, &w), &s)| (g as f64 - w as f64) / (s as f64).max(1e-30))
-        .collect();
-    let zeros = vec![0.0f64; scaled.len()];
-    match check_close(
-        name,
-        &scaled,
-        &zeros,
-        ErrorScale::of_peak_at_least(1.0),
-        tolerance,
-    ) {
+    match check_within_terms(name, got, want, scale, tolerance) {
         Ok(worst) => println!(
             "{name}: worst |bf16 − reference| = {:.2e} of Σ|x·w| at {}",
             worst.error, worst.index

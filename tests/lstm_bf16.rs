@@ -9,52 +9,17 @@
 
 mod op_check;
 
-use mtosi::compare::{check_close, ErrorScale};
 use mtosi::ops::conv2d::{bf16_enabled, bf16_supported, set_conv_precision, ConvPrecision};
 use mtosi::ops::lstm::*;
 use mtosi::ops::matmul::{matmul_small_rows_bf16, Bf16PairRows, MatRef};
-use op_check::{assert_close, seed, Rng};
-
-/// `x` rounded to the nearest bf16 (ties to even), written here independently of the kernel.
-fn round_bf16(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
-    f32::from_bits(rounded)
-}
-
-/// The worst `|got_i − want_i| / scale_i` if it is within `tolerance` (everything finite).
-fn check_within(
-    name: &str,
-    got: &[f32],
-    want: &[f64],
-    scale: &[f64],
-    tolerance: f64,
-) -> Result<f64, String> {
-    assert_eq!(
-        (got.len(), want.len()),
-        (scale.len(), scale.len()),
-        "{name}: lengths"
-    );
-    let scaled: Vec<f64> = got
-        .iter()
-        .zip(want)
-        .zip(scale)
-        .map(|((&g, &w), &s)| (g as f64 - w) / s.max(1e-30))
-        .collect();
-    let zeros = vec![0.0f64; scaled.len()];
-    check_close(
-        name,
-        &scaled,
-        &zeros,
-        ErrorScale::of_peak_at_least(1.0),
-        tolerance,
-    )
-    .map(|worst| worst.error)
-}
+use op_check::{assert_close, check_within_terms, round_bf16, seed, Rng};
 
 fn assert_within(name: &str, got: &[f32], want: &[f64], scale: &[f64], tolerance: f64) {
-    match check_within(name, got, want, scale, tolerance) {
-        Ok(worst) => println!("{name}: worst error {worst:.2e} of the sum of |terms|"),
+    match check_within_terms(name, got, want, scale, tolerance) {
+        Ok(worst) => println!(
+            "{name}: worst error {:.2e} of the sum of |terms|",
+            worst.error
+        ),
         Err(message) => panic!("{message}"),
     }
 }
@@ -233,7 +198,7 @@ fn check_lstm(rng: &mut Rng, s: Shape, expect_caught: bool) {
         let fp32 = run(lstm_forward_reference, s, &inp, &dirs);
         let (want, scale) = teacher_forced_gates(s, &inp, &dirs, &fp32[0]);
         let scale: Vec<f64> = scale.iter().map(|s| s + 1.0).collect();
-        let caught = check_within("fp32", &fp32[1], &want, &scale, TEACHER_FORCED_TOLERANCE);
+        let caught = check_within_terms("fp32", &fp32[1], &want, &scale, TEACHER_FORCED_TOLERANCE);
         assert!(
             caught.is_err(),
             "{name}: the float32 forward passed the bf16 check ({caught:?})"

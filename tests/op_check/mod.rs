@@ -128,3 +128,41 @@ pub fn assert_bias_gradient_close(
         tolerance,
     );
 }
+
+/// `x` rounded to the nearest bf16 (ties to even), written here independently of the kernels.
+pub fn round_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+/// The worst `|got_i − want_i| / scale_i` (its `error` and `index`) if it is within `tolerance`,
+/// where `scale_i` is the size of what element i summed (Σ|terms|); an error when any value is
+/// not finite.
+pub fn check_within_terms<W: mtosi::compare::Value, S: mtosi::compare::Value>(
+    name: &str,
+    got: &[f32],
+    want: &[W],
+    scale: &[S],
+    tolerance: f64,
+) -> Result<mtosi::compare::Worst, String> {
+    assert_eq!(
+        (got.len(), want.len()),
+        (scale.len(), scale.len()),
+        "{name}: lengths"
+    );
+    let scaled: Vec<f64> = got
+        .iter()
+        .zip(want)
+        .zip(scale)
+        .map(|((&g, &w), &s)| (g as f64 - w.to_f64()) / s.to_f64().max(1e-30))
+        .collect();
+    let zeros = vec![0.0f64; scaled.len()];
+    check_close(
+        name,
+        &scaled,
+        &zeros,
+        ErrorScale::of_peak_at_least(1.0),
+        tolerance,
+    )
+}
