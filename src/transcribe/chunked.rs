@@ -131,10 +131,6 @@ pub fn frame_probabilities_chunked_on(
         });
     }
     model.set_mode(Mode::Eval);
-    let mut on_device = match device {
-        Device::Kernels(kernels) => Some(Transcriber::upload(kernels, model)?),
-        Device::Cpu => None,
-    };
     let windows = plan.windows(frames);
     let mut roll = vec![0f32; frames * N_KEYS];
     let groups: Vec<&[Window]> = windows.chunks(plan.batch.max(1)).collect();
@@ -156,7 +152,8 @@ pub fn frame_probabilities_chunked_on(
         }
     };
     let mut done = 0;
-    if let Some(network) = &mut on_device {
+    if let Device::Kernels(kernels) = device {
+        let mut network = Transcriber::upload(kernels, model)?;
         for group in groups {
             let spec = batch_of(group);
             keep(group, &network.forward_host(spec.data(), spec.shape())?);
