@@ -7,6 +7,7 @@
 //! transcription of long recordings uses). Decoders also work on bytes ([`decode`]) so they
 //! can be fuzzed without files.
 
+mod compressed;
 pub mod flac;
 pub mod mp4;
 pub mod resample;
