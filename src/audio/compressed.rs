@@ -8,7 +8,7 @@
 //! symphonia's MP3 decoder is single-threaded and the slowest part of reading an MP3 (~0.5
 //! CPU-s for 10 minutes of 44.1 kHz stereo); the other codecs are decoded in sequence.
 
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{AudioBufferRef, SampleBuffer};
 use symphonia::core::codecs::{CodecParameters, Decoder, DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error;
 use symphonia::core::formats::{FormatOptions, Packet};
@@ -150,12 +150,7 @@ pub(super) fn decode_in_batches(
                 if frames == 0 {
                     continue;
                 }
-                let buffer = match &mut samples {
-                    Some(b) if b.capacity() >= frames * spec.channels.count() => b,
-                    slot => slot.insert(SampleBuffer::new(frames as u64, spec)),
-                };
-                buffer.copy_interleaved_ref(audio);
-                presenter.present(buffer.samples(), spec.channels.count())?;
+                presenter.present(interleaved(&mut samples, audio), spec.channels.count())?;
             }
         }
         Some(batch) => decode_mp3_batches(
@@ -167,6 +162,18 @@ pub(super) fn decode_in_batches(
         )?,
     }
     presenter.finish(&params)
+}
+
+/// `audio`'s samples interleaved, in `buffer` (made, or made again larger, when too small).
+fn interleaved<'b>(buffer: &'b mut Option<SampleBuffer<f32>>, audio: AudioBufferRef) -> &'b [f32] {
+    let spec = *audio.spec();
+    let len = audio.frames() * spec.channels.count();
+    if buffer.as_ref().is_none_or(|b| b.capacity() < len) {
+        *buffer = None;
+    }
+    let buffer = buffer.get_or_insert_with(|| SampleBuffer::new(audio.frames() as u64, spec));
+    buffer.copy_interleaved_ref(audio);
+    buffer.samples()
 }
 
 fn make_decoder(
@@ -306,12 +313,8 @@ impl Batch {
             if frames == 0 {
                 continue;
             }
-            let b = match &mut buffer {
-                Some(b) if b.capacity() >= frames * spec.channels.count() => b,
-                slot => slot.insert(SampleBuffer::new(frames as u64, spec)),
-            };
-            b.copy_interleaved_ref(audio);
-            out.samples.extend_from_slice(b.samples());
+            out.samples
+                .extend_from_slice(interleaved(&mut buffer, audio));
         }
         out
     }
