@@ -361,7 +361,7 @@ unsafe fn small_rows_avx2(job: &SmallRows) {
     }
 }
 
-use super::conv2d::bf16_bits;
+use super::conv2d::bf16_pair;
 
 /// `b` (k × n) as bf16 pairs along k, for [`matmul_small_rows_bf16`]: word (j, c) holds b[2j][c]
 /// in its low half and b[2j + 1][c] in its high half, each rounded to nearest even (an odd k
@@ -383,13 +383,7 @@ impl Bf16PairRows {
         let mut words = vec![0u32; k.div_ceil(2) * n];
         for (j, row) in words.chunks_exact_mut(n.max(1)).enumerate() {
             for (c, word) in row.iter_mut().enumerate() {
-                let low = bf16_bits(at(2 * j, c)) as u32;
-                let high = if 2 * j + 1 < k {
-                    bf16_bits(at(2 * j + 1, c)) as u32
-                } else {
-                    0
-                };
-                *word = low | (high << 16);
+                *word = bf16_pair(at(2 * j, c), (2 * j + 1 < k).then(|| at(2 * j + 1, c)));
             }
         }
         Bf16PairRows {
@@ -434,12 +428,7 @@ pub fn matmul_small_rows_bf16(
     for (r, row) in a_pairs.chunks_exact_mut(pairs.max(1)).enumerate() {
         let at = |i: usize| a.data[r * a.row_stride + i * a.col_stride];
         for (j, word) in row.iter_mut().enumerate() {
-            let high = if 2 * j + 1 < k {
-                bf16_bits(at(2 * j + 1)) as u32
-            } else {
-                0
-            };
-            *word = bf16_bits(at(2 * j)) as u32 | (high << 16);
+            *word = bf16_pair(at(2 * j), (2 * j + 1 < k).then(|| at(2 * j + 1)));
         }
     }
     #[cfg(target_arch = "x86_64")]

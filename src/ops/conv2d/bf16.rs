@@ -117,6 +117,12 @@ pub(crate) fn bf16_bits(x: f32) -> u16 {
     (bits.wrapping_add(round) >> 16) as u16
 }
 
+/// The pair word `vdpbf16ps` reads: `low` rounded to bf16 in the low half, `high` (zero when
+/// absent: an odd count's padding) in the high half.
+pub(crate) fn bf16_pair(low: f32, high: Option<f32>) -> u32 {
+    bf16_bits(low) as u32 | (high.map_or(0, |h| bf16_bits(h) as u32) << 16)
+}
+
 /// Planes of the float32 strip that are summed together: `c_in` channel planes for stride 1,
 /// the `4·c_in` tap planes of the pixel unshuffle (paired as the taps (ci, kh, 0), (ci, kh, 1)).
 fn fp32_planes(g: &ConvGeometry) -> usize {
@@ -164,9 +170,7 @@ fn pack_pair_weights(
         }
         let (_, first, second) = pairs[(i / CO_BLOCK) % pairs.len()];
         let w = &weight[co * g.taps()..][..g.taps()];
-        let low = bf16_bits(w[first]) as u32;
-        let high = second.map_or(0, |t| bf16_bits(w[t]) as u32);
-        *word = low | (high << 16);
+        *word = bf16_pair(w[first], second.map(|t| w[t]));
     }
     packed
 }

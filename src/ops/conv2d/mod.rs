@@ -24,7 +24,7 @@ mod launch;
 mod stride2;
 mod winograd;
 
-pub(crate) use bf16::bf16_bits;
+pub(crate) use bf16::bf16_pair;
 pub use bf16::{
     bf16_enabled, bf16_supported, set_conv_precision, Bf16Unsupported, ConvPrecision, BF16_VAR,
 };
