@@ -212,9 +212,8 @@ fn decode_mp3_batches(
                 }
             }
         });
-        // The packets before the next batch (its warm-up), and their bytes.
-        let mut recent: std::collections::VecDeque<Packet> = Default::default();
-        let mut recent_bytes = 0;
+        // The packets before the next batch: its warm-up.
+        let mut recent: Vec<Packet> = Vec::new();
         let mut worker_holds_one = false;
         // A packet that cannot be read ends the file after the packets before it are handed on.
         let mut unreadable = None;
@@ -234,18 +233,21 @@ fn decode_mp3_batches(
                 break;
             }
             let job = Batch {
-                warmup: recent.iter().cloned().collect(),
+                warmup: std::mem::take(&mut recent),
                 packets,
             };
-            for (_, packet) in &job.packets {
-                recent_bytes += packet.buf().len();
-                recent.push_back(packet.clone());
+            // The next warm-up: the fewest last packets (of this batch, then of the ones before
+            // it) that make MP3_WARMUP_PACKETS and MP3_WARMUP_BYTES.
+            let mut bytes = 0;
+            let latest_first = job.packets.iter().map(|(_, p)| p).rev();
+            for packet in latest_first.chain(job.warmup.iter().rev()) {
+                if recent.len() >= MP3_WARMUP_PACKETS && bytes >= MP3_WARMUP_BYTES {
+                    break;
+                }
+                bytes += packet.buf().len();
+                recent.push(packet.clone());
             }
-            while recent.len() > MP3_WARMUP_PACKETS
-                && recent_bytes - recent[0].buf().len() >= MP3_WARMUP_BYTES
-            {
-                recent_bytes -= recent.pop_front().map_or(0, |p| p.buf().len());
-            }
+            recent.reverse();
             if worker_holds_one {
                 let here = job.decode(format, params);
                 let earlier = results.recv().map_err(|_| stopped())?;
