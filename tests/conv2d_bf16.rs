@@ -1,6 +1,6 @@
 //! The opt-in bf16 convolution products (`--precision bf16`, `MTOSI_CONV_BF16=1`) against the
 //! plain float32 reference, on fresh random shapes and the network's kinds of layer: Conv2d's
-//! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling), its data gradient and the stride-1
+//! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling), its weight gradient, its data gradient and the stride-1
 //! ConvTranspose2d forward (both through the adjoint), odd channel counts (a channel paired
 //! with zeros), channel counts that are not a multiple of 8, widths 11…176. Skipped, with a
 //! printed line, on CPUs without AVX512-BF16; there `--precision bf16` must be refused.
@@ -59,6 +59,7 @@ struct Inputs {
     bias_in: Vec<f32>,
     d_out: Vec<f32>,
     prior_inp: Vec<f32>,
+    prior_weight: Vec<f32>,
 }
 
 impl Inputs {
@@ -71,6 +72,7 @@ impl Inputs {
             bias_in: rng.vec_f32(c.c_in, -1.0, 1.0),
             d_out: rng.vec_f32(c.n * c.c_out * h_out * w_out, -1.0, 1.0),
             prior_inp: rng.vec_f32(c.n * c.c_in * c.h * c.w, -1.0, 1.0),
+            prior_weight: rng.vec_f32(c.c_out * c.c_in * c.k * c.k, -1.0, 1.0),
         }
     }
 
@@ -83,6 +85,7 @@ impl Inputs {
             bias_in: self.bias_in.clone(),
             d_out: rounded(&self.d_out),
             prior_inp: self.prior_inp.clone(),
+            prior_weight: self.prior_weight.clone(),
         }
     }
 
@@ -95,15 +98,17 @@ impl Inputs {
             bias_in: abs(&self.bias_in),
             d_out: abs(&self.d_out),
             prior_inp: abs(&self.prior_inp),
+            prior_weight: abs(&self.prior_weight),
         }
     }
 }
 
-/// Conv2d's forward, its data gradient (added to a non-zero prior) and, for stride 1, the
+/// Conv2d's forward, its data and weight gradients (added to non-zero priors) and, for stride 1, the
 /// transposed convolution c_out → c_in with the same weight; the output poisoned with NaN first.
 struct Results {
     out: Vec<f32>,
     d_inp: Vec<f32>,
+    d_weight: Vec<f32>,
     t_out: Vec<f32>,
 }
 
@@ -130,7 +135,8 @@ fn run(c: &Case, x: &Inputs, reference: bool) -> Results {
         c.pad,
     );
     let mut d_inp = x.prior_inp.clone();
-    let mut d_weight = vec![0.0; x.weight.len()];
+    // Added to a non-zero prior, as gradients accumulate.
+    let mut d_weight = x.prior_weight.clone();
     let backward = if reference {
         conv2d_backward_reference
     } else {
@@ -176,7 +182,12 @@ fn run(c: &Case, x: &Inputs, reference: bool) -> Results {
             0,
         );
     }
-    Results { out, d_inp, t_out }
+    Results {
+        out,
+        d_inp,
+        d_weight,
+        t_out,
+    }
 }
 
 fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
@@ -191,37 +202,58 @@ fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
     let loose = 1e-2;
     // bf16 with at least 8 channels on each side; then also the data gradient and the
     // transposed convolution, through the adjoint (stride 1: the 2×2 upsampling stays float32).
-    let covered = c.c_in.min(c.c_out) >= 8;
-    if !covered {
-        // The float32 fallback: sums in another order only.
-        for (name, got, want, scale) in [
-            ("out", &fast.out, &unrounded.out, &scale.out),
-            ("d_inp", &fast.d_inp, &unrounded.d_inp, &scale.d_inp),
-        ] {
-            let name = format!("{c:?} {name} (float32) vs float32");
-            assert_within_sums(&name, got, want, scale, tight);
-        }
-        return;
-    }
-    let mut outputs = vec![("out", &fast.out, &exact.out, &unrounded.out, &scale.out)];
-    if c.stride == 1 {
-        outputs.push((
+    // The weight gradient pairs pixels, not channels: bf16 with at least 8 output channels.
+    let forward_bf16 = c.c_in.min(c.c_out) >= 8;
+    let weight_bf16 = c.c_out >= 8;
+    let mut outputs = vec![
+        (
+            "out",
+            forward_bf16,
+            &fast.out,
+            &exact.out,
+            &unrounded.out,
+            &scale.out,
+        ),
+        (
             "d_inp",
+            forward_bf16 && c.stride == 1,
             &fast.d_inp,
             &exact.d_inp,
             &unrounded.d_inp,
             &scale.d_inp,
-        ));
+        ),
+        (
+            "d_weight",
+            weight_bf16,
+            &fast.d_weight,
+            &exact.d_weight,
+            &unrounded.d_weight,
+            &scale.d_weight,
+        ),
+    ];
+    if c.stride == 1 {
         outputs.push((
             "t_out",
+            forward_bf16,
             &fast.t_out,
             &exact.t_out,
             &unrounded.t_out,
             &scale.t_out,
         ));
     }
-    for (name, got, exact, unrounded, scale) in outputs {
+    for (name, bf16, got, exact, unrounded, scale) in outputs {
         let name = format!("{c:?} {name}");
+        if !bf16 {
+            // The float32 fallback: sums in another order only.
+            assert_within_sums(
+                &format!("{name} (float32) vs float32"),
+                got,
+                unrounded,
+                scale,
+                tight,
+            );
+            continue;
+        }
         assert_within_sums(
             &format!("{name} vs rounded operands"),
             got,

@@ -1,11 +1,15 @@
-//! Opt-in bf16 products for the implicit-GEMM forward (`MTOSI_CONV_BF16=1` or
-//! [`set_conv_precision`]): inputs and weights rounded to bfloat16 (round to nearest even),
-//! products accumulated in float32 by `vdpbf16ps`, float32 outputs. Covers the stride-1 layers
-//! with at least 8 channels on each side (the implicit kernel's and the direct kernel's 16- and
-//! 8-channel ones) and the 2×2 stride-2 downsampling, and through the adjoint their data
-//! gradients and the decoder's stride-1 transposed convolutions. Weight gradients, the 2×2
-//! upsampling and the layers with fewer than 8 channels on a side (1 → 16: pairing its one
-//! channel with zeros made it 1.5× slower) stay float32. Needs AVX512-BF16
+//! Opt-in bf16 products for the implicit-GEMM convolutions (`MTOSI_CONV_BF16=1` or
+//! [`set_conv_precision`]): inputs and weights (or output gradients) rounded to bfloat16 (round
+//! to nearest even), products accumulated in float32 by `vdpbf16ps`, float32 outputs. The
+//! forward covers the stride-1 layers with at least 8 channels on each side (the implicit
+//! kernel's and the direct kernel's 16- and 8-channel ones) and the 2×2 stride-2 downsampling,
+//! and through the adjoint their data gradients and the decoder's stride-1 transposed
+//! convolutions. The weight gradient ([`backward_weight`]) covers the stride-1 2×2 and 3×3
+//! layers and the 2×2 downsampling with at least 8 output channels, whatever c_in (it pairs
+//! pixels, not channels), and through the adjoint the transposed convolutions' weight
+//! gradients. The 2×2 upsampling's forward and data gradient, the 1×1 layers and the forwards
+//! with fewer than 8 channels on a side (1 → 16: pairing its one channel with zeros made it
+//! 1.5× slower) stay float32. Needs AVX512-BF16
 //! (Zen 4, Sapphire Rapids): elsewhere the variable does nothing and the float32 path runs,
 //! and [`set_conv_precision`] refuses. Where both are on it takes the layers it covers from
 //! Winograd (`MTOSI_CONV_WINOGRAD`), which keeps the rest. The same switch runs the LSTM
@@ -414,6 +418,225 @@ fn row_segments(job: &Task, p0: usize, width: usize) -> ([(usize, usize, usize);
         r += 1;
     }
     (segments, count)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The weight gradient with bf16 products: `d_weight[co, tap] = Σ_p d_out[co, p] · x[tap, p]` over
+// the float32 strip's flat pixels, as `implicit::backward_weight` sums it, with both operands
+// rounded to bf16 and `vdpbf16ps` adding pixel pairs (p, p + 1). A word of the bf16 gradient rows
+// holds two consecutive pixels, and so does a word loaded from the bf16 strip at any element
+// offset (an unaligned load), so every kernel column reads the one strip: no channel pairing,
+// hence no channel minimum on the input side (the 1 → 16 layer is covered too).
+
+/// Pixels per weight-gradient task, about: 8 channels' bf16 gradient rows (16 KiB) stay in L1
+/// while the strip's rows stream by.
+const WEIGHT_TASK_PIXELS: usize = 1024;
+/// Pixels per `vdpbf16ps` vector: 16 lanes of pixel pairs.
+const PAIR_VECTOR: usize = 32;
+
+/// Whether the bf16 weight gradient computes `g`: stride 1 with a 2×2 or 3×3 kernel, or the 2×2
+/// stride-2 downsampling, with at least 8 output channels, when on.
+pub(crate) fn weight_grad_applies(g: &ConvGeometry) -> bool {
+    let stride1 = g.stride == 1 && (2..=3).contains(&g.k) && g.pad < g.k;
+    (stride1 || is_unshuffle(g)) && g.c_out >= MIN_CHANNELS && bf16_enabled()
+}
+
+/// Weight gradient with bf16 products: `d_weight` (c_out, c_in, k, k) += Σ d_out ⋆ inp over the
+/// batch. Tasks are (sample, row block) with the row blocks fixed by the geometry, summed in a
+/// fixed order ([`crate::ops::ordered_sum`]), so the result does not depend on the thread count.
+pub(crate) fn backward_weight(
+    d_weight: &mut [f32],
+    d_out: &[f32],
+    inp: &[f32],
+    n: usize,
+    g: &ConvGeometry,
+) {
+    assert!(weight_grad_applies(g));
+    let unshuffle = is_unshuffle(g);
+    // Flat pixel p of a task is output (row p / wp, column p % wp); columns past w_out are zero
+    // in the gradient rows, so what the strip holds there adds nothing.
+    let wp = if unshuffle { g.w_out } else { g.w + 2 * g.pad };
+    let rows_per_task = (WEIGHT_TASK_PIXELS / wp).clamp(1, 64).min(g.h_out.max(1));
+    let row_blocks = g.h_out.div_ceil(rows_per_task);
+    let (in_len, out_len) = (g.c_in * g.h * g.w, g.c_out * g.h_out * g.w_out);
+    let channels = g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK;
+    let partial = crate::ops::ordered_sum(n * row_blocks, g.c_out * g.taps(), |acc, task| {
+        let (b, block) = (task / row_blocks, task % row_blocks);
+        let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
+        let run = (rows.len() * wp).div_ceil(PAIR_VECTOR) * PAIR_VECTOR;
+        let strip_len = FlatStrip::len(g, rows.len());
+        // The bf16 strip and gradient rows share the second scratch buffer, as 16-bit halves.
+        let halves = strip_len + channels * run;
+        with_scratch(strip_len, halves.div_ceil(2), |data, words| {
+            let inp = &inp[b * in_len..][..in_len];
+            let strip = if unshuffle {
+                FlatStrip::fill_unshuffled(data, inp, g, rows.clone())
+            } else {
+                FlatStrip::fill(data, inp, g, rows.clone())
+            };
+            debug_assert_eq!(strip.data.len(), strip_len);
+            // SAFETY: a f32 buffer reinterpreted as twice as many u16 (smaller alignment, any bit
+            // pattern valid), borrowed mutably for this closure only.
+            let halves: &mut [u16] = unsafe {
+                std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u16, words.len() * 2)
+            };
+            let (x16, rest) = halves.split_at_mut(strip_len);
+            let d16 = &mut rest[..channels * run];
+            let d_out = &d_out[b * out_len..][..out_len];
+            // Per (input channel, kernel row): the first tap, and the strip offset of kernel
+            // column 0; column kw is kw elements on (stride 1) or kw planes on (the unshuffle).
+            let (groups, kw_step): (Vec<(usize, usize)>, usize) = if unshuffle {
+                let groups = (0..g.c_in * 2).map(|t| (2 * t, 2 * t * strip.plane));
+                (groups.collect(), strip.plane)
+            } else {
+                let groups = (0..g.c_in).flat_map(|ci| {
+                    (0..g.k).map(move |kh| ((ci * g.k + kh) * g.k, ci * strip.plane + kh * wp))
+                });
+                (groups.collect(), 1)
+            };
+            let weights = WeightTaskBf16 {
+                g,
+                x16,
+                d16,
+                run,
+                groups: &groups,
+                kw_step,
+            };
+            // SAFETY: `weight_grad_applies` admits only CPUs with AVX-512F, BW and BF16. Reads:
+            // group offset + (k − 1)·kw_step + run stays inside the strip (its planes' slack,
+            // PX_BLOCK + k ≥ PAIR_VECTOR + k values past the last row, covers the rounding of
+            // `run`), and the gradient rows are `channels · run` long.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                to_bf16(weights.x16.as_mut_ptr(), strip.data.as_ptr(), strip_len);
+                fill_grad_bf16(weights.d16, d_out, g, rows, wp, run);
+                match g.k {
+                    2 => weight_task_bf16::<2>(&weights, acc),
+                    _ => weight_task_bf16::<3>(&weights, acc),
+                }
+            }
+        });
+    });
+    if let Some(partial) = partial {
+        d_weight.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
+    }
+}
+
+/// One weight-gradient task's operands in bf16.
+struct WeightTaskBf16<'a> {
+    g: &'a ConvGeometry,
+    /// The float32 strip rounded to bf16, element for element.
+    x16: &'a mut [u16],
+    /// Per output channel (padded to a whole block of 8 with zeros) `run` gradient values: the
+    /// task's rows `wp` wide, zero past `w_out` and past the last row.
+    d16: &'a mut [u16],
+    run: usize,
+    groups: &'a [(usize, usize)],
+    kw_step: usize,
+}
+
+/// Rounds `len` floats at `src` to bf16 (to nearest even) at `dst`.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; `src` holds `len` values, `dst` room for `len`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn to_bf16(dst: *mut u16, src: *const f32, len: usize) {
+    use std::arch::x86_64::*;
+    for q in (0..len).step_by(32) {
+        let left = len - q;
+        let mask = |from: usize| -> __mmask16 {
+            match left.saturating_sub(from) {
+                0 => 0,
+                l if l >= 16 => 0xffff,
+                l => (1u16 << l) - 1,
+            }
+        };
+        let low = _mm512_maskz_loadu_ps(mask(0), src.add(q));
+        let high = _mm512_maskz_loadu_ps(mask(16), src.add(q + 16));
+        let store: __mmask32 = if left >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << left) - 1
+        };
+        let halves = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low));
+        _mm512_mask_storeu_epi16(dst.add(q) as *mut i16, store, halves);
+    }
+}
+
+/// The task's gradient rows in bf16: per output channel `run` values, output row r of the task at
+/// `r · wp`, zero past `w_out`, past the last row and for the padding channels.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_grad_bf16(
+    d16: &mut [u16],
+    d_out: &[f32],
+    g: &ConvGeometry,
+    rows: std::ops::Range<usize>,
+    wp: usize,
+    run: usize,
+) {
+    let out_plane = g.h_out * g.w_out;
+    for (co, channel) in d16.chunks_exact_mut(run).enumerate() {
+        if co >= g.c_out {
+            channel.fill(0);
+            continue;
+        }
+        let (body, slack) = channel.split_at_mut(rows.len() * wp);
+        slack.fill(0);
+        for (row, oh) in body.chunks_exact_mut(wp).zip(rows.clone()) {
+            let src = &d_out[co * out_plane + oh * g.w_out..][..g.w_out];
+            to_bf16(row.as_mut_ptr(), src.as_ptr(), g.w_out);
+            row[g.w_out..].fill(0);
+        }
+    }
+}
+
+/// Per (block of 8 output channels, group): 8 × K accumulators of 16 pixel-pair lanes over the
+/// task's run; each step loads K strip vectors and 8 gradient vectors for 8·K `vdpbf16ps`, i.e.
+/// twice the pixels per instruction of the float32 kernel.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; the bounds stated in [`backward_weight`] hold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn weight_task_bf16<const K: usize>(job: &WeightTaskBf16, acc_weight: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let g = job.g;
+    debug_assert_eq!(g.k, K);
+    let (x, d, run) = (job.x16.as_ptr(), job.d16.as_ptr(), job.run);
+    let load = |p: *const u16| {
+        std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_epi16(p as *const i16))
+    };
+    for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
+        let co_count = CO_BLOCK.min(g.c_out - cb * CO_BLOCK);
+        let grad = d.add(cb * CO_BLOCK * run);
+        for &(tap0, offset) in job.groups {
+            debug_assert!(offset + (K - 1) * job.kw_step + run <= job.x16.len());
+            let mut acc = [[_mm512_setzero_ps(); K]; CO_BLOCK];
+            for p in (0..run).step_by(PAIR_VECTOR) {
+                let mut xv = [load(x.add(offset)); K];
+                for kw in 0..K {
+                    xv[kw] = load(x.add(offset + kw * job.kw_step + p));
+                }
+                for co in 0..CO_BLOCK {
+                    let dv = load(grad.add(co * run + p));
+                    for kw in 0..K {
+                        acc[co][kw] = _mm512_dpbf16_ps(acc[co][kw], dv, xv[kw]);
+                    }
+                }
+            }
+            for co in 0..co_count {
+                let at = (cb * CO_BLOCK + co) * g.taps() + tap0;
+                for kw in 0..K {
+                    acc_weight[at + kw] += _mm512_reduce_add_ps(acc[co][kw]);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 //! gradient, i.e. the decoder's upsampling) or `im2col` (im2col + GEMM over row
 //! chunks, everything else); opt-in, `winograd` (F(2×2, 3×3) for the 3×3 layers with more than
 //! 16 channels, `MTOSI_CONV_WINOGRAD=1`) and `bf16` (the implicit kernel's and the direct
-//! kernel's forwards with ≥ 8 channels a side with bf16 products, `MTOSI_CONV_BF16=1` or
-//! [`set_conv_precision`], AVX512-BF16 CPUs only; it wins over Winograd where both apply).
+//! kernel's forwards with ≥ 8 channels a side, and the 2×2 and 3×3 weight gradients with ≥ 8
+//! output channels, with bf16 products, `MTOSI_CONV_BF16=1` or [`set_conv_precision`],
+//! AVX512-BF16 CPUs only; it wins over Winograd where both apply).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
@@ -460,7 +461,9 @@ pub(crate) fn backward_weight_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if direct::weight_grad_applies(g) {
+    if bf16::weight_grad_applies(g) {
+        bf16::backward_weight(d_weight, d_out, inp, n, g);
+    } else if direct::weight_grad_applies(g) {
         direct::backward_weight(d_weight, d_out, inp, n, g);
     } else if implicit::weight_grad_applies(g) {
         implicit::backward_weight(d_weight, d_out, inp, n, g);
