@@ -552,3 +552,65 @@ fn a_run_on_emu_follows_the_cpu_run_and_a_missing_gpu_is_refused() {
     }
     assert!(held > 0 && moved > 0, "held {held}, moved {moved}");
 }
+
+/// `--precision bf16` trains (AVX512-BF16 CPUs), is kept in the run's config and may change on
+/// a resume (it is a setting of how, not of what); where the CPU lacks the instructions, or on a
+/// kernel device, it is refused naming the option.
+#[test]
+fn a_bf16_run_follows_the_float32_run_and_is_refused_where_it_cannot_run() {
+    let set = set();
+    let (fp32, bf16) = (set.root.join("fp32"), set.root.join("bf16"));
+    let emu = set.root.join("bf16-emu");
+    let stderr = fail(&train_args(
+        &set,
+        &emu,
+        &["--epochs", "1", "--device", "emu", "--precision", "bf16"],
+    ));
+    assert!(stderr.contains("--precision bf16"), "{stderr}");
+    assert!(!emu.exists(), "a refused run left {}", emu.display());
+    if !mtosi::ops::conv2d::bf16_supported() {
+        let stderr = fail(&train_args(
+            &set,
+            &bf16,
+            &["--epochs", "1", "--precision", "bf16"],
+        ));
+        assert!(stderr.contains("AVX512-BF16"), "{stderr}");
+        assert!(!bf16.exists(), "a refused run left {}", bf16.display());
+        return;
+    }
+    ok(&train_args(&set, &fp32, &["--epochs", "2"]));
+    let stderr = ok(&train_args(
+        &set,
+        &bf16,
+        &["--epochs", "1", "--precision", "bf16"],
+    ));
+    assert!(
+        stderr.contains("bf16 convolution and LSTM products"),
+        "{stderr}"
+    );
+    let config = std::fs::read_to_string(bf16.join("config.json")).unwrap();
+    assert!(config.contains(r#""precision": "bf16""#), "{config}");
+    // The second epoch in float32: a resume may change the precision.
+    let stderr = ok(&[
+        "train".into(),
+        "--resume".into(),
+        bf16.display().to_string(),
+        "--epochs".into(),
+        "2".into(),
+        "--precision".into(),
+        "fp32".into(),
+    ]);
+    assert!(!stderr.contains("bf16 convolution"), "{stderr}");
+    let (a, b) = (epoch_losses(&fp32), epoch_losses(&bf16));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    for (x, y) in a.iter().zip(&b) {
+        // bf16 rounds the products' operands to 8 bits: the losses follow, not bit for bit.
+        assert!(
+            (x - y).abs() / x < 5e-2,
+            "epoch losses: float32 {a:?}, bf16 then float32 {b:?}"
+        );
+    }
+    assert!(params(&bf16.join("checkpoints/last.safetensors"))
+        .iter()
+        .all(|(_, v)| v.iter().all(|x| x.is_finite())));
+}

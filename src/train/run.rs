@@ -34,6 +34,7 @@ use crate::model::device_training::DeviceTrainer;
 use crate::model::training::{loss_and_gradients, Optimizer, TrainingConfig};
 use crate::model::{Tensor, Transcriber, MIN_FRAMES, N_BINS, N_KEYS};
 use crate::notes::roll::{LabelRoll, HOP_LENGTH, KEY_COUNT};
+use crate::ops::conv2d::{set_conv_precision, ConvPrecision};
 use crate::ops::loss::bce_forward;
 use crate::spectrogram::{features, Cqt, CqtParams};
 use crate::train::adam::AdamConfig;
@@ -80,6 +81,11 @@ pub struct TrainSettings {
     pub init_optimizer: bool,
     pub freeze: Vec<FreezePart>,
     pub device: String,
+    /// The precision of the CPU's convolution and LSTM products (`fp32`, or `bf16` on
+    /// AVX512-BF16 CPUs: `tests/training_bf16.rs` bounds how far its gradients are from
+    /// float32's). Runs written before it existed read as `fp32`.
+    #[serde(default)]
+    pub precision: ConvPrecision,
     /// Prepare the next batch on a loader thread while the step runs.
     pub prefetch: bool,
     /// Decoded training audio kept in memory up to this many MiB; the rest is decoded per crop.
@@ -108,6 +114,7 @@ impl Default for TrainSettings {
             init_optimizer: true,
             freeze: Vec::new(),
             device: "cpu".into(),
+            precision: ConvPrecision::Fp32,
             prefetch: true,
             audio_cache_mib: 4096,
         }
@@ -117,7 +124,7 @@ impl Default for TrainSettings {
 impl TrainSettings {
     /// The settings that define what a run computes, as JSON values by name: a resume must
     /// agree on all of them (the operational ones, `epochs`, `checkpoint_minutes`, `prefetch`,
-    /// `audio_cache_mib`, `device`, may change).
+    /// `audio_cache_mib`, `device`, `precision`, may change).
     pub fn defining(&self) -> BTreeMap<String, serde_json::Value> {
         let value = serde_json::to_value(self).expect("settings serialise");
         value
@@ -127,7 +134,12 @@ impl TrainSettings {
             .filter(|(k, _)| {
                 !matches!(
                     k.as_str(),
-                    "epochs" | "checkpoint_minutes" | "prefetch" | "audio_cache_mib" | "device"
+                    "epochs"
+                        | "checkpoint_minutes"
+                        | "prefetch"
+                        | "audio_cache_mib"
+                        | "device"
+                        | "precision"
                 )
             })
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -168,6 +180,17 @@ impl TrainSettings {
         }
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
+        }
+        if self.precision == ConvPrecision::Bf16 {
+            if self.device != "cpu" {
+                return bad(format!(
+                    "--precision bf16 applies to the cpu's products; the run trains on {}",
+                    self.device
+                ));
+            }
+            if !crate::ops::conv2d::bf16_supported() {
+                return bad("--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this one lacks; use --precision fp32".into());
+            }
         }
         Ok(())
     }
@@ -683,7 +706,7 @@ pub fn resume_run(
     for (key, value) in overrides {
         if matches!(
             key.as_str(),
-            "checkpoint_minutes" | "prefetch" | "audio_cache_mib" | "device"
+            "checkpoint_minutes" | "prefetch" | "audio_cache_mib" | "device" | "precision"
         ) {
             let mut object = serde_json::to_value(&settings).expect("settings serialise");
             object[key] = value.clone();
@@ -954,8 +977,16 @@ impl<'a> Trainer<'a> {
             .parse::<DeviceRequest>()
             .and_then(DeviceRequest::open)
             .map_err(|e| TrainError::Settings(format!("--device {device}: {e}")))?;
+        // `check` refused bf16 off the cpu and on CPUs without AVX512-BF16.
+        let precision = self.settings.precision;
+        set_conv_precision(precision)
+            .map_err(|e| TrainError::Settings(format!("--precision bf16: {e}")))?;
+        let products = match precision {
+            ConvPrecision::Fp32 => "",
+            ConvPrecision::Bf16 => ", bf16 convolution and LSTM products",
+        };
         self.reporter
-            .message(&format!("training on {}", selection.reason));
+            .message(&format!("training on {}{products}", selection.reason));
         Ok(selection.device)
     }
 

@@ -31,8 +31,9 @@ def main():
     parser.add_argument("--eval", action="store_true", help="time the eval forward of one example")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops")
     parser.add_argument("--bf16", action="store_true",
-                        help="eval forward under torch.autocast('cpu', dtype=torch.bfloat16): "
-                             "oneDNN's bf16 convolutions, the peer of mtosi's --precision bf16")
+                        help="forward (eval, or the train step's forward and loss) under "
+                             "torch.autocast('cpu', dtype=torch.bfloat16): oneDNN's bf16 "
+                             "convolutions, the peer of mtosi's --precision bf16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(33)
@@ -56,15 +57,18 @@ def main():
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10_000, gamma=0.98)
 
         def run():
-            pred = model(spec)
-            loss = torch.nn.functional.binary_cross_entropy(pred, roll)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                pred = model(spec)
+            # The loss in float32 (autocast would refuse binary_cross_entropy in bf16).
+            loss = torch.nn.functional.binary_cross_entropy(pred.float(), roll)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_value_(model.parameters(), mt.CLIP_VALUE)
             optimizer.step()
             scheduler.step()
 
-        what = f"train step, batch {args.batch} x {args.frames} frames"
+        what = f"train step, batch {args.batch} x {args.frames} frames" + (
+            " (autocast bf16)" if args.bf16 else "")
 
     run()
     times = []

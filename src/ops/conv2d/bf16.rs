@@ -50,7 +50,18 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// The precision of the convolution products on the CPU, and of the LSTM forward's recurrent
 /// products (`W_hh·h`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ConvPrecision {
     /// float32 products and sums (the default).
     #[default]
