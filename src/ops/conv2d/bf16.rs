@@ -35,7 +35,8 @@ use rayon::prelude::*;
 
 use super::direct::{detect_isa, Isa};
 use super::implicit::{
-    is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task, CO_BLOCK, PX_BLOCK,
+    fill_grad_rows, is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task,
+    CO_BLOCK, PX_BLOCK,
 };
 use super::{ConvGeometry, OutputStart};
 
@@ -520,7 +521,9 @@ pub(crate) fn backward_weight(
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 to_bf16(weights.x16.as_mut_ptr(), strip.data.as_ptr(), strip_len);
-                fill_grad_bf16(weights.d16, d_out, g, rows, wp, run);
+                fill_grad_rows(weights.d16, d_out, g, rows, wp, run, |row, src| {
+                    to_bf16(row.as_mut_ptr(), src.as_ptr(), src.len())
+                });
                 match g.k {
                     2 => weight_task_bf16::<2>(&weights, acc),
                     _ => weight_task_bf16::<3>(&weights, acc),
@@ -572,37 +575,6 @@ unsafe fn to_bf16(dst: *mut u16, src: *const f32, len: usize) {
         };
         let halves = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low));
         _mm512_mask_storeu_epi16(dst.add(q) as *mut i16, store, halves);
-    }
-}
-
-/// The task's gradient rows in bf16: per output channel `run` values, output row r of the task at
-/// `r · wp`, zero past `w_out`, past the last row and for the padding channels.
-///
-/// # Safety
-/// AVX-512F, BW and BF16 must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn fill_grad_bf16(
-    d16: &mut [u16],
-    d_out: &[f32],
-    g: &ConvGeometry,
-    rows: std::ops::Range<usize>,
-    wp: usize,
-    run: usize,
-) {
-    let out_plane = g.h_out * g.w_out;
-    for (co, channel) in d16.chunks_exact_mut(run).enumerate() {
-        if co >= g.c_out {
-            channel.fill(0);
-            continue;
-        }
-        let (body, slack) = channel.split_at_mut(rows.len() * wp);
-        slack.fill(0);
-        for (row, oh) in body.chunks_exact_mut(wp).zip(rows.clone()) {
-            let src = &d_out[co * out_plane + oh * g.w_out..][..g.w_out];
-            to_bf16(row.as_mut_ptr(), src.as_ptr(), g.w_out);
-            row[g.w_out..].fill(0);
-        }
     }
 }
 

@@ -428,22 +428,41 @@ impl<'a> FlatGrad<'a> {
         g: &ConvGeometry,
         rows: std::ops::Range<usize>,
     ) -> Self {
-        let wp = g.w + 2 * g.pad;
         let run = Self::run_len(g, rows.len());
-        let out_plane = g.h_out * g.w_out;
-        for (co, channel) in data.chunks_exact_mut(run).enumerate() {
-            if co >= g.c_out {
-                channel.fill(0.0);
-                continue;
-            }
-            let (body, slack) = channel.split_at_mut(rows.len() * wp);
-            slack.fill(0.0);
-            for (row, oh) in body.chunks_exact_mut(wp).zip(rows.clone()) {
-                row[..g.w_out].copy_from_slice(&d_out[co * out_plane + oh * g.w_out..][..g.w_out]);
-                row[g.w_out..].fill(0.0);
-            }
-        }
+        fill_grad_rows(data, d_out, g, rows, g.w + 2 * g.pad, run, |row, src| {
+            row.copy_from_slice(src)
+        });
         Self { data, run }
+    }
+}
+
+/// Per output channel `run` values of `data`: output rows `rows` of `d_out` (one sample) at `r ·
+/// wp`, written by `copy(row, src)` (w_out values), zeros past `w_out`, past the last row and
+/// for the channels past `c_out` (a block's padding); each value written once.
+pub(super) fn fill_grad_rows<T: Copy + Default>(
+    data: &mut [T],
+    d_out: &[f32],
+    g: &ConvGeometry,
+    rows: std::ops::Range<usize>,
+    wp: usize,
+    run: usize,
+    copy: impl Fn(&mut [T], &[f32]),
+) {
+    let out_plane = g.h_out * g.w_out;
+    for (co, channel) in data.chunks_exact_mut(run).enumerate() {
+        if co >= g.c_out {
+            channel.fill(T::default());
+            continue;
+        }
+        let (body, slack) = channel.split_at_mut(rows.len() * wp);
+        slack.fill(T::default());
+        for (row, oh) in body.chunks_exact_mut(wp).zip(rows.clone()) {
+            copy(
+                &mut row[..g.w_out],
+                &d_out[co * out_plane + oh * g.w_out..][..g.w_out],
+            );
+            row[g.w_out..].fill(T::default());
+        }
     }
 }
 
