@@ -42,6 +42,8 @@ struct Case {
     dst_stride: usize,
 }
 
+// The expected sums index the operands, the biases and the output by (row, column).
+#[allow(clippy::needless_range_loop)]
 fn check(rng: &mut Rng, c: &Case) {
     let (m, k, n) = (c.m, c.k, c.n);
     let a_data = rng.vec_f32(

@@ -40,31 +40,46 @@ pub struct Bf16Panels {
     n: usize,
 }
 
+impl Default for Bf16Panels {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Bf16Panels {
-    /// Packs `b` (any strides).
-    pub fn pack(b: MatRef) -> Self {
-        let mut panels = Self {
+    /// An empty packing, for [`Bf16Panels::repack`] to fill.
+    pub const fn new() -> Self {
+        Self {
             words: Vec::new(),
             k: 0,
             n: 0,
-        };
+        }
+    }
+
+    /// Packs `b` (any strides).
+    pub fn pack(b: MatRef) -> Self {
+        let mut panels = Self::new();
         panels.repack(b);
         panels
     }
 
-    /// Packs `b` into this buffer, reusing its memory.
+    /// Packs `b` into this buffer, reusing its memory (a shape's first packing allocates).
     pub fn repack(&mut self, b: MatRef) {
         check_view("rhs", &b);
         let (k, n) = (b.rows, b.cols);
         let pairs = k.div_ceil(2);
         let panel_words = pairs * PANEL;
-        self.words.clear();
+        // Every word is written below (the last panel's missing columns with zeros), so a
+        // reused buffer is not cleared first.
         self.words.resize(n.div_ceil(PANEL) * panel_words, 0);
         (self.k, self.n) = (k, n);
         if panel_words == 0 {
             return;
         }
         let at = |r: usize, c: usize| b.data[r * b.row_stride + c * b.col_stride];
+        // Looked up once: the check reads an environment variable.
+        #[cfg(target_arch = "x86_64")]
+        let vector = b.col_stride == 1 && bf16_supported();
         self.words
             .par_chunks_mut(panel_words)
             .enumerate()
@@ -72,9 +87,10 @@ impl Bf16Panels {
                 let c0 = p * PANEL;
                 let cols = PANEL.min(n - c0);
                 for (j, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    row[cols..].fill(0);
                     let (r0, r1) = (2 * j, 2 * j + 1);
                     #[cfg(target_arch = "x86_64")]
-                    if b.col_stride == 1 && bf16_supported() {
+                    if vector {
                         let low = &b.data[r0 * b.row_stride + c0..][..cols];
                         let high = (r1 < k).then(|| &b.data[r1 * b.row_stride + c0..][..cols]);
                         // SAFETY: AVX-512F/BW and BF16 are present; both rows and `row` hold
@@ -160,9 +176,8 @@ pub fn matmul_bf16(
             // `a_words` m rows of `pairs`; each task writes only its panel's columns of the
             // m × n block checked above.
             unsafe {
-                let out = out;
                 panel_avx512(
-                    out.0.add(c0),
+                    out.ptr().add(c0),
                     dst_row_stride,
                     &a_words,
                     m,
@@ -190,7 +205,7 @@ impl Bf16Panels {
         let (p, c) = (c / PANEL, c % PANEL);
         let pairs = self.k.div_ceil(2);
         let word = self.words[(p * pairs + r / 2) * PANEL + c];
-        f32::from_bits(if r % 2 == 0 {
+        f32::from_bits(if r.is_multiple_of(2) {
             word << 16
         } else {
             word & 0xffff_0000
@@ -283,6 +298,14 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer, through the whole (`Sync`) wrapper: a closure that names `.0` would capture
+    /// the bare pointer.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `values` (k floats) → ⌈k/2⌉ pair words (values[2j] low, values[2j + 1] high; an odd k's last
 /// word has a zero high half), rounded to nearest even by `vcvtneps2bf16`.
 ///
@@ -352,6 +375,8 @@ unsafe fn interleave_pairs_avx512(row: &mut [u32], low: &[f32], high: Option<&[f
 /// rows of `pairs` words, `panel` `pairs` rows of PANEL words.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
+// llm.c style: the shapes are arguments.
+#[allow(clippy::too_many_arguments)]
 unsafe fn panel_avx512(
     dst: *mut f32,
     dst_row_stride: usize,

@@ -2,6 +2,8 @@
 //! per sample, out (c_out × h·w) = W (c_out × c_in) · x (c_in × h·w) + bias, one bf16 GEMM
 //! ([`crate::ops::matmul_bf16`]) with x packed into pair panels once per sample.
 
+use std::cell::RefCell;
+
 use super::{bf16_enabled, ConvGeometry, OutputStart};
 use crate::ops::matmul::{MatRef, Threads};
 use crate::ops::matmul_bf16::{matmul_bf16, Bf16Panels, Start};
@@ -28,20 +30,20 @@ pub(crate) fn forward(
         OutputStart::Bias(None) => Start::Zero,
         OutputStart::Accumulate => Start::Accumulate,
     };
-    let mut panels: Option<Bf16Panels> = None;
-    for (x, y) in inp
-        .chunks_exact(g.c_in * plane)
-        .zip(out.chunks_exact_mut(g.c_out * plane))
-        .take(n)
-    {
-        let x = MatRef::row_major(x, g.c_in, plane);
-        let panels = match &mut panels {
-            Some(panels) => {
-                panels.repack(x);
-                panels
-            }
-            None => panels.insert(Bf16Panels::pack(x)),
-        };
-        matmul_bf16(y, plane, weight, panels, start, Threads::All);
-    }
+    PANELS.with_borrow_mut(|panels| {
+        for (x, y) in inp
+            .chunks_exact(g.c_in * plane)
+            .zip(out.chunks_exact_mut(g.c_out * plane))
+            .take(n)
+        {
+            panels.repack(MatRef::row_major(x, g.c_in, plane));
+            matmul_bf16(y, plane, weight, panels, start, Threads::All);
+        }
+    });
+}
+
+thread_local! {
+    /// The packed input, kept per thread between calls: a fresh buffer each call page-faults
+    /// in about as long as the product takes.
+    static PANELS: RefCell<Bf16Panels> = const { RefCell::new(Bf16Panels::new()) };
 }
