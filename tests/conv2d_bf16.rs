@@ -1,6 +1,7 @@
 //! The opt-in bf16 convolution products (`--precision bf16`, `MTOSI_CONV_BF16=1`) against the
 //! plain float32 reference, on fresh random shapes and the network's kinds of layer: Conv2d's
-//! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling), its weight gradient, its data gradient and the stride-1
+//! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling, 1×1), its weight gradient, its data
+//! gradient and the stride-1
 //! ConvTranspose2d forward (both through the adjoint), odd channel counts (a channel paired
 //! with zeros), channel counts that are not a multiple of 8, widths 11…176. Skipped, with a
 //! printed line, on CPUs without AVX512-BF16; there `--precision bf16` must be refused.
@@ -202,9 +203,10 @@ fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
     let loose = 1e-2;
     // bf16 with at least 8 channels on each side; then also the data gradient and the
     // transposed convolution, through the adjoint (stride 1: the 2×2 upsampling stays float32).
-    // The weight gradient pairs pixels, not channels: bf16 with at least 8 output channels.
+    // The weight gradient pairs pixels, not channels: bf16 with at least 8 output channels, for
+    // 2×2 and 3×3 kernels (the 1×1 layers' stays a float32 GEMM).
     let forward_bf16 = c.c_in.min(c.c_out) >= 8;
-    let weight_bf16 = c.c_out >= 8;
+    let weight_bf16 = c.c_out >= 8 && c.k >= 2;
     let mut outputs = vec![
         (
             "out",
@@ -330,6 +332,24 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
             c_out,
             k: 2,
             stride: 2,
+            pad: 0,
+        });
+    }
+    // The 1×1 skip convolutions (one bf16 GEMM per sample; 4 channels stay float32).
+    for (n, c_in, h, w, c_out) in [
+        (1, 16, 20, 176, 32),
+        (2, 9, 7, 45, 8),
+        (1, 33, 5, 50, 64),
+        (2, 4, 6, 30, 16),
+    ] {
+        cases.push(Case {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            k: 1,
+            stride: 1,
             pad: 0,
         });
     }

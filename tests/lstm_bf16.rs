@@ -1,7 +1,7 @@
 //! The LSTM forward's bf16 recurrence (`--precision bf16`, `MTOSI_CONV_BF16=1`): the product
 //! `matmul_small_rows_bf16` against float64 sums of the bf16-rounded operands; the whole forward
-//! (`lstm_forward_bf16`) step by step against a reference fed its own hidden states (W_hh and h
-//! rounded, everything else float32) and against the unrounded float32 reference; and the switch
+//! (`lstm_forward_bf16`) step by step against a reference fed its own hidden states (W_hh, h,
+//! W_ih and x rounded, everything else float32) and against the unrounded float32 reference; and the switch
 //! turning `lstm_forward` into it and back. Fresh random shapes: odd hidden sizes (a pair padded
 //! with zero), batch 1–5, column counts off the 64-wide block, the network's 176 units. Where the
 //! CPU lacks AVX512-BF16 the products run in plain loops over the same rounded values, which the
@@ -131,7 +131,8 @@ fn run(forward: Forward, s: Shape, inp: &[f32], dirs: &[Direction; 2]) -> Output
 }
 
 /// The gate activations each step should produce from the hidden states in `out` (the forward
-/// being checked, fed its own h): `W_ih·x + b_ih + b_hh + bf16(W_hh)·bf16(h_prev)` in float64,
+/// being checked, fed its own h): `bf16(W_ih)·bf16(x) + b_ih + b_hh + bf16(W_hh)·bf16(h_prev)`
+/// in float64,
 /// and per gate Σ|terms| of that sum. (gates, scales), in the forward's `gates` layout.
 fn teacher_forced_gates(
     s: Shape,
@@ -153,7 +154,8 @@ fn teacher_forced_gates(
                     .then(|| &out[(b * s.frames + frame(step - 1)) * 2 * hid + d * hid..][..hid]);
                 let slot = ((d * s.batch + b) * s.frames + t) * 4 * hid;
                 for row in 0..4 * hid {
-                    let from_x = (0..n_in).map(|i| w_ih[row * n_in + i] as f64 * x[i] as f64);
+                    let from_x = (0..n_in)
+                        .map(|i| round_bf16(w_ih[row * n_in + i]) as f64 * round_bf16(x[i]) as f64);
                     let from_h = (0..hid).map(|j| {
                         h_prev.map_or(0.0, |h| {
                             round_bf16(w_hh[row * hid + j]) as f64 * round_bf16(h[j]) as f64
@@ -206,7 +208,7 @@ fn check_lstm(rng: &mut Rng, s: Shape, expect_caught: bool) {
         println!("{name}: the float32 forward fails the bf16 check, as it should");
     }
     let exact = run(lstm_forward_reference, s, &inp, &dirs);
-    // Each step's recurrent sum is off by at most 2⁻⁸ of Σ|w·h| (≈ 4e-3, mostly cancelling);
+    // Each step's sums are off by at most 2⁻⁸ of Σ|w·h| + Σ|w·x| (≈ 4e-3, mostly cancelling);
     // the gates damp it (σ′ ≤ ¼, tanh′ ≤ 1, f < 1) rather than compound it over the steps.
     let loose = 1e-2;
     for (what, got, want) in [

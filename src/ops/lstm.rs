@@ -15,8 +15,9 @@
 //! Under the bf16 switch (`--precision bf16`, `MTOSI_CONV_BF16=1`: [`bf16_enabled`]) the CPU
 //! forward computes the recurrence's `W_hh·h_prev` from bf16-rounded W_hh and h with float32
 //! sums ([`lstm_forward_bf16`], `vdpbf16ps`): that product bounds the sequential part, a step
-//! rereading all of W_hh from L2, and bf16 halves those bytes. The input projections, gates, cell
-//! state and activations stay float32, as does the backward.
+//! rereading all of W_hh from L2, and bf16 halves those bytes. The input projections `W_ih·x_t`
+//! are one bf16 GEMM per direction ([`matmul_bf16`], x and W_ih rounded, float32 sums); gates,
+//! cell state and activations stay float32, as does the backward.
 // llm.c style: the shapes are arguments.
 #![allow(clippy::too_many_arguments)]
 
@@ -24,6 +25,7 @@ use super::conv2d::bf16_enabled;
 use super::matmul::{
     matmul, matmul_small_rows, matmul_small_rows_bf16, Bf16PairRows, MatRef, Threads,
 };
+use super::matmul_bf16::{matmul_bf16, Bf16Panels, Start};
 use super::{check_len, fast_math};
 
 /// The parameters of one direction, in PyTorch's layout.
@@ -64,10 +66,11 @@ pub fn lstm_forward(
     forward_with(bf16_enabled(), out, gates, cells, inp, weights, shape);
 }
 
-/// [`lstm_forward`] with the recurrence's products `W_hh·h_prev` taken from W_hh and h rounded
-/// to bf16 (nearest even) with float32 sums, whatever the switch says: `vdpbf16ps` on CPUs with
-/// AVX512-BF16, plain loops over the same rounded values elsewhere. W_hh is packed once per
-/// call; everything else is [`lstm_forward`]'s float32.
+/// [`lstm_forward`] with the recurrence's products `W_hh·h_prev` and the input projections
+/// `W_ih·x_t` taken from bf16-rounded (nearest even) operands with float32 sums, whatever the
+/// switch says: `vdpbf16ps` on CPUs with AVX512-BF16, plain loops over the same rounded values
+/// elsewhere. W_hh and W_ih are packed once per call; everything else is [`lstm_forward`]'s
+/// float32.
 pub fn lstm_forward_bf16(
     out: &mut [f32],
     gates: &mut [f32],
@@ -111,6 +114,24 @@ fn forward_with(
     // Input projections of every frame at once (one GEMM per direction); only h·W_hh is sequential.
     for (gates, params) in gates.chunks_mut(per_direction * 4 * hid).zip(weights) {
         let w_ih_t = MatRef::row_major(params.w_ih, 4 * hid, input_size).t();
+        if bf16 {
+            let bias: Vec<f32> = params
+                .b_ih
+                .iter()
+                .zip(params.b_hh)
+                .map(|(i, h)| i + h)
+                .collect();
+            let w_ih_t = Bf16Panels::pack(w_ih_t);
+            matmul_bf16(
+                gates,
+                4 * hid,
+                x,
+                &w_ih_t,
+                Start::ColumnBias(&bias),
+                Threads::All,
+            );
+            continue;
+        }
         matmul(gates, 4 * hid, x, w_ih_t, false, Threads::All);
         for row in gates.chunks_mut(4 * hid) {
             for ((g, &bi), &bh) in row.iter_mut().zip(params.b_ih).zip(params.b_hh) {

@@ -34,6 +34,7 @@ pub mod linear;
 pub mod loss;
 pub mod lstm;
 pub mod matmul;
+pub mod matmul_bf16;
 pub mod reduce;
 
 /// Errors of shape rules that depend on values a user supplies (e.g. a requested output size).

@@ -12,7 +12,8 @@
 //! 16 channels, `MTOSI_CONV_WINOGRAD=1`) and `bf16` (the implicit kernel's and the direct
 //! kernel's forwards with ≥ 8 channels a side, and the 2×2 and 3×3 weight gradients with ≥ 8
 //! output channels, with bf16 products, `MTOSI_CONV_BF16=1` or [`set_conv_precision`],
-//! AVX512-BF16 CPUs only; it wins over Winograd where both apply).
+//! AVX512-BF16 CPUs only; it wins over Winograd where both apply; under the same switch
+//! `pointwise` runs the 1×1 layers' forwards as one bf16 GEMM per sample).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
@@ -22,6 +23,7 @@ mod direct;
 mod im2col;
 mod implicit;
 mod launch;
+mod pointwise;
 mod stride2;
 mod winograd;
 
@@ -382,6 +384,8 @@ pub(crate) fn forward_into(
 ) {
     if bf16::applies(g) {
         bf16::forward(out, inp, weight, start, n, g);
+    } else if pointwise::applies(g) {
+        pointwise::forward(out, inp, weight, start, n, g);
     } else if winograd::applies(g) {
         winograd::forward(out, inp, weight, start, n, g);
     } else if implicit::applies(g) {
@@ -419,7 +423,11 @@ pub(crate) fn backward_data_into(
     // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
     let small_batch = n < rayon::current_num_threads();
     if let Some(adjoint) = adjoint.filter(|a| {
-        small_batch || direct::forward_applies(a) || implicit::applies(a) || bf16::applies(a)
+        small_batch
+            || direct::forward_applies(a)
+            || implicit::applies(a)
+            || bf16::applies(a)
+            || pointwise::applies(a)
     }) {
         let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
         forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
