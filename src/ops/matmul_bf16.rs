@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::conv2d::{bf16_pair, bf16_supported};
 use super::matmul::{MatRef, Threads};
+use crate::ops::SharedOut;
 
 /// Columns of `b` per packed panel: three vectors of 16 sums.
 pub const PANEL: usize = 48;
@@ -167,6 +168,7 @@ pub fn matmul_bf16(
     if bf16_supported() {
         let pairs = b.k.div_ceil(2);
         let a_words = pack_rows(a, pairs);
+        // Each task writes only the columns of its own panel.
         let out = SharedOut(dst.as_mut_ptr());
         let panels = n.div_ceil(PANEL);
         let task = |p: usize| {
@@ -289,21 +291,6 @@ fn pack_rows(a: MatRef, pairs: usize) -> Vec<u32> {
             }
         });
     words
-}
-
-/// A raw pointer to `dst`; tasks write disjoint column ranges.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the columns of its own panel; see `matmul_bf16`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer, through the whole (`Sync`) wrapper: a closure that names `.0` would capture
-    /// the bare pointer.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `values` (k floats) → ⌈k/2⌉ pair words (values[2j] low, values[2j + 1] high; an odd k's last

@@ -93,6 +93,21 @@ where
     Some(total)
 }
 
+/// A raw pointer to an output tensor that parallel tasks write at disjoint places (each place
+/// that makes one says which): the tasks' closures capture it whole, so it must be `Sync`.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: made only for tasks that write disjoint parts of the tensor, as stated where made.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper, not `.0`).
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Panics with a readable message when a slice does not hold `expected` values.
 #[track_caller]
 pub(crate) fn check_len(name: &str, slice_len: usize, expected: usize) {

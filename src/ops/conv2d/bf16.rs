@@ -35,10 +35,10 @@ use rayon::prelude::*;
 
 use super::direct::{detect_isa, Isa};
 use super::implicit::{
-    fill_grad_rows, is_unshuffle, rows_per_task, with_scratch, FlatStrip, SharedOut, Task,
-    CO_BLOCK, PX_BLOCK,
+    fill_grad_rows, is_unshuffle, rows_per_task, with_scratch, FlatStrip, Task, CO_BLOCK, PX_BLOCK,
 };
 use super::{ConvGeometry, OutputStart};
+use crate::ops::SharedOut;
 
 /// Environment variable that turns the bf16 products on (`1`); off by default.
 pub const BF16_VAR: &str = "MTOSI_CONV_BF16";
@@ -212,6 +212,7 @@ pub(crate) fn forward(
     };
     // The taps of each pair do not depend on the strip's layout (only their offsets do).
     let packed = pack_pair_weights(weight, g, &tap_pairs(g, wp, plane_of(rows_per_task)));
+    // Each task writes only the output rows of its own (sample, row block).
     let shared = SharedOut(out.as_mut_ptr());
     (0..n * row_blocks).into_par_iter().for_each(|task| {
         let (b, block) = (task / row_blocks, task % row_blocks);

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::{ConvGeometry, OutputStart};
+use crate::ops::SharedOut;
 
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
@@ -27,13 +28,6 @@ pub(crate) fn forward_applies(g: &ConvGeometry) -> bool {
 pub(crate) fn weight_grad_applies(g: &ConvGeometry) -> bool {
     g.stride == 1 && g.k <= 3 && g.pad < g.k.max(1) && g.c_out.min(g.c_in) <= MAX_CHANNELS
 }
-
-/// A raw pointer to an output tensor that tasks write at disjoint places.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the output rows of its own (sample, row block); see the callers.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 /// The input rows a block of output rows reads, zero-padded: `c_in` planes of `rows` rows of
 /// `width` values, input column `x` at `pad + x`, zeros left, right (plus one vector of slack)
@@ -123,6 +117,7 @@ pub(crate) fn forward(
     let packed = pack_weights(weight, g, co_block);
     let in_len = g.c_in * g.h * g.w;
     let row_blocks = g.h_out.div_ceil(ROWS_PER_TASK);
+    // Each task writes only the output rows of its own (sample, row block).
     let shared = SharedOut(out.as_mut_ptr());
     (0..n * row_blocks).into_par_iter().for_each(|task| {
         let (b, block) = (task / row_blocks, task % row_blocks);

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::{input_coord, ConvGeometry, OutputStart};
 use crate::ops::matmul::{matmul, matmul_to_ptr, MatRef, Threads};
+use crate::ops::SharedOut;
 
 /// Samples run in parallel; a batch smaller than the thread pool lets GEMM take the threads.
 fn gemm_threads(n: usize) -> Threads {
@@ -168,20 +169,6 @@ pub(crate) fn conv_gemm_forward(
         });
 }
 
-/// A raw pointer to an output tensor that tasks write at disjoint places.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks given a SharedOut write disjoint parts only (see forward_by_chunks).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// The forward for batches smaller than the thread pool (inference on one recording): row
 /// chunks of every sample in parallel, each a single-threaded GEMM into its own output columns.
 /// (GEMM's own threading on chunk-sized products spent more CPU than it saved.)
@@ -206,6 +193,7 @@ fn forward_by_chunks(
     };
     let rows_per_chunk = g.rows_per_chunk();
     let chunks = g.h_out.div_ceil(rows_per_chunk);
+    // Task (b, chunk) writes only its own output rows of sample b.
     let shared = SharedOut(out.as_mut_ptr());
     let col_len = if g.is_pointwise() {
         0
@@ -306,6 +294,7 @@ fn backward_data_unshuffle_by_chunks(
     let (in_len, out_plane) = (g.c_in * g.h * g.w, g.h_out * g.w_out);
     let rows_per_chunk = g.rows_per_chunk();
     let chunks = g.h_out.div_ceil(rows_per_chunk);
+    // Task (b, chunk) writes only the input rows its gradient rows read.
     let shared = SharedOut(d_inp.as_mut_ptr());
     (0..n * chunks).into_par_iter().for_each_init(
         || vec![0.0f32; g.taps() * rows_per_chunk * g.w_out],

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use super::direct::{detect_isa, pack_weights, Isa};
 use super::{ConvGeometry, OutputStart};
+use crate::ops::SharedOut;
 
 /// Output channels per packed weight block (both ISAs).
 pub(super) const CO_BLOCK: usize = 8;
@@ -38,13 +39,6 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 pub(super) fn is_unshuffle(g: &ConvGeometry) -> bool {
     g.k == 2 && g.stride == 2 && g.pad == 0
 }
-
-/// A raw pointer to the output tensor; tasks write disjoint (sample, row block) parts.
-#[derive(Clone, Copy)]
-pub(super) struct SharedOut(pub(super) *mut f32);
-// SAFETY: every task writes only the output rows of its own (sample, row block); see `forward`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 /// Input rows of one task, zero-padded and flattened: per input channel a plane of `plane`
 /// values holding rows of `wp` columns (input column x at `pad + x`), then slack zeros so that
@@ -242,6 +236,7 @@ pub(crate) fn forward(
     let in_len = g.c_in * g.h * g.w;
     let rows_per_task = rows_per_task(g, n);
     let row_blocks = g.h_out.div_ceil(rows_per_task);
+    // Each task writes only the output rows of its own (sample, row block).
     let shared = SharedOut(out.as_mut_ptr());
     (0..n * row_blocks).into_par_iter().for_each(|task| {
         let (b, block) = (task / row_blocks, task % row_blocks);

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::direct::{detect_isa, Isa};
 use super::implicit::IMPLICIT_VAR;
 use super::ConvGeometry;
+use crate::ops::SharedOut;
 
 /// Input channels per register block.
 const CI_BLOCK: usize = 4;
@@ -29,20 +30,6 @@ pub(crate) fn backward_data_applies(g: &ConvGeometry) -> bool {
         && g.w_out >= 32
         && matches!(detect_isa(), Isa::Avx512)
         && std::env::var(IMPLICIT_VAR).map_or(true, |v| v != "0")
-}
-
-/// A raw pointer to `d_inp`; tasks write disjoint input rows.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: task (b, block) writes only input rows 2·oh, 2·oh + 1 of its gradient rows oh.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `d_inp` (n, c_in, h, w) += convᵀ(d_out, weight) for 2×2 stride 2 without padding; or, with
@@ -73,6 +60,7 @@ pub(crate) fn backward_data(
         }
     }
     let row_blocks = g.h_out.div_ceil(ROWS_PER_TASK);
+    // Task (b, block) writes only input rows 2·oh, 2·oh + 1 of its gradient rows oh.
     let shared = SharedOut(d_inp.as_mut_ptr());
     let packed = &packed;
     (0..n * row_blocks).into_par_iter().for_each(|task| {

@@ -25,6 +25,7 @@ use super::direct::{detect_isa, Isa};
 use super::im2col::{deinterleave, multiversion};
 use super::{ConvGeometry, OutputStart};
 use crate::ops::matmul::{matmul, MatRef, Threads};
+use crate::ops::SharedOut;
 
 /// Environment variable that turns this path on (`1`); off by default.
 pub const WINOGRAD_VAR: &str = "MTOSI_CONV_WINOGRAD";
@@ -67,13 +68,6 @@ fn transform_weights(weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     }
     u
 }
-
-/// A raw pointer to the output tensor; tasks write disjoint (sample, row strip) parts.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the output rows of its own (sample, strip); see `forward`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
 
 thread_local! {
     /// Per-thread scratch for a strip's transformed inputs, products and row buffers.
@@ -143,6 +137,7 @@ pub(crate) fn forward(
     let (tile_rows, tw) = (h.div_ceil(2), w.div_ceil(2));
     let strip_rows = strip_rows(g, n);
     let strips = tile_rows.div_ceil(strip_rows);
+    // Each task writes only the output rows of its own (sample, strip).
     let shared = SharedOut(out.as_mut_ptr());
     let (in_len, out_len) = (c_in * h * w, c_out * h * w);
     assert!(inp.len() >= n * in_len && out.len() >= n * out_len);
