@@ -208,15 +208,29 @@ fn check_lstm(rng: &mut Rng, s: Shape, expect_caught: bool) {
         println!("{name}: the float32 forward fails the bf16 check, as it should");
     }
     let exact = run(lstm_forward_reference, s, &inp, &dirs);
-    // Each step's sums are off by at most 2⁻⁸ of Σ|w·h| + Σ|w·x| (≈ 4e-3, mostly cancelling);
-    // the gates damp it (σ′ ≤ ¼, tanh′ ≤ 1, f < 1) rather than compound it over the steps.
+    // Each step's sums are off by at most 2⁻⁸ of Σ|w·x| + Σ|w·h| (each operand rounded by 2⁻⁹,
+    // the input projection's included, mostly cancelling); the gates damp it (σ′ ≤ ¼, tanh′ ≤ 1,
+    // f < 1) rather than compound it over the steps. So the gates are held to 1e-2 of their own
+    // Σ|terms| + 1, and out and cells to 1e-2 of their peak, or 2⁻⁸ of the largest Σ|terms| where
+    // that is more (small hidden sizes: PyTorch's init gives weights up to 1/√hidden).
     let loose = 1e-2;
-    for (what, got, want) in [
-        ("out", &fast[0], &exact[0]),
-        ("gates", &fast[1], &exact[1]),
-        ("cells", &fast[2], &exact[2]),
-    ] {
-        assert_close(&format!("{name} {what} vs float32"), got, want, loose);
+    let exact_gates: Vec<f64> = exact[1].iter().map(|&g| g as f64).collect();
+    assert_within(
+        &format!("{name} gates vs float32"),
+        &fast[1],
+        &exact_gates,
+        &scale,
+        loose,
+    );
+    let largest_sum = scale.iter().fold(0.0f64, |m, &v| m.max(v));
+    let loose_states = loose.max(largest_sum / 256.0);
+    for (what, got, want) in [("out", &fast[0], &exact[0]), ("cells", &fast[2], &exact[2])] {
+        assert_close(
+            &format!("{name} {what} vs float32"),
+            got,
+            want,
+            loose_states,
+        );
     }
 }
 
