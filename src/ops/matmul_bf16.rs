@@ -12,6 +12,8 @@
 use rayon::prelude::*;
 
 use super::conv2d::{bf16_pair, bf16_supported};
+#[cfg(target_arch = "x86_64")]
+use super::conv2d::{convert_pairs, to_bf16};
 use super::matmul::{MatRef, Threads};
 use crate::ops::SharedOut;
 
@@ -94,9 +96,16 @@ impl Bf16Panels {
                     if vector {
                         let low = &b.data[r0 * b.row_stride + c0..][..cols];
                         let high = (r1 < k).then(|| &b.data[r1 * b.row_stride + c0..][..cols]);
-                        // SAFETY: AVX-512F/BW and BF16 are present; both rows and `row` hold
-                        // `cols` ≤ PANEL values.
-                        unsafe { interleave_pairs_avx512(&mut row[..cols], low, high) };
+                        // SAFETY: AVX-512F/BW and BF16 are present; both rows hold `cols` values
+                        // and `row` `cols` words.
+                        unsafe {
+                            convert_pairs(
+                                row.as_mut_ptr() as *mut i32,
+                                low.as_ptr(),
+                                high.map(<[f32]>::as_ptr),
+                                cols,
+                            )
+                        };
                         continue;
                     }
                     for (c, word) in row[..cols].iter_mut().enumerate() {
@@ -279,9 +288,11 @@ fn pack_rows(a: MatRef, pairs: usize) -> Vec<u32> {
                 let r = block * 64 + i;
                 if a.col_stride == 1 {
                     let values = &a.data[r * a.row_stride..][..k];
-                    // SAFETY: AVX-512F/BW and BF16 are present (the caller checked);
-                    // `row` holds ⌈k/2⌉ words for the k values.
-                    unsafe { pack_contiguous_avx512(row, values) };
+                    // Consecutive bf16 values are the pair words along k; an odd k's last high
+                    // half stays the zero it was made with.
+                    // SAFETY: AVX-512F/BW and BF16 are present (the caller checked); `row`
+                    // holds ⌈k/2⌉ words, room for the k halves.
+                    unsafe { to_bf16(row.as_mut_ptr() as *mut u16, values.as_ptr(), k) };
                 } else {
                     let at = |i: usize| a.data[r * a.row_stride + i * a.col_stride];
                     for (j, word) in row.iter_mut().enumerate() {
@@ -291,67 +302,6 @@ fn pack_rows(a: MatRef, pairs: usize) -> Vec<u32> {
             }
         });
     words
-}
-
-/// `values` (k floats) → ⌈k/2⌉ pair words (values[2j] low, values[2j + 1] high; an odd k's last
-/// word has a zero high half), rounded to nearest even by `vcvtneps2bf16`.
-///
-/// # Safety
-/// AVX-512F/BW and BF16 must be available; `row` must hold ⌈values.len()/2⌉ words.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pack_contiguous_avx512(row: &mut [u32], values: &[f32]) {
-    use std::arch::x86_64::*;
-    let k = values.len();
-    debug_assert!(row.len() >= k.div_ceil(2));
-    let mut i = 0;
-    while i < k {
-        let take = 16.min(k - i);
-        let mask: u16 = if take == 16 { 0xffff } else { (1 << take) - 1 };
-        let x = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(i));
-        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
-        let words = take.div_ceil(2);
-        let word_mask = ((1u16 << words) - 1) as __mmask8;
-        _mm256_mask_storeu_epi32(row.as_mut_ptr().add(i / 2) as *mut i32, word_mask, h);
-        i += 16;
-    }
-}
-
-/// `low` and `high` (the rows 2j and 2j + 1 of `b`, `high` absent for an odd k's last pair) →
-/// one pair word per column.
-///
-/// # Safety
-/// AVX-512F/BW and BF16 must be available; `row`, `low` and `high` hold the same count ≤ 48.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn interleave_pairs_avx512(row: &mut [u32], low: &[f32], high: Option<&[f32]>) {
-    use std::arch::x86_64::*;
-    let cols = row.len();
-    debug_assert!(low.len() == cols && high.is_none_or(|h| h.len() == cols));
-    for c in (0..cols).step_by(16) {
-        let take = 16.min(cols - c);
-        let mask = if take == 16 {
-            0xffff
-        } else {
-            (1u16 << take) - 1
-        };
-        let widen = |x: __m512| {
-            let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
-            _mm512_cvtepu16_epi32(h)
-        };
-        let lo = widen(_mm512_maskz_loadu_ps(mask, low.as_ptr().add(c)));
-        let hi = match high {
-            Some(high) => {
-                _mm512_slli_epi32::<16>(widen(_mm512_maskz_loadu_ps(mask, high.as_ptr().add(c))))
-            }
-            None => _mm512_setzero_si512(),
-        };
-        _mm512_mask_storeu_epi32(
-            row.as_mut_ptr().add(c) as *mut i32,
-            mask,
-            _mm512_or_si512(lo, hi),
-        );
-    }
 }
 
 /// One panel of columns over all `m` rows, in register blocks of 8 rows (the last one narrower).

@@ -188,8 +188,8 @@ impl TrainSettings {
                     self.device
                 ));
             }
-            if !crate::ops::conv2d::bf16_supported() {
-                return bad("--precision bf16 needs a CPU with AVX512-BF16 (vdpbf16ps), which this one lacks; use --precision fp32".into());
+            if let Err(e) = crate::ops::conv2d::check_bf16_supported() {
+                return bad(format!("--precision bf16: {e}; use --precision fp32"));
             }
         }
         Ok(())

@@ -91,20 +91,27 @@ pub fn bf16_supported() -> bool {
     false
 }
 
+/// `Ok` where this CPU (and `MTOSI_FORCE_ISA`) allows the bf16 products; else what it has.
+pub fn check_bf16_supported() -> Result<(), Bf16Unsupported> {
+    if bf16_supported() {
+        return Ok(());
+    }
+    Err(Bf16Unsupported(match detect_isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => "AVX-512 without BF16",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "AVX2 at most",
+        Isa::Portable => "no AVX2",
+    }))
+}
+
 /// Sets the precision of the CPU convolution (and LSTM recurrent) products for the whole process. `Fp32` clears
 /// the request (`MTOSI_CONV_BF16=1` still turns bf16 on); `Bf16` fails on a CPU without
 /// AVX512-BF16 rather than falling back silently.
 pub fn set_conv_precision(precision: ConvPrecision) -> Result<(), Bf16Unsupported> {
     let bf16 = precision == ConvPrecision::Bf16;
-    if bf16 && !bf16_supported() {
-        let has = match detect_isa() {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => "AVX-512 without BF16",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => "AVX2 at most",
-            Isa::Portable => "no AVX2",
-        };
-        return Err(Bf16Unsupported(has));
+    if bf16 {
+        check_bf16_supported()?;
     }
     REQUESTED.store(bf16, Ordering::Relaxed);
     Ok(())
@@ -263,7 +270,12 @@ pub(crate) fn forward(
 /// AVX-512F, BW and BF16 must be available; `a` and `b` hold `len` values, `dst` `len` words.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn convert_pairs(dst: *mut i32, a: *const f32, b: Option<*const f32>, len: usize) {
+pub(crate) unsafe fn convert_pairs(
+    dst: *mut i32,
+    a: *const f32,
+    b: Option<*const f32>,
+    len: usize,
+) {
     use std::arch::x86_64::*;
     // cvtne2ps_pbh puts its second operand's 16 values in the low half: interleave the halves.
     let order: [i16; 32] = std::array::from_fn(|i| (i / 2 + 16 * (i % 2)) as i16);
@@ -556,7 +568,7 @@ struct WeightTaskBf16<'a> {
 /// AVX-512F, BW and BF16 must be available; `src` holds `len` values, `dst` room for `len`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn to_bf16(dst: *mut u16, src: *const f32, len: usize) {
+pub(crate) unsafe fn to_bf16(dst: *mut u16, src: *const f32, len: usize) {
     use std::arch::x86_64::*;
     for q in (0..len).step_by(32) {
         let left = len - q;

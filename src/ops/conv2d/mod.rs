@@ -29,8 +29,11 @@ mod winograd;
 
 pub(crate) use bf16::bf16_pair;
 pub use bf16::{
-    bf16_enabled, bf16_supported, set_conv_precision, Bf16Unsupported, ConvPrecision, BF16_VAR,
+    bf16_enabled, bf16_supported, check_bf16_supported, set_conv_precision, Bf16Unsupported,
+    ConvPrecision, BF16_VAR,
 };
+#[cfg(target_arch = "x86_64")]
+pub(crate) use bf16::{convert_pairs, to_bf16};
 pub use direct::FORCE_ISA_VAR;
 pub(crate) use direct::{detect_isa, Isa};
 pub use implicit::IMPLICIT_VAR;
