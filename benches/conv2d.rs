@@ -7,9 +7,10 @@ mod common;
 
 use common::{configure, values, BATCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use mtosi::ops::batchnorm::{batchnorm_leaky_relu_forward_eval, BATCHNORM_EPS};
 use mtosi::ops::conv2d::{
-    bf16_supported, conv2d_backward, conv2d_forward, conv2d_output_size, BF16_VAR, IMPLICIT_VAR,
-    WINOGRAD_VAR,
+    bf16_supported, conv2d_backward, conv2d_forward, conv2d_forward_finished, conv2d_output_size,
+    ConvFinish, BF16_VAR, IMPLICIT_VAR, WINOGRAD_VAR,
 };
 
 /// (layer, c_in, h, w, c_out, k, stride, pad) for batch 4 × 640 frames.
@@ -216,5 +217,104 @@ fn bench_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_kernels);
+/// Evaluation mode as inference runs it (one 1088-frame window): the convolution, BatchNorm2d
+/// and leaky ReLU (and for enc1.conv2 the skip branch's sum) as three ops, and fused
+/// (`conv2d_forward_finished`: the sums stored normalised and activated), in float32 and bf16.
+fn bench_finished(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d eval+bn+lrelu");
+    configure(&mut group);
+    const FRAMES: usize = 1088;
+    let layers: [(&str, usize, usize, usize, usize, bool); 3] = [
+        ("enc1.conv1 1-16 1088x176", 1, FRAMES, 176, 16, false),
+        ("enc1.conv2+skip 16-16 1088x176", 16, FRAMES, 176, 16, true),
+        ("enc3.conv2 64-64 272x44", 64, FRAMES / 4, 44, 64, false),
+    ];
+    for bf16 in ["0", "1"] {
+        if bf16 == "1" && !bf16_supported() {
+            continue;
+        }
+        std::env::set_var(BF16_VAR, bf16);
+        let variant = if bf16 == "1" { " bf16" } else { "" };
+        for (name, c_in, h, w, c_out, residual) in layers {
+            let inp = values(c_in * h * w);
+            let weight = values(c_out * c_in * 9);
+            let bias = values(c_out);
+            let (bn_weight, bn_bias, mean) = (values(c_out), values(c_out), values(c_out));
+            let var = vec![0.7f32; c_out];
+            let skip = values(c_out * h * w);
+            let mut conv = vec![0.0f32; skip.len()];
+            let mut out = vec![0.0f32; skip.len()];
+            let slope = 0.01;
+            group.bench_function(BenchmarkId::new(format!("separate{variant}"), name), |b| {
+                b.iter(|| {
+                    conv2d_forward(
+                        &mut conv,
+                        &inp,
+                        &weight,
+                        Some(&bias),
+                        1,
+                        c_in,
+                        h,
+                        w,
+                        c_out,
+                        3,
+                        1,
+                        1,
+                    );
+                    batchnorm_leaky_relu_forward_eval(
+                        &mut out,
+                        &conv,
+                        &bn_weight,
+                        &bn_bias,
+                        &mean,
+                        &var,
+                        1,
+                        c_out,
+                        h * w,
+                        BATCHNORM_EPS,
+                        slope,
+                    );
+                    if residual {
+                        out.iter_mut().zip(&skip).for_each(|(o, s)| *o += s);
+                    }
+                })
+            });
+            let finish = ConvFinish::batchnorm_leaky_relu(
+                &bn_weight,
+                &bn_bias,
+                &mean,
+                &var,
+                BATCHNORM_EPS,
+                slope,
+                residual,
+            );
+            group.bench_function(BenchmarkId::new(format!("fused{variant}"), name), |b| {
+                b.iter(|| {
+                    if residual {
+                        out.copy_from_slice(&skip);
+                    }
+                    conv2d_forward_finished(
+                        &mut out,
+                        &inp,
+                        &weight,
+                        Some(&bias),
+                        &finish,
+                        1,
+                        c_in,
+                        h,
+                        w,
+                        c_out,
+                        3,
+                        1,
+                        1,
+                    );
+                })
+            });
+        }
+    }
+    std::env::remove_var(BF16_VAR);
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_kernels, bench_finished);
 criterion_main!(benches);

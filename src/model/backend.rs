@@ -51,12 +51,12 @@ use crate::ops::concat::{
     concat_channels_forward_launch,
 };
 use crate::ops::conv2d::{
-    conv2d_backward, conv2d_backward_launch, conv2d_forward, conv2d_forward_launch, ConvWorkspace,
-    DeviceConvGeometry,
+    conv2d_backward, conv2d_backward_launch, conv2d_forward, conv2d_forward_finished,
+    conv2d_forward_launch, ConvFinish, ConvWorkspace, DeviceConvGeometry,
 };
 use crate::ops::conv_transpose2d::{
     conv_transpose2d_backward, conv_transpose2d_backward_launch, conv_transpose2d_forward,
-    conv_transpose2d_forward_launch,
+    conv_transpose2d_forward_finished, conv_transpose2d_forward_launch,
 };
 use crate::ops::elementwise::{add_forward_launch, add_in_place_launch, fill_launch};
 use crate::ops::linear::{
@@ -147,6 +147,16 @@ impl ConvShape {
 /// (n, c, h·w) of a BatchNorm's input.
 pub type BatchNormDims = (usize, usize, usize);
 
+/// A BatchNorm2d layer's parameters, running statistics and workspace, for
+/// [`Backend::conv_batchnorm_leaky_relu_eval`].
+pub struct BatchNormRefs<'a, B: Backend> {
+    pub ws: &'a mut B::BatchNormWorkspace,
+    pub weight: &'a B::Param,
+    pub bias: &'a B::Param,
+    pub running_mean: &'a mut B::Stat,
+    pub running_var: &'a mut B::Stat,
+}
+
 /// One LSTM direction's parameters: w_ih, w_hh, b_ih, b_hh.
 pub type LstmParams<'a, P> = [&'a P; 4];
 /// One LSTM direction's parameters, their gradients to be added into.
@@ -210,6 +220,41 @@ pub trait Backend: Sized {
         x: &Self::Storage,
         g: &ConvShape,
     ) -> Result<()>;
+
+    /// Evaluation mode: `lrelu(bn(conv(x)))` of a convolution and the BatchNorm2d after it,
+    /// added to `residual` when given: the same values as [`Backend::conv_forward`],
+    /// [`Backend::batchnorm_leaky_relu_forward`] and [`Backend::add`] one after the other (this
+    /// default), which a backend may compute in fewer passes (the CPU stores the convolution's
+    /// sums finished).
+    fn conv_batchnorm_leaky_relu_eval(
+        &mut self,
+        conv_ws: &mut Self::ConvWorkspace,
+        x: &Self::Storage,
+        weight: &Self::Param,
+        bias: &Self::Param,
+        g: &ConvShape,
+        bn: BatchNormRefs<'_, Self>,
+        slope: f32,
+        residual: Option<Tensor<Self::Storage>>,
+    ) -> Result<Self::Storage> {
+        let y = self.conv_forward(conv_ws, x, weight, bias, g)?;
+        let (c, h, w) = g.output_dims();
+        let y = self.batchnorm_leaky_relu_forward(
+            bn.ws,
+            &y,
+            bn.weight,
+            bn.bias,
+            bn.running_mean,
+            bn.running_var,
+            (g.device_geometry().n, c, h * w),
+            slope,
+            Mode::Eval,
+        )?;
+        match residual {
+            Some(residual) => self.add(residual, &y),
+            None => Ok(y),
+        }
+    }
 
     /// BatchNorm2d followed by leaky ReLU of `slope`, in one pass. Training mode normalises by
     /// the batch statistics (kept in `ws` for the backward) and moves the running ones.
@@ -399,6 +444,46 @@ impl Backend for Cpu {
             } => conv_transpose2d_forward(
                 &mut out, x, w, b, a.n, a.c_out, a.h_out, a.w_out, a.c_in, a.k, a.stride, a.pad,
                 pad_h, pad_w,
+            ),
+        }
+        Ok(out)
+    }
+
+    fn conv_batchnorm_leaky_relu_eval(
+        &mut self,
+        _: &mut (),
+        x: &Storage,
+        weight: &Param,
+        bias: &Param,
+        g: &ConvShape,
+        bn: BatchNormRefs<'_, Self>,
+        slope: f32,
+        residual: Option<Tensor>,
+    ) -> Result<Storage> {
+        let finish = ConvFinish::batchnorm_leaky_relu(
+            &bn.weight.value,
+            &bn.bias.value,
+            &bn.running_mean.value,
+            &bn.running_var.value,
+            BATCHNORM_EPS,
+            slope,
+            residual.is_some(),
+        );
+        let mut out = match residual {
+            Some(residual) => residual.into_storage(),
+            None => Storage::for_overwrite(g.out_len()),
+        };
+        let (w, b) = (&weight.value, Some(&bias.value[..]));
+        match *g {
+            ConvShape::Conv2d(g) => conv2d_forward_finished(
+                &mut out, x, w, b, &finish, g.n, g.c_in, g.h, g.w, g.c_out, g.k, g.stride, g.pad,
+            ),
+            ConvShape::Transposed {
+                adjoint: a,
+                output_padding: (pad_h, pad_w),
+            } => conv_transpose2d_forward_finished(
+                &mut out, x, w, b, &finish, a.n, a.c_out, a.h_out, a.w_out, a.c_in, a.k, a.stride,
+                a.pad, pad_h, pad_w,
             ),
         }
         Ok(out)

@@ -4,7 +4,7 @@
 use crate::device::DeviceError;
 
 use super::backend::{Backend, Cpu};
-use super::layers::{BatchNorm2d, ConvTranspose2d};
+use super::layers::{conv_batchnorm_leaky_relu, BatchNorm2d, ConvTranspose2d};
 use super::profile;
 use super::tensor::{Mode, StateEntry, Tensor};
 
@@ -99,12 +99,11 @@ impl<B: Backend> DecoderBlock<B> {
             Some(skip) => concat_channels(backend, &u, skip)?,
             None => u,
         };
-        let h = self.conv2d.forward(backend, &u, None, mode)?;
-        let h = self.bn2d.forward(backend, &h, mode)?;
-        let y = self.conv1d.forward(backend, &h, None, mode)?;
+        let h =
+            conv_batchnorm_leaky_relu(backend, &mut self.conv2d, &mut self.bn2d, &u, None, mode)?;
         match &mut self.bn1d {
-            Some(bn) => bn.forward(backend, &y, mode),
-            None => Ok(y),
+            Some(bn) => conv_batchnorm_leaky_relu(backend, &mut self.conv1d, bn, &h, None, mode),
+            None => self.conv1d.forward(backend, &h, None, mode),
         }
     }
 

@@ -4,8 +4,7 @@
 use crate::device::DeviceError;
 
 use super::backend::{Backend, Cpu};
-use super::layers::{BatchNorm2d, Conv2d};
-use super::profile;
+use super::layers::{conv_batchnorm_leaky_relu, BatchNorm2d, Conv2d};
 use super::tensor::{Mode, StateEntry, Tensor};
 
 type Result<T> = std::result::Result<T, DeviceError>;
@@ -64,16 +63,12 @@ impl<B: Backend> EncoderBlock<B> {
         x: &Tensor<B::Storage>,
         mode: Mode,
     ) -> Result<Tensor<B::Storage>> {
-        let a = self.conv1.forward(backend, x, mode)?;
-        let a = self.bn1.forward(backend, &a, mode)?;
-        let b = self.conv2.forward(backend, &a, mode)?;
-        let b = self.bn2.forward(backend, &b, mode)?;
-        // b = lrelu(…) + skip(x), summed into the skip's output: bn2 keeps its own for backward.
+        let (conv1, bn1) = (&mut self.conv1, &mut self.bn1);
+        let a = conv_batchnorm_leaky_relu(backend, conv1, bn1, x, None, mode)?;
+        // b = lrelu(bn2(conv2(a))) + skip(x), summed into the skip's output.
         let skip = self.skip.forward(backend, x, mode)?;
-        let timer = profile::scope("add", "encoder skip sums", "forward");
-        let shape = skip.shape().to_vec();
-        let b = Tensor::from_storage(shape, backend.add(skip, b.storage())?);
-        drop(timer);
+        let (conv2, bn2) = (&mut self.conv2, &mut self.bn2);
+        let b = conv_batchnorm_leaky_relu(backend, conv2, bn2, &a, Some(skip), mode)?;
         let (_, _, h, w) = b.dims4();
         self.remembered_size = (h, w);
         self.ds.forward(backend, &b, mode)

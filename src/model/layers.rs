@@ -15,7 +15,7 @@ use crate::ops::conv_transpose2d::{
 };
 use crate::ops::lstm::LstmShape;
 
-use super::backend::{Backend, ConvShape, Cpu, LstmParams, LstmParamsMut};
+use super::backend::{Backend, BatchNormRefs, ConvShape, Cpu, LstmParams, LstmParamsMut};
 use super::init::uniform_symmetric;
 use super::profile;
 use super::tensor::{Mode, StateEntry, Tensor};
@@ -51,7 +51,7 @@ fn default_weight_and_bias<B: Backend>(
 
 /// What Conv2d and ConvTranspose2d share: the weight and bias, the kept input with the call's
 /// shape, and the backend's workspace.
-struct ConvCore<B: Backend> {
+pub struct ConvCore<B: Backend> {
     weight: B::Param,
     bias: B::Param,
     /// The op kind and the weight's name, labelling the layer in profiles.
@@ -95,6 +95,44 @@ impl<B: Backend> ConvCore<B> {
         self.input = (mode == Mode::Train).then(|| (x.clone(), g));
         let (c, h, w) = g.output_dims();
         Ok(Tensor::from_storage(vec![x.shape()[0], c, h, w], out))
+    }
+
+    /// Evaluation mode: `lrelu(bn(conv(x)))` [+ residual], in one op of the backend.
+    fn forward_batchnorm_leaky_relu_eval(
+        &mut self,
+        backend: &mut B,
+        x: &Activation<B>,
+        g: ConvShape,
+        bn: &mut BatchNorm2d<B>,
+        residual: Option<Activation<B>>,
+    ) -> Result<Activation<B>> {
+        let _timer = profile::scope(self.kind, &self.label, "forward");
+        let (c, h, w) = g.output_dims();
+        assert_eq!(c, bn.c, "{}: channels", bn.label);
+        let shape = vec![x.shape()[0], c, h, w];
+        if let Some(residual) = &residual {
+            assert_eq!(residual.shape(), shape, "{}: residual", self.label);
+        }
+        let refs = BatchNormRefs {
+            ws: &mut bn.ws,
+            weight: &bn.weight,
+            bias: &bn.bias,
+            running_mean: &mut bn.running_mean,
+            running_var: &mut bn.running_var,
+        };
+        let out = backend.conv_batchnorm_leaky_relu_eval(
+            &mut self.ws,
+            x.storage(),
+            &self.weight,
+            &self.bias,
+            &g,
+            refs,
+            LEAKY_RELU_SLOPE,
+            residual,
+        )?;
+        self.input = None;
+        bn.saved = None;
+        Ok(Tensor::from_storage(shape, out))
     }
 
     fn backward_into(
@@ -177,11 +215,17 @@ impl<B: Backend> Conv2d<B> {
         x: &Activation<B>,
         mode: Mode,
     ) -> Result<Activation<B>> {
+        let g = self.shape(x);
+        self.core.forward(backend, x, g, mode)
+    }
+
+    fn shape(&self, x: &Activation<B>) -> ConvShape {
         let (n, c, h, w) = x.dims4();
         assert_eq!(c, self.c_in, "{}: input channels", self.core.label);
         let (c_out, k, stride, pad) = (self.c_out, self.k, self.stride, self.pad);
-        let g = DeviceConvGeometry::conv2d(n, c, h, w, c_out, k, stride, pad);
-        self.core.forward(backend, x, ConvShape::Conv2d(g), mode)
+        ConvShape::Conv2d(DeviceConvGeometry::conv2d(
+            n, c, h, w, c_out, k, stride, pad,
+        ))
     }
 
     pub fn backward_into(
@@ -255,6 +299,11 @@ impl<B: Backend> ConvTranspose2d<B> {
         output_size: Option<(usize, usize)>,
         mode: Mode,
     ) -> Result<Activation<B>> {
+        let g = self.shape(x, output_size);
+        self.core.forward(backend, x, g, mode)
+    }
+
+    fn shape(&self, x: &Activation<B>, output_size: Option<(usize, usize)>) -> ConvShape {
         let (n, c, h, w) = x.dims4();
         let label = &self.core.label;
         assert_eq!(c, self.c_in, "{label}: input channels");
@@ -268,13 +317,12 @@ impl<B: Backend> ConvTranspose2d<B> {
             padding_for(h, output_size.map(|s| s.0)),
             padding_for(w, output_size.map(|s| s.1)),
         );
-        let g = ConvShape::Transposed {
+        ConvShape::Transposed {
             adjoint: conv_transpose2d_adjoint_geometry(
                 n, c, h, w, c_out, k, stride, pad, pad_h, pad_w,
             ),
             output_padding: (pad_h, pad_w),
-        };
-        self.core.forward(backend, x, g, mode)
+        }
     }
 
     pub fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
@@ -284,6 +332,65 @@ impl<B: Backend> ConvTranspose2d<B> {
     pub fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {
         self.core.entries(out);
     }
+}
+
+/// A convolution layer a BatchNorm2d can follow: its op and the shape of its call on `x`
+/// (a transposed one without `output_size`).
+pub trait ConvLayer<B: Backend> {
+    fn core_and_shape(&mut self, x: &Activation<B>) -> (&mut ConvCore<B>, ConvShape);
+    fn forward(&mut self, backend: &mut B, x: &Activation<B>, mode: Mode) -> Result<Activation<B>>;
+}
+
+impl<B: Backend> ConvLayer<B> for Conv2d<B> {
+    fn core_and_shape(&mut self, x: &Activation<B>) -> (&mut ConvCore<B>, ConvShape) {
+        let g = self.shape(x);
+        (&mut self.core, g)
+    }
+
+    fn forward(&mut self, backend: &mut B, x: &Activation<B>, mode: Mode) -> Result<Activation<B>> {
+        Conv2d::forward(self, backend, x, mode)
+    }
+}
+
+impl<B: Backend> ConvLayer<B> for ConvTranspose2d<B> {
+    fn core_and_shape(&mut self, x: &Activation<B>) -> (&mut ConvCore<B>, ConvShape) {
+        let g = self.shape(x, None);
+        (&mut self.core, g)
+    }
+
+    fn forward(&mut self, backend: &mut B, x: &Activation<B>, mode: Mode) -> Result<Activation<B>> {
+        ConvTranspose2d::forward(self, backend, x, None, mode)
+    }
+}
+
+/// `lrelu(bn(conv(x)))`, plus `residual` (a tensor of the output's shape) when given. Training
+/// mode runs the layers one after the other, each keeping what its backward needs; evaluation
+/// mode runs them as one op of the backend, which gives the same values (on the CPU one pass
+/// over the output: the convolution stores its sums normalised and activated).
+pub fn conv_batchnorm_leaky_relu<B: Backend>(
+    backend: &mut B,
+    conv: &mut impl ConvLayer<B>,
+    bn: &mut BatchNorm2d<B>,
+    x: &Activation<B>,
+    residual: Option<Activation<B>>,
+    mode: Mode,
+) -> Result<Activation<B>> {
+    if mode == Mode::Eval {
+        let (core, g) = conv.core_and_shape(x);
+        return core.forward_batchnorm_leaky_relu_eval(backend, x, g, bn, residual);
+    }
+    let y = conv.forward(backend, x, mode)?;
+    let y = bn.forward(backend, &y, mode)?;
+    let Some(residual) = residual else {
+        return Ok(y);
+    };
+    // Summed into the residual's storage: bn keeps its own output for backward.
+    let _timer = profile::scope("add", "residual sums", "forward");
+    let shape = residual.shape().to_vec();
+    Ok(Tensor::from_storage(
+        shape,
+        backend.add(residual, y.storage())?,
+    ))
 }
 
 /// `torch.nn.BatchNorm2d(c)` (momentum 0.1, eps 1e-5, affine, tracking running statistics)

@@ -240,14 +240,40 @@ fn forward_eval(
         hw,
     );
     check_len("batchnorm out", out.len(), inp.len());
-    let scale_shift: Vec<(f32, f32)> = (0..c)
+    let scale_shift = eval_scale_shift(weight, bias, running_mean, running_var, eps);
+    apply_scale_shift(out, inp, &scale_shift, c, hw, leaky);
+}
+
+/// Evaluation mode's BatchNorm as one multiply-add per channel: `bn(x) = x · scale + shift`
+/// with `scale = weight / √(running_var + eps)` and `shift = bias − running_mean · scale`
+/// (formed in f64, then rounded).
+pub(crate) fn eval_scale_shift(
+    weight: &[f32],
+    bias: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    eps: f32,
+) -> Vec<(f32, f32)> {
+    (0..weight.len())
         .map(|ch| {
             let scale = weight[ch] as f64 / (running_var[ch] as f64 + eps as f64).sqrt();
             let shift = bias[ch] as f64 - running_mean[ch] as f64 * scale;
             (scale as f32, shift as f32)
         })
-        .collect();
-    apply_scale_shift(out, inp, &scale_shift, c, hw, leaky);
+        .collect()
+}
+
+/// `lrelu(x · scale + shift)`, multiplied then added (no fused multiply-add), as every
+/// evaluation-mode pass computes it: the convolutions that apply it as they store their sums
+/// (`ops::conv2d::ConvFinish`) give the same bits as this op after them.
+#[inline(always)]
+pub(crate) fn scale_shift_leaky(x: f32, (scale, shift): (f32, f32), slope: f32) -> f32 {
+    let v = x * scale + shift;
+    if v > 0.0 {
+        v
+    } else {
+        v * slope
+    }
 }
 
 /// Adds the training-mode gradients into `d_inp` (n, c, hw), `d_weight` and `d_bias` (c), given
@@ -454,8 +480,7 @@ fn apply_scale_shift(
                 }
                 Some(slope) => {
                     for (y, &x) in out.iter_mut().zip(inp) {
-                        let v = x * scale + shift;
-                        *y = if v > 0.0 { v } else { v * slope };
+                        *y = scale_shift_leaky(x, (scale, shift), slope);
                     }
                 }
             }

@@ -8,8 +8,8 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::conv2d::{
-    add_channel_sums, backward_data_from, backward_weight_into, forward_into, ConvGeometry,
-    OutputStart,
+    add_channel_sums, backward_data_from, backward_weight_into, forward_into, ConvFinish,
+    ConvGeometry, OutputStart,
 };
 use super::{check_len, OpsError};
 
@@ -80,26 +80,84 @@ pub fn conv_transpose2d_forward(
     output_padding_h: usize,
     output_padding_w: usize,
 ) {
-    let (h_out, w_out) = check_shapes(
+    let adjoint = forward_adjoint(
         out.len(),
         inp.len(),
         weight.len(),
         bias.map(<[f32]>::len),
         n,
-        c_in,
-        h,
-        w,
-        c_out,
-        k,
-        stride,
-        pad,
-        output_padding_h,
-        output_padding_w,
+        [
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+            output_padding_h,
+            output_padding_w,
+        ],
     );
-    let adjoint = adjoint_conv(c_in, h, w, c_out, k, stride, pad, h_out, w_out);
     // The transposed convolution is the data gradient of the convolution that maps `out`'s
     // shape back to `inp`'s: scatter each input pixel through the kernel onto the output.
-    backward_data_from(out, inp, weight, bias, n, &adjoint);
+    backward_data_from(out, inp, weight, bias, None, n, &adjoint);
+}
+
+/// out = finish(conv_transpose(inp, weight) + bias) [+ out for a residual]: the
+/// evaluation-mode BatchNorm2d and leaky ReLU of `finish` applied as the sums are stored (see
+/// [`ConvFinish`]); the same values as [`conv_transpose2d_forward`] and then those ops.
+pub fn conv_transpose2d_forward_finished(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    finish: &ConvFinish,
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    output_padding_h: usize,
+    output_padding_w: usize,
+) {
+    let adjoint = forward_adjoint(
+        out.len(),
+        inp.len(),
+        weight.len(),
+        bias.map(<[f32]>::len),
+        n,
+        [
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+            output_padding_h,
+            output_padding_w,
+        ],
+    );
+    check_len("conv_transpose2d finish channels", finish.channels(), c_out);
+    backward_data_from(out, inp, weight, bias, Some(finish), n, &adjoint);
+}
+
+/// The forward's adjoint convolution, after checking the buffers against it.
+fn forward_adjoint(
+    out_len: usize,
+    inp_len: usize,
+    weight_len: usize,
+    bias_len: Option<usize>,
+    n: usize,
+    [c_in, h, w, c_out, k, stride, pad, pad_h, pad_w]: [usize; 9],
+) -> ConvGeometry {
+    let (h_out, w_out) = check_shapes(
+        out_len, inp_len, weight_len, bias_len, n, c_in, h, w, c_out, k, stride, pad, pad_h, pad_w,
+    );
+    adjoint_conv(c_in, h, w, c_out, k, stride, pad, h_out, w_out)
 }
 
 /// Adds the gradients of `conv_transpose2d_forward` into `d_inp` (n, c_in, h, w), `d_weight`

@@ -37,7 +37,7 @@ use super::direct::{detect_isa, Isa};
 use super::implicit::{
     fill_grad_rows, is_unshuffle, rows_per_task, with_scratch, FlatStrip, Task, CO_BLOCK, PX_BLOCK,
 };
-use super::{ConvGeometry, OutputStart};
+use super::{ConvFinish, ConvGeometry, OutputStart};
 use crate::ops::SharedOut;
 
 /// Environment variable that turns the bf16 products on (`1`); off by default.
@@ -204,10 +204,12 @@ pub(crate) fn forward(
     inp: &[f32],
     weight: &[f32],
     start: OutputStart,
+    finish: Option<&ConvFinish>,
     n: usize,
     g: &ConvGeometry,
 ) {
     assert!(applies(g));
+    assert!(finish.is_none() || matches!(start, OutputStart::Bias(_)));
     let in_len = g.c_in * g.h * g.w;
     let rows_per_task = rows_per_task(g, n);
     let row_blocks = g.h_out.div_ceil(rows_per_task);
@@ -256,6 +258,7 @@ pub(crate) fn forward(
                     b,
                     rows,
                     strip: &strip,
+                    finish,
                 };
                 task_avx512_bf16(&job, &offsets, &packed);
             }
@@ -366,7 +369,9 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
     let strip = job.strip.data.as_ptr() as *const i32;
     let mut sums = [0.0f32; V * L];
     let out_plane = g.h_out * g.w_out;
-    let accumulate = matches!(job.start, OutputStart::Accumulate);
+    // Adds the stored values to the output's: an accumulating start, or a finish's residual.
+    let accumulate =
+        matches!(job.start, OutputStart::Accumulate) || job.finish.is_some_and(|f| f.residual());
     let block_len = offsets.len() * CO_BLOCK;
     for cb in 0..g.c_out.div_ceil(CO_BLOCK) {
         let weights = packed[cb * block_len..][..block_len].as_ptr();
@@ -397,10 +402,9 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
                 for v in 0..V {
                     _mm512_storeu_ps(sums.as_mut_ptr().add(v * L), acc[co][v]);
                 }
-                let plane = job
-                    .out
-                    .0
-                    .add((job.b * g.c_out + cb * CO_BLOCK + co) * out_plane);
+                let channel = cb * CO_BLOCK + co;
+                let plane = job.out.0.add((job.b * g.c_out + channel) * out_plane);
+
                 for &(from, to, len) in &segments[..count] {
                     for i in (0..len).step_by(L) {
                         let mask: __mmask16 = if len - i >= L {
@@ -409,6 +413,9 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
                             (1u16 << (len - i)) - 1
                         };
                         let mut x = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(from + i));
+                        if let Some(finish) = job.finish {
+                            x = finish.value_avx512(channel, x);
+                        }
                         let dst = plane.add(to + i);
                         if accumulate {
                             x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, dst));

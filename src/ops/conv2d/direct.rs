@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::{ConvGeometry, OutputStart};
+use super::{ConvFinish, ConvGeometry, OutputStart};
 use crate::ops::SharedOut;
 
 /// Output rows per parallel task.
@@ -22,6 +22,11 @@ pub(crate) const MAX_CHANNELS: usize = 16;
 pub(crate) fn forward_applies(g: &ConvGeometry) -> bool {
     // Below 4 output channels most of a register block would idle: im2col wins there.
     g.stride == 1 && g.k <= 3 && g.pad < g.k.max(1) && (4..=MAX_CHANNELS).contains(&g.c_out)
+}
+
+/// Whether the direct forward kernel applies a [`ConvFinish`] as it stores (the AVX-512 one).
+pub(crate) fn forward_finishes(g: &ConvGeometry) -> bool {
+    forward_applies(g) && matches!(detect_isa(), Isa::Avx512)
 }
 
 /// Whether the direct weight-gradient kernel computes this convolution's weight gradient.
@@ -107,10 +112,12 @@ pub(crate) fn forward(
     inp: &[f32],
     weight: &[f32],
     start: OutputStart,
+    finish: Option<&ConvFinish>,
     n: usize,
     g: &ConvGeometry,
 ) {
     assert!(forward_applies(g));
+    assert!(finish.is_none() || (forward_finishes(g) && matches!(start, OutputStart::Bias(_))));
     let isa = detect_isa();
     // Blocks of 8 output channels (16 measured slower: the broadcasts outnumber the loads).
     let co_block = 8;
@@ -128,6 +135,7 @@ pub(crate) fn forward(
             packed: &packed,
             co_block,
             start,
+            finish,
             g,
             b,
             rows,
@@ -152,6 +160,8 @@ struct ForwardTask<'a> {
     packed: &'a [f32],
     co_block: usize,
     start: OutputStart<'a>,
+    /// Applied as the AVX-512 kernel stores (see [`forward_finishes`]).
+    finish: Option<&'a ConvFinish>,
     g: &'a ConvGeometry,
     b: usize,
     rows: std::ops::Range<usize>,
@@ -204,8 +214,17 @@ unsafe fn forward_task_avx512(job: &ForwardTask) {
                         }
                     }
                 }
-                for (co, acc) in acc.iter().enumerate().take(co_count) {
-                    _mm512_mask_storeu_ps(job.out.0.add(at(co)), mask, *acc);
+                for (co, &acc) in acc.iter().enumerate().take(co_count) {
+                    let dst = job.out.0.add(at(co));
+                    let value = match job.finish {
+                        Some(f) if f.residual() => _mm512_add_ps(
+                            f.value_avx512(co0 + co, acc),
+                            _mm512_maskz_loadu_ps(mask, dst),
+                        ),
+                        Some(f) => f.value_avx512(co0 + co, acc),
+                        None => acc,
+                    };
+                    _mm512_mask_storeu_ps(dst, mask, value);
                 }
             }
         }

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::direct::{detect_isa, pack_weights, Isa};
-use super::{ConvGeometry, OutputStart};
+use super::{ConvFinish, ConvGeometry, OutputStart};
 use crate::ops::SharedOut;
 
 /// Output channels per packed weight block (both ISAs).
@@ -154,6 +154,8 @@ pub(super) struct Task<'a> {
     pub(super) b: usize,
     pub(super) rows: std::ops::Range<usize>,
     pub(super) strip: &'a FlatStrip<'a>,
+    /// Applied to each value as it is stored (from a bias start only).
+    pub(super) finish: Option<&'a ConvFinish>,
 }
 
 impl Task<'_> {
@@ -197,10 +199,20 @@ impl Task<'_> {
                 self.out.0.add(base + (self.rows.start + r) * g.w_out + lo),
                 hi - lo,
             );
-            if matches!(self.start, OutputStart::Accumulate) {
-                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
-            } else {
-                dst.copy_from_slice(src);
+            match self.finish {
+                Some(f) if f.residual() => {
+                    dst.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &s)| *d += f.value(co, s));
+                }
+                Some(f) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = f.value(co, s)),
+                None if matches!(self.start, OutputStart::Accumulate) => {
+                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                }
+                None => dst.copy_from_slice(src),
             }
         }
     }
@@ -227,10 +239,12 @@ pub(crate) fn forward(
     inp: &[f32],
     weight: &[f32],
     start: OutputStart,
+    finish: Option<&ConvFinish>,
     n: usize,
     g: &ConvGeometry,
 ) {
     assert!(applies(g));
+    assert!(finish.is_none() || matches!(start, OutputStart::Bias(_)));
     let isa = detect_isa();
     let packed = pack_weights(weight, g, CO_BLOCK);
     let in_len = g.c_in * g.h * g.w;
@@ -255,6 +269,7 @@ pub(crate) fn forward(
                 b,
                 rows,
                 strip: &strip,
+                finish,
             };
             // SAFETY: each variant runs only on a CPU with its features (`applies` excludes the
             // portable case), and each task writes only its own output rows.

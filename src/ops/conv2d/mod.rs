@@ -46,6 +46,7 @@ pub use winograd::WINOGRAD_VAR;
 
 use rayon::prelude::*;
 
+use super::batchnorm::{eval_scale_shift, scale_shift_leaky};
 use super::{check_len, sums};
 
 /// Output length of one spatial dimension: `(size + 2·pad − k) / stride + 1`, floored as PyTorch.
@@ -74,21 +75,59 @@ pub fn conv2d_forward(
     stride: usize,
     pad: usize,
 ) {
-    let (h_out, w_out) = check_shapes(
+    let geometry = forward_geometry(
         out.len(),
         inp.len(),
         weight.len(),
         bias.map(<[f32]>::len),
         n,
-        c_in,
-        h,
-        w,
-        c_out,
-        k,
-        stride,
-        pad,
+        [c_in, h, w, c_out, k, stride, pad],
     );
-    let geometry = ConvGeometry {
+    forward_into(out, inp, weight, OutputStart::Bias(bias), n, &geometry);
+}
+
+/// out = finish(conv(inp, weight) + bias), [+ out for a residual]: the evaluation-mode
+/// BatchNorm2d and leaky ReLU of `finish` applied as the sums are stored (see [`ConvFinish`]);
+/// the same values as [`conv2d_forward`] and then those ops.
+pub fn conv2d_forward_finished(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    finish: &ConvFinish,
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    let geometry = forward_geometry(
+        out.len(),
+        inp.len(),
+        weight.len(),
+        bias.map(<[f32]>::len),
+        n,
+        [c_in, h, w, c_out, k, stride, pad],
+    );
+    forward_finishing(out, inp, weight, bias, finish, n, &geometry);
+}
+
+/// The forward's geometry, after checking the buffers against it.
+fn forward_geometry(
+    out_len: usize,
+    inp_len: usize,
+    weight_len: usize,
+    bias_len: Option<usize>,
+    n: usize,
+    [c_in, h, w, c_out, k, stride, pad]: [usize; 7],
+) -> ConvGeometry {
+    let (h_out, w_out) = check_shapes(
+        out_len, inp_len, weight_len, bias_len, n, c_in, h, w, c_out, k, stride, pad,
+    );
+    ConvGeometry {
         c_in,
         h,
         w,
@@ -98,8 +137,7 @@ pub fn conv2d_forward(
         pad,
         h_out,
         w_out,
-    };
-    forward_into(out, inp, weight, OutputStart::Bias(bias), n, &geometry);
+    }
 }
 
 /// Adds the gradients of `conv2d_forward` into `d_inp` (n, c_in, h, w), `d_weight`
@@ -376,6 +414,139 @@ pub(crate) enum OutputStart<'a> {
     Accumulate,
 }
 
+/// What an evaluation-mode forward does to each output value `v` (the bias and the products
+/// summed) as it stores it: `lrelu(v · scale + shift)` with the BatchNorm2d that follows the
+/// convolution folded to one scale and shift per output channel, then, for a `residual`, added
+/// to what the output already holds (the encoder's skip branch). The same values, bit for bit,
+/// as the convolution, then `ops::batchnorm::batchnorm_leaky_relu_forward_eval`, then the sum,
+/// in one pass over the output instead of three where the kernel takes it (the bf16, the
+/// implicit-GEMM and the AVX-512 direct forwards) and in a pass after the convolution elsewhere.
+#[derive(Clone, Debug)]
+pub struct ConvFinish {
+    scale_shift: Vec<(f32, f32)>,
+    slope: f32,
+    residual: bool,
+}
+
+impl ConvFinish {
+    /// `torch.nn.BatchNorm2d` in evaluation mode (its weight, bias, running statistics, eps),
+    /// then `F.leaky_relu` of `slope`; with `residual`, added to the output's values.
+    pub fn batchnorm_leaky_relu(
+        weight: &[f32],
+        bias: &[f32],
+        running_mean: &[f32],
+        running_var: &[f32],
+        eps: f32,
+        slope: f32,
+        residual: bool,
+    ) -> Self {
+        for (name, len) in [
+            ("bias", bias.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+        ] {
+            check_len(&format!("conv finish batchnorm {name}"), len, weight.len());
+        }
+        Self {
+            scale_shift: eval_scale_shift(weight, bias, running_mean, running_var, eps),
+            slope,
+            residual,
+        }
+    }
+
+    /// Output channels it is for.
+    pub fn channels(&self) -> usize {
+        self.scale_shift.len()
+    }
+
+    /// The finished value of sum `v` of channel `co`, before any residual.
+    #[inline(always)]
+    pub(crate) fn value(&self, co: usize, v: f32) -> f32 {
+        scale_shift_leaky(v, self.scale_shift[co], self.slope)
+    }
+
+    pub(crate) fn residual(&self) -> bool {
+        self.residual
+    }
+
+    /// [`ConvFinish::value`] of 16 sums of channel `co` (multiply, add, then the leaky ReLU's
+    /// select `v > 0 ? v : v · slope`), for the AVX-512 kernels' stores.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn value_avx512(
+        &self,
+        co: usize,
+        v: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let (scale, shift) = self.scale_shift[co];
+        let v = _mm512_add_ps(
+            _mm512_mul_ps(v, _mm512_set1_ps(scale)),
+            _mm512_set1_ps(shift),
+        );
+        let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+        _mm512_mask_blend_ps(positive, _mm512_mul_ps(v, _mm512_set1_ps(self.slope)), v)
+    }
+
+    /// The pass after a kernel that does not finish its own stores: `out` (n, c, plane) =
+    /// finish(`sums`) + out for a residual, finish(out) in place otherwise.
+    fn apply(&self, out: &mut [f32], sums: Option<&[f32]>, plane: usize) {
+        let c = self.channels();
+        out.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
+            let (scale_shift, slope) = (self.scale_shift[i % c], self.slope);
+            match sums {
+                Some(sums) => {
+                    let sums = &sums[i * plane..][..plane];
+                    for (o, &v) in out.iter_mut().zip(sums) {
+                        *o += scale_shift_leaky(v, scale_shift, slope);
+                    }
+                }
+                None => {
+                    for o in out.iter_mut() {
+                        *o = scale_shift_leaky(*o, scale_shift, slope);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Forward from the bias, each value finished by `finish` as it is stored (see [`ConvFinish`]).
+pub(crate) fn forward_finishing(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    finish: &ConvFinish,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    check_len("conv finish channels", finish.channels(), g.c_out);
+    let start = OutputStart::Bias(bias);
+    // The same choice of kernel as `forward_into`: these two store through the finish.
+    if bf16::applies(g) {
+        return bf16::forward(out, inp, weight, start, Some(finish), n, g);
+    }
+    if !pointwise::applies(g) && !winograd::applies(g) && implicit::applies(g) {
+        return implicit::forward(out, inp, weight, start, Some(finish), n, g);
+    }
+    if !winograd::applies(g) && !implicit::applies(g) && direct::forward_finishes(g) {
+        return direct::forward(out, inp, weight, start, Some(finish), n, g);
+    }
+    let plane = g.h_out * g.w_out;
+    if finish.residual {
+        let mut sums = vec![0.0f32; out.len()];
+        forward_into(&mut sums, inp, weight, start, n, g);
+        finish.apply(out, Some(&sums), plane);
+    } else {
+        forward_into(out, inp, weight, start, n, g);
+        finish.apply(out, None, plane);
+    }
+}
+
 /// Forward: `out` (n, c_out, h_out, w_out) = conv(inp, weight), starting from `start`.
 pub(crate) fn forward_into(
     out: &mut [f32],
@@ -386,15 +557,15 @@ pub(crate) fn forward_into(
     g: &ConvGeometry,
 ) {
     if bf16::applies(g) {
-        bf16::forward(out, inp, weight, start, n, g);
+        bf16::forward(out, inp, weight, start, None, n, g);
     } else if pointwise::applies(g) {
         pointwise::forward(out, inp, weight, start, n, g);
     } else if winograd::applies(g) {
         winograd::forward(out, inp, weight, start, n, g);
     } else if implicit::applies(g) {
-        implicit::forward(out, inp, weight, start, n, g);
+        implicit::forward(out, inp, weight, start, None, n, g);
     } else if direct::forward_applies(g) {
-        direct::forward(out, inp, weight, start, n, g);
+        direct::forward(out, inp, weight, start, None, n, g);
     } else {
         im2col::conv_gemm_forward(out, inp, weight, start, n, g);
     }
@@ -408,9 +579,25 @@ pub(crate) fn backward_data_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    // With stride 1 the data gradient is itself a convolution of `d_out`, with the kernel
-    // rotated by 180° and its channel axes swapped, padded by k − 1 − pad. With few channels
-    // the direct kernel computes it; otherwise im2col + GEMM then col2im costs the same.
+    if let Some(adjoint) = gathering_adjoint(g, n) {
+        let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
+        forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
+    } else if stride2::backward_data_applies(g) {
+        stride2::backward_data(d_inp, d_out, weight, None, n, g);
+    } else {
+        im2col::conv_gemm_backward_data(d_inp, d_out, weight, n, g);
+    }
+}
+
+/// With stride 1 the data gradient is itself a convolution of `d_out`, with the kernel rotated
+/// by 180° and its channel axes swapped, padded by k − 1 − pad: that convolution, where a fast
+/// forward computes it (with few channels the direct kernel; otherwise im2col + GEMM then
+/// col2im costs the same). Batches smaller than the thread pool (inference on one recording,
+/// through ConvTranspose2d) take the gather form whatever the kernel, its row chunks run in
+/// parallel and col2im's scatter cannot, but for fewer than 4 output channels (the decoder's
+/// last layer, 8 → 1), where im2col's GEMM of one row is slower than the scatter (1088 × 176
+/// pixels, 2 threads: 1.4–1.6 ms against 0.86–0.90 ms).
+fn gathering_adjoint(g: &ConvGeometry, n: usize) -> Option<ConvGeometry> {
     let adjoint = (g.stride == 1 && g.pad < g.k).then(|| ConvGeometry {
         c_in: g.c_out,
         h: g.h_out,
@@ -421,30 +608,60 @@ pub(crate) fn backward_data_into(
         pad: g.k - 1 - g.pad,
         h_out: g.h,
         w_out: g.w,
-    });
-    // Batches smaller than the thread pool (inference on one recording, through ConvTranspose2d)
-    // take the gather form too: its row chunks run in parallel, col2im's scatter cannot.
-    let small_batch = n < rayon::current_num_threads();
-    if let Some(adjoint) = adjoint.filter(|a| {
-        small_batch
-            || direct::forward_applies(a)
-            || implicit::applies(a)
-            || bf16::applies(a)
-            || pointwise::applies(a)
-    }) {
+    })?;
+    let small_batch = n < rayon::current_num_threads() && adjoint.c_out >= 4;
+    (small_batch
+        || direct::forward_applies(&adjoint)
+        || implicit::applies(&adjoint)
+        || bf16::applies(&adjoint)
+        || pointwise::applies(&adjoint))
+    .then_some(adjoint)
+}
+
+/// `d_inp` (n, c_in, h, w) = `start` (per channel; zero when `None`) + convᵀ(d_out, weight),
+/// then `finish`ed when given: ConvTranspose2d's forward with its bias, every element written.
+/// The stride-1 gather form starts its sums from the bias and finishes them as it stores them
+/// (one pass over the output); the 2×2 stride-2 kernel writes the bias with the sums.
+pub(crate) fn backward_data_from(
+    d_inp: &mut [f32],
+    d_out: &[f32],
+    weight: &[f32],
+    start: Option<&[f32]>,
+    finish: Option<&ConvFinish>,
+    n: usize,
+    g: &ConvGeometry,
+) {
+    if let Some(adjoint) = gathering_adjoint(g, n) {
         let flipped = flip_kernel(weight, g.c_out, g.c_in, g.k);
-        forward_into(d_inp, d_out, &flipped, OutputStart::Accumulate, n, &adjoint);
-    } else if stride2::backward_data_applies(g) {
-        stride2::backward_data(d_inp, d_out, weight, None, n, g);
-    } else {
-        im2col::conv_gemm_backward_data(d_inp, d_out, weight, n, g);
+        return match finish {
+            Some(finish) => forward_finishing(d_inp, d_out, &flipped, start, finish, n, &adjoint),
+            None => forward_into(
+                d_inp,
+                d_out,
+                &flipped,
+                OutputStart::Bias(start),
+                n,
+                &adjoint,
+            ),
+        };
+    }
+    let plane = g.h * g.w;
+    match finish {
+        None => scatter_from(d_inp, d_out, weight, start, n, g),
+        Some(finish) if finish.residual => {
+            let mut sums = vec![0.0f32; d_inp.len()];
+            scatter_from(&mut sums, d_out, weight, start, n, g);
+            finish.apply(d_inp, Some(&sums), plane);
+        }
+        Some(finish) => {
+            scatter_from(d_inp, d_out, weight, start, n, g);
+            finish.apply(d_inp, None, plane);
+        }
     }
 }
 
-/// `d_inp` (n, c_in, h, w) = `start` (per channel; zero when `None`) + convᵀ(d_out, weight):
-/// ConvTranspose2d's forward with its bias, every element written (the 2×2 stride-2 kernel
-/// writes the bias with the sums, in one pass over the output).
-pub(crate) fn backward_data_from(
+/// [`backward_data_from`] without the gather form.
+fn scatter_from(
     d_inp: &mut [f32],
     d_out: &[f32],
     weight: &[f32],
