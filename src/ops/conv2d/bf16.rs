@@ -228,10 +228,8 @@ pub(crate) fn forward(
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
         let planes = fp32_planes(g);
         let plane = plane_of(rows.len());
-        // Stride 1 converts the input rows straight into the pair strip; the unshuffle goes
-        // through its float32 strip.
-        let fp32_len = if is_unshuffle(g) { planes * plane } else { 0 };
-        with_scratch(fp32_len, planes.div_ceil(2) * plane, |data, pair_data| {
+        // Both convert the input rows straight into the pair strip.
+        with_scratch(0, planes.div_ceil(2) * plane, |_, pair_data| {
             let inp = &inp[b * in_len..][..in_len];
             // SAFETY: `applies` admits only CPUs with AVX-512F, BW and BF16; the pair strip has
             // `planes.div_ceil(2)` planes of the float32 strip's length, whose slack covers the
@@ -239,9 +237,7 @@ pub(crate) fn forward(
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 if is_unshuffle(g) {
-                    let fp32 = FlatStrip::fill_unshuffled(data, inp, g, rows.clone());
-                    debug_assert_eq!((fp32.plane, fp32.wp), (plane, wp));
-                    pair_planes(pair_data, &fp32, planes);
+                    fill_unshuffled_pairs(pair_data, inp, g, rows.clone(), plane);
                 } else {
                     fill_pairs(pair_data, inp, g, rows.clone(), plane);
                 }
@@ -298,20 +294,34 @@ pub(crate) unsafe fn convert_pairs(
     }
 }
 
-/// Interleaves float32 planes (2j, 2j + 1) of `strip` into bf16 pair plane j of `pairs`, the
-/// first in the low half of each word; an odd last plane pairs with zeros.
+/// The 2×2 stride-2 downsampling: the pair strip of output rows `out_rows` straight from the
+/// input. Tap pair (ci, kh, 0), (ci, kh, 1) of output pixel (oh, ow) reads input columns 2·ow
+/// and 2·ow + 1 of row 2·oh + kh, which are already a pair: pair plane 2·ci + kh of output row
+/// j is that input row rounded to bf16 in order, then slack zeros: the words of
+/// [`FlatStrip::fill_unshuffled`]'s float32 tap planes (ci, kh, 0) and (ci, kh, 1) paired, with
+/// no float32 strip in between.
 ///
 /// # Safety
-/// AVX-512F, BW and BF16 must be available.
+/// AVX-512F, BW and BF16 must be available; `pairs` holds `2·c_in` planes of `plane`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pair_planes(pairs: &mut [f32], strip: &FlatStrip, planes: usize) {
-    let plane = strip.plane;
-    assert!(pairs.len() >= planes.div_ceil(2) * plane && strip.data.len() >= planes * plane);
-    let (src, dst) = (strip.data.as_ptr(), pairs.as_mut_ptr() as *mut i32);
-    for j in 0..planes.div_ceil(2) {
-        let second = (2 * j + 1 < planes).then(|| src.add((2 * j + 1) * plane));
-        convert_pairs(dst.add(j * plane), src.add(2 * j * plane), second, plane);
+unsafe fn fill_unshuffled_pairs(
+    pairs: &mut [f32],
+    inp: &[f32],
+    g: &ConvGeometry,
+    out_rows: std::ops::Range<usize>,
+    plane: usize,
+) {
+    let span = out_rows.len() * g.w_out;
+    assert!(pairs.len() == 2 * g.c_in * plane && plane >= span);
+    for (m, plane_data) in pairs.chunks_exact_mut(plane).enumerate() {
+        let (ci, kh) = (m / 2, m % 2);
+        let (body, slack) = plane_data.split_at_mut(span);
+        slack.fill(0.0);
+        for (row, oh) in body.chunks_exact_mut(g.w_out).zip(out_rows.clone()) {
+            let src = &inp[(ci * g.h + 2 * oh + kh) * g.w..][..2 * g.w_out];
+            to_bf16(row.as_mut_ptr() as *mut u16, src.as_ptr(), 2 * g.w_out);
+        }
     }
 }
 

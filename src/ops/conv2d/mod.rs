@@ -526,17 +526,17 @@ pub(crate) fn forward_finishing(
 ) {
     check_len("conv finish channels", finish.channels(), g.c_out);
     let start = OutputStart::Bias(bias);
-    // The same choice of kernel as `forward_into`: these two store through the finish.
-    if bf16::applies(g) {
-        return bf16::forward(out, inp, weight, start, Some(finish), n, g);
+    let finish = Some(finish);
+    // The kernel `forward_into` takes: these three store through the finish.
+    match ForwardKernel::for_geometry(g) {
+        ForwardKernel::Bf16 => return bf16::forward(out, inp, weight, start, finish, n, g),
+        ForwardKernel::Implicit => return implicit::forward(out, inp, weight, start, finish, n, g),
+        ForwardKernel::Direct if direct::forward_finishes(g) => {
+            return direct::forward(out, inp, weight, start, finish, n, g)
+        }
+        _ => {}
     }
-    if !pointwise::applies(g) && !winograd::applies(g) && implicit::applies(g) {
-        return implicit::forward(out, inp, weight, start, Some(finish), n, g);
-    }
-    if !winograd::applies(g) && !implicit::applies(g) && direct::forward_finishes(g) {
-        return direct::forward(out, inp, weight, start, Some(finish), n, g);
-    }
-    let plane = g.h_out * g.w_out;
+    let (finish, plane) = (finish.expect("given"), g.h_out * g.w_out);
     if finish.residual {
         let mut sums = vec![0.0f32; out.len()];
         forward_into(&mut sums, inp, weight, start, n, g);
@@ -544,6 +544,36 @@ pub(crate) fn forward_finishing(
     } else {
         forward_into(out, inp, weight, start, n, g);
         finish.apply(out, None, plane);
+    }
+}
+
+/// The forward kernels, in the order they are tried.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ForwardKernel {
+    Bf16,
+    Pointwise,
+    Winograd,
+    Implicit,
+    Direct,
+    Im2col,
+}
+
+impl ForwardKernel {
+    /// The first of the kernels that computes `g` (the opt-in ones only when on).
+    fn for_geometry(g: &ConvGeometry) -> Self {
+        if bf16::applies(g) {
+            Self::Bf16
+        } else if pointwise::applies(g) {
+            Self::Pointwise
+        } else if winograd::applies(g) {
+            Self::Winograd
+        } else if implicit::applies(g) {
+            Self::Implicit
+        } else if direct::forward_applies(g) {
+            Self::Direct
+        } else {
+            Self::Im2col
+        }
     }
 }
 
@@ -556,18 +586,13 @@ pub(crate) fn forward_into(
     n: usize,
     g: &ConvGeometry,
 ) {
-    if bf16::applies(g) {
-        bf16::forward(out, inp, weight, start, None, n, g);
-    } else if pointwise::applies(g) {
-        pointwise::forward(out, inp, weight, start, n, g);
-    } else if winograd::applies(g) {
-        winograd::forward(out, inp, weight, start, n, g);
-    } else if implicit::applies(g) {
-        implicit::forward(out, inp, weight, start, None, n, g);
-    } else if direct::forward_applies(g) {
-        direct::forward(out, inp, weight, start, None, n, g);
-    } else {
-        im2col::conv_gemm_forward(out, inp, weight, start, n, g);
+    match ForwardKernel::for_geometry(g) {
+        ForwardKernel::Bf16 => bf16::forward(out, inp, weight, start, None, n, g),
+        ForwardKernel::Pointwise => pointwise::forward(out, inp, weight, start, n, g),
+        ForwardKernel::Winograd => winograd::forward(out, inp, weight, start, n, g),
+        ForwardKernel::Implicit => implicit::forward(out, inp, weight, start, None, n, g),
+        ForwardKernel::Direct => direct::forward(out, inp, weight, start, None, n, g),
+        ForwardKernel::Im2col => im2col::conv_gemm_forward(out, inp, weight, start, n, g),
     }
 }
 
