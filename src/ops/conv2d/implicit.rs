@@ -227,10 +227,15 @@ impl Task<'_> {
 
 /// Output rows per task.
 pub(super) fn rows_per_task(g: &ConvGeometry, n: usize) -> usize {
-    // At least ~8 tasks per thread for balance, at most 16 rows (the strip stays in L2).
+    rows_per_task_at_most(g, n, 16)
+}
+
+/// Output rows per task, at most `max`: at least ~8 tasks per thread for balance, and a strip
+/// that stays in L2.
+pub(super) fn rows_per_task_at_most(g: &ConvGeometry, n: usize, max: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let want_blocks = (8 * threads).div_ceil(n.max(1));
-    g.h_out.div_ceil(want_blocks).clamp(1, 16)
+    g.h_out.div_ceil(want_blocks).clamp(1, max)
 }
 
 /// Forward, stride 1: `out` (n, c_out, h_out, w_out) = conv(inp, weight) from `start`.
