@@ -14,7 +14,9 @@
 //! output channels, with bf16 products, `MTOSI_CONV_BF16=1` or [`set_conv_precision`],
 //! AVX512-BF16 CPUs only; it wins over Winograd where both apply; under the same switch
 //! `pointwise` runs the 1×1 layers' forwards as one bf16 GEMM per sample).
-//! ConvTranspose2d runs on the same three functions, as this convolution's adjoint.
+//! ConvTranspose2d runs on the same three functions, as this convolution's adjoint. In evaluation
+//! mode a [`ConvFinish`] (the following BatchNorm2d and leaky ReLU, and a residual sum) is applied
+//! as the forward stores its sums (`conv2d_forward_finished`).
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
@@ -526,17 +528,17 @@ pub(crate) fn forward_finishing(
 ) {
     check_len("conv finish channels", finish.channels(), g.c_out);
     let start = OutputStart::Bias(bias);
-    let finish = Some(finish);
     // The kernel `forward_into` takes: these three store through the finish.
+    let stored = Some(finish);
     match ForwardKernel::for_geometry(g) {
-        ForwardKernel::Bf16 => return bf16::forward(out, inp, weight, start, finish, n, g),
-        ForwardKernel::Implicit => return implicit::forward(out, inp, weight, start, finish, n, g),
+        ForwardKernel::Bf16 => return bf16::forward(out, inp, weight, start, stored, n, g),
+        ForwardKernel::Implicit => return implicit::forward(out, inp, weight, start, stored, n, g),
         ForwardKernel::Direct if direct::forward_finishes(g) => {
-            return direct::forward(out, inp, weight, start, finish, n, g)
+            return direct::forward(out, inp, weight, start, stored, n, g)
         }
         _ => {}
     }
-    let (finish, plane) = (finish.expect("given"), g.h_out * g.w_out);
+    let plane = g.h_out * g.w_out;
     if finish.residual {
         let mut sums = vec![0.0f32; out.len()];
         forward_into(&mut sums, inp, weight, start, n, g);
