@@ -422,7 +422,6 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
                 }
                 let channel = cb * CO_BLOCK + co;
                 let plane = job.out.0.add((job.b * g.c_out + channel) * out_plane);
-
                 for &(from, to, len) in &segments[..count] {
                     for i in (0..len).step_by(L) {
                         let mask: __mmask16 = if len - i >= L {

@@ -493,26 +493,33 @@ impl ConvFinish {
         _mm512_mask_blend_ps(positive, _mm512_mul_ps(v, _mm512_set1_ps(self.slope)), v)
     }
 
-    /// The pass after a kernel that does not finish its own stores: `out` (n, c, plane) =
-    /// finish(`sums`) + out for a residual, finish(out) in place otherwise.
-    fn apply(&self, out: &mut [f32], sums: Option<&[f32]>, plane: usize) {
+    /// For a kernel that does not finish its own stores: `compute` writes the plain sums,
+    /// then a pass finishes them (n, c, plane): in place, or, for a residual, from a buffer of
+    /// their own into `out` (which holds the residual).
+    fn after(&self, out: &mut [f32], plane: usize, compute: impl FnOnce(&mut [f32])) {
         let c = self.channels();
-        out.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
-            let (scale_shift, slope) = (self.scale_shift[i % c], self.slope);
-            match sums {
-                Some(sums) => {
-                    let sums = &sums[i * plane..][..plane];
-                    for (o, &v) in out.iter_mut().zip(sums) {
-                        *o += scale_shift_leaky(v, scale_shift, slope);
-                    }
+        let slope = self.slope;
+        if !self.residual {
+            compute(out);
+            out.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
+                let scale_shift = self.scale_shift[i % c];
+                for o in out.iter_mut() {
+                    *o = scale_shift_leaky(*o, scale_shift, slope);
                 }
-                None => {
-                    for o in out.iter_mut() {
-                        *o = scale_shift_leaky(*o, scale_shift, slope);
-                    }
+            });
+            return;
+        }
+        let mut sums = vec![0.0f32; out.len()];
+        compute(&mut sums);
+        out.par_chunks_mut(plane)
+            .zip(sums.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (out, sums))| {
+                let scale_shift = self.scale_shift[i % c];
+                for (o, &v) in out.iter_mut().zip(sums) {
+                    *o += scale_shift_leaky(v, scale_shift, slope);
                 }
-            }
-        });
+            });
     }
 }
 
@@ -538,15 +545,9 @@ pub(crate) fn forward_finishing(
         }
         _ => {}
     }
-    let plane = g.h_out * g.w_out;
-    if finish.residual {
-        let mut sums = vec![0.0f32; out.len()];
-        forward_into(&mut sums, inp, weight, start, n, g);
-        finish.apply(out, Some(&sums), plane);
-    } else {
-        forward_into(out, inp, weight, start, n, g);
-        finish.apply(out, None, plane);
-    }
+    finish.after(out, g.h_out * g.w_out, |sums| {
+        forward_into(sums, inp, weight, start, n, g)
+    });
 }
 
 /// The forward kernels, in the order they are tried.
@@ -672,18 +673,11 @@ pub(crate) fn backward_data_from(
             ),
         };
     }
-    let plane = g.h * g.w;
     match finish {
         None => scatter_from(d_inp, d_out, weight, start, n, g),
-        Some(finish) if finish.residual => {
-            let mut sums = vec![0.0f32; d_inp.len()];
-            scatter_from(&mut sums, d_out, weight, start, n, g);
-            finish.apply(d_inp, Some(&sums), plane);
-        }
-        Some(finish) => {
-            scatter_from(d_inp, d_out, weight, start, n, g);
-            finish.apply(d_inp, None, plane);
-        }
+        Some(finish) => finish.after(d_inp, g.h * g.w, |sums| {
+            scatter_from(sums, d_out, weight, start, n, g)
+        }),
     }
 }
 
