@@ -247,13 +247,22 @@ fn bf16_recurrence_matches_float32_sums_of_rounded_operands() {
         );
         assert!(set_conv_precision(ConvPrecision::Bf16).is_err());
     }
-    // The LSTM's (batch 1 and 4, hidden 176: 176 × 704), odd inner sizes, narrow column counts.
-    let mut products = vec![(1, 176, 704), (4, 176, 704), (5, 7, 70), (1, 1, 3)];
-    products.extend((0..6).map(|_| {
+    // The LSTM's (batch 1, 2 and 4, hidden 176: 176 × 704), odd inner sizes, narrow column
+    // counts, rows left over after blocks of 4, and column counts spanning several 64-wide
+    // blocks with a partial last one.
+    let mut products = vec![
+        (1, 176, 704),
+        (2, 176, 704),
+        (4, 176, 704),
+        (5, 7, 70),
+        (6, 9, 300),
+        (1, 1, 3),
+    ];
+    products.extend((0..8).map(|_| {
         (
             rng.range_usize(1, 9),
             rng.range_usize(1, 200),
-            rng.range_usize(1, 150),
+            rng.range_usize(1, 600),
         )
     }));
     for (m, k, n) in products {

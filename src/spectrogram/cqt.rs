@@ -140,7 +140,7 @@ impl Cqt {
         let hop = params.hop_length;
         let bins = kernels
             .bins
-            .iter()
+            .par_iter()
             .map(|k| {
                 let full_blocks = k.length / hop;
                 let tail = k.length - full_blocks * hop;

@@ -2,6 +2,8 @@
 //! then stored as complex64. Only each kernel's `length` taps are kept (nnAudio stores them
 //! inside a `kernel_width`-long row of zeros; `start` says where).
 
+use rayon::prelude::*;
+
 use super::{CqtParams, SpectrogramError};
 
 /// One bin's kernel: `taps[n] = hann(length)[n] · exp(i·2π·freq·(n + phase_origin)/sr)`
@@ -67,8 +69,10 @@ impl CqtKernels {
             .expect("validate() ensures n_bins >= 1");
         let kernel_width = 2usize.pow((max_len as f64).log2().ceil() as u32);
 
+        // In parallel: the low bins' windows are long (~0.1 s of sin/cos on one core), and a
+        // transcription waits for them before its first CQT frame.
         let bins = freqs
-            .iter()
+            .par_iter()
             .zip(&lengths)
             .map(|(&freq_hz, &length)| {
                 // nnAudio pads more zeros on the right for odd lengths.
