@@ -1,8 +1,8 @@
 //! The opt-in bf16 convolution products (`--precision bf16`, `MTOSI_CONV_BF16=1`) against the
 //! plain float32 reference, on fresh random shapes and the network's kinds of layer: Conv2d's
 //! forward (3×3 pad 1, 2×2, the 2×2 stride-2 downsampling, 1×1), its weight gradient, its data
-//! gradient and the stride-1
-//! ConvTranspose2d forward (both through the adjoint), odd channel counts (a channel paired
+//! gradient and the ConvTranspose2d forward (stride 1 through the adjoint, and the 2×2 stride-2
+//! upsampling), odd channel counts (a channel paired
 //! with zeros), channel counts that are not a multiple of 8, widths 11…176. Skipped, with a
 //! printed line, on CPUs without AVX512-BF16; there `--precision bf16` must be refused.
 
@@ -160,11 +160,17 @@ fn run(c: &Case, x: &Inputs, reference: bool) -> Results {
         c.pad,
     );
     let mut t_out = vec![f32::NAN; x.inp.len()];
-    if c.stride == 1 {
+    if c.stride == 1 || c.k == 2 {
         let t_forward = if reference {
             conv_transpose2d_forward_reference
         } else {
             conv_transpose2d_forward
+        };
+        // Stride 2: the decoder's upsampling, back to the odd sizes too (output padding).
+        let (op_h, op_w) = if c.stride == 1 {
+            (0, 0)
+        } else {
+            (c.h % 2, c.w % 2)
         };
         t_forward(
             &mut t_out,
@@ -177,10 +183,10 @@ fn run(c: &Case, x: &Inputs, reference: bool) -> Results {
             w_out,
             c.c_in,
             c.k,
-            1,
+            c.stride,
             c.pad,
-            0,
-            0,
+            op_h,
+            op_w,
         );
     }
     Results {
@@ -202,9 +208,11 @@ fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
     // Each operand rounded by at most 2⁻⁹ relative: at most ~2⁻⁸ ≈ 4e-3 of Σ|x·w|.
     let loose = 1e-2;
     // bf16 with at least 8 channels on each side; then also the data gradient and the
-    // transposed convolution, through the adjoint (stride 1: the 2×2 upsampling stays float32).
-    // The weight gradient pairs pixels, not channels: bf16 with at least 8 output channels, for
-    // 2×2 and 3×3 kernels (the 1×1 layers' stays a float32 GEMM).
+    // transposed convolution, through the adjoint (stride 1: the 2×2 stride-2 data gradient,
+    // which is the upsampling's forward, stays float32: it is bound by its stores, four outputs
+    // per input pixel, and bf16 products did not make it faster). The weight gradient pairs
+    // pixels, not channels: bf16 with at least 8 output channels, for 2×2 and 3×3 kernels (the
+    // 1×1 layers' stays a float32 GEMM).
     let forward_bf16 = c.c_in.min(c.c_out) >= 8;
     let weight_bf16 = c.c_out >= 8 && c.k >= 2;
     let mut outputs = vec![
@@ -233,10 +241,10 @@ fn check(c: &Case, rng: &mut Rng, pool: &rayon::ThreadPool) {
             &scale.d_weight,
         ),
     ];
-    if c.stride == 1 {
+    if c.stride == 1 || c.k == 2 {
         outputs.push((
             "t_out",
-            forward_bf16,
+            forward_bf16 && c.stride == 1,
             &fast.t_out,
             &exact.t_out,
             &unrounded.t_out,
@@ -318,11 +326,18 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
         s1(1, 48, 18, 88, 45),
     ];
     // The 2×2 stride-2 downsampling over the pixel unshuffle (odd sizes drop a row, a column).
+    // As a transposed convolution it is the decoder's upsampling, c_out → c_in (float32 under
+    // the bf16 switch): the network's (16 at 88 → 176 columns, 128 at 11 → 22), gradient rows
+    // under 32 pixels (GEMM) and from 32 (the stride-2 kernel), odd and small channel counts.
     for (c_in, c_out, h, w) in [
         (16, 32, 21, 176),
         (9, 8, 10, 45),
         (3, 8, 10, 45),
         (32, 48, 9, 22),
+        (16, 16, 9, 176),
+        (128, 128, 6, 22),
+        (20, 9, 7, 61),
+        (8, 5, 6, 40),
     ] {
         cases.push(Case {
             n: 1,
@@ -330,6 +345,19 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
             h,
             w,
             c_out,
+            k: 2,
+            stride: 2,
+            pad: 0,
+        });
+    }
+    // And two samples at once (rows of 22 and 88 gradient pixels).
+    for w in [45, 176] {
+        cases.push(Case {
+            n: 2,
+            c_in: 24,
+            h: 7,
+            w,
+            c_out: 10,
             k: 2,
             stride: 2,
             pad: 0,
