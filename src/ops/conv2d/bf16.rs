@@ -518,16 +518,13 @@ pub(crate) fn backward_weight(
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
         let run = (rows.len() * wp).div_ceil(PAIR_VECTOR) * PAIR_VECTOR;
         let strip_len = FlatStrip::len(g, rows.len());
-        // The bf16 strip and gradient rows share the second scratch buffer, as 16-bit halves.
+        // The bf16 strip and gradient rows share the second scratch buffer, as 16-bit halves;
+        // only the unshuffle builds a float32 strip first (stride 1 converts the input rows
+        // straight into the bf16 strip).
         let halves = strip_len + channels * run;
-        with_scratch(strip_len, halves.div_ceil(2), |data, words| {
+        let fp32_len = if unshuffle { strip_len } else { 0 };
+        with_scratch(fp32_len, halves.div_ceil(2), |data, words| {
             let inp = &inp[b * in_len..][..in_len];
-            let strip = if unshuffle {
-                FlatStrip::fill_unshuffled(data, inp, g, rows.clone())
-            } else {
-                FlatStrip::fill(data, inp, g, rows.clone())
-            };
-            debug_assert_eq!(strip.data.len(), strip_len);
             // SAFETY: a f32 buffer reinterpreted as twice as many u16 (smaller alignment, any bit
             // pattern valid), borrowed mutably for this closure only.
             let halves: &mut [u16] = unsafe {
@@ -536,14 +533,32 @@ pub(crate) fn backward_weight(
             let (x16, rest) = halves.split_at_mut(strip_len);
             let d16 = &mut rest[..channels * run];
             let d_out = &d_out[b * out_len..][..out_len];
+            let plane = if unshuffle {
+                let strip = FlatStrip::fill_unshuffled(data, inp, g, rows.clone());
+                debug_assert_eq!(strip.data.len(), strip_len);
+                // SAFETY: `weight_grad_applies` admits only CPUs with AVX-512F, BW and BF16;
+                // both hold `strip_len` values.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    to_bf16(x16.as_mut_ptr(), strip.data.as_ptr(), strip_len)
+                };
+                strip.plane
+            } else {
+                // SAFETY: as above; `x16` holds the strip's `strip_len` values.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    fill_bf16(x16, inp, g, rows.clone())
+                };
+                FlatStrip::plane_len(g, rows.len())
+            };
             // Per (input channel, kernel row): the first tap, and the strip offset of kernel
             // column 0; column kw is kw elements on (stride 1) or kw planes on (the unshuffle).
             let (groups, kw_step): (Vec<(usize, usize)>, usize) = if unshuffle {
-                let groups = (0..g.c_in * 2).map(|t| (2 * t, 2 * t * strip.plane));
-                (groups.collect(), strip.plane)
+                let groups = (0..g.c_in * 2).map(|t| (2 * t, 2 * t * plane));
+                (groups.collect(), plane)
             } else {
                 let groups = (0..g.c_in).flat_map(|ci| {
-                    (0..g.k).map(move |kh| ((ci * g.k + kh) * g.k, ci * strip.plane + kh * wp))
+                    (0..g.k).map(move |kh| ((ci * g.k + kh) * g.k, ci * plane + kh * wp))
                 });
                 (groups.collect(), 1)
             };
@@ -561,7 +576,6 @@ pub(crate) fn backward_weight(
             // `run`), and the gradient rows are `channels · run` long.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                to_bf16(weights.x16.as_mut_ptr(), strip.data.as_ptr(), strip_len);
                 fill_grad_rows(weights.d16, d_out, g, rows, wp, run, |row, src| {
                     to_bf16(row.as_mut_ptr(), src.as_ptr(), src.len())
                 });
@@ -588,6 +602,41 @@ struct WeightTaskBf16<'a> {
     run: usize,
     groups: &'a [(usize, usize)],
     kw_step: usize,
+}
+
+/// Stride 1: the weight gradient's bf16 strip of output rows `out_rows` straight from the
+/// input, element for element [`FlatStrip::fill`]'s float32 strip rounded to bf16 (rows `wp`
+/// wide, input column x at pad + x, zeros around and after), with no float32 strip in between.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 must be available; `x16` holds [`FlatStrip::len`] values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fill_bf16(
+    x16: &mut [u16],
+    inp: &[f32],
+    g: &ConvGeometry,
+    out_rows: std::ops::Range<usize>,
+) {
+    let wp = g.w + 2 * g.pad;
+    let rows = out_rows.len() + g.k - 1;
+    let plane = FlatStrip::plane_len(g, out_rows.len());
+    assert!(x16.len() == g.c_in * plane);
+    for (ci, plane_data) in x16.chunks_exact_mut(plane).enumerate() {
+        let (body, slack) = plane_data.split_at_mut(rows * wp);
+        slack.fill(0);
+        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
+            // Strip row r is input row out_rows.start + r − pad.
+            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
+                row.fill(0);
+                continue;
+            };
+            row[..g.pad].fill(0);
+            row[g.pad + g.w..].fill(0);
+            let src = inp[(ci * g.h + ih) * g.w..][..g.w].as_ptr();
+            to_bf16(row[g.pad..].as_mut_ptr(), src, g.w);
+        }
+    }
 }
 
 /// Rounds `len` floats at `src` to bf16 (to nearest even) at `dst`.

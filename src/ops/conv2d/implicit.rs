@@ -84,7 +84,7 @@ impl<'a> FlatStrip<'a> {
         g.c_in * Self::plane_len(g, out_rows)
     }
 
-    fn plane_len(g: &ConvGeometry, out_rows: usize) -> usize {
+    pub(super) fn plane_len(g: &ConvGeometry, out_rows: usize) -> usize {
         (out_rows + g.k - 1) * (g.w + 2 * g.pad) + PX_BLOCK + g.k
     }
 
