@@ -54,8 +54,18 @@ pub struct Window {
     pub core_end: usize,
 }
 
+/// Window starts are multiples of this many frames: the encoder halves the frames four times,
+/// so a window that starts elsewhere pools other frame pairs than the whole recording does and
+/// every one of its frames comes out different, context or not (measured: see
+/// BENCHMARKS.md, "Chunked against whole-recording inference").
+pub const WINDOW_ALIGN: usize = 16;
+
 impl ChunkPlan {
-    /// The windows covering `frames` frames: their cores tile `[0, frames)` in order.
+    /// The windows covering `frames` frames: their cores tile `[0, frames)` in order, each
+    /// window starting on a multiple of [`WINDOW_ALIGN`] frames with at least `context_frames`
+    /// (or the recording's edge) on each side of its core. Windows have one length, except that
+    /// those reaching the recording's end end there and are at least as long (they start
+    /// earlier instead of shrinking with the last core).
     pub fn windows(&self, frames: usize) -> Vec<Window> {
         let whole = Window {
             start: 0,
@@ -63,20 +73,32 @@ impl ChunkPlan {
             core_start: 0,
             core_end: frames,
         };
-        let len = self.chunk_frames + 2 * self.context_frames;
+        // Room for the aligned start to fall up to 15 frames before core − context, unless
+        // every core − context is aligned already (the default 1024 and 32).
+        let aligned = (
+            self.chunk_frames % WINDOW_ALIGN,
+            self.context_frames % WINDOW_ALIGN,
+        ) == (0, 0);
+        let slack = if aligned { 0 } else { WINDOW_ALIGN - 1 };
+        let len =
+            (self.chunk_frames + 2 * self.context_frames + slack).next_multiple_of(WINDOW_ALIGN);
         if self.chunk_frames == 0 || frames <= len {
             return vec![whole];
         }
+        let align = |f: usize| f / WINDOW_ALIGN * WINDOW_ALIGN;
         (0..frames)
             .step_by(self.chunk_frames)
             .map(|core_start| {
                 let core_end = (core_start + self.chunk_frames).min(frames);
-                let start = core_start
-                    .saturating_sub(self.context_frames)
-                    .min(frames - len);
+                let mut start = align(core_start.saturating_sub(self.context_frames));
+                let mut end = start + len;
+                if end >= frames {
+                    start = start.min(align(frames - len));
+                    end = frames;
+                }
                 Window {
                     start,
-                    len,
+                    len: end - start,
                     core_start,
                     core_end,
                 }
@@ -133,7 +155,16 @@ pub fn frame_probabilities_chunked_on(
     model.set_mode(Mode::Eval);
     let windows = plan.windows(frames);
     let mut roll = vec![0f32; frames * N_KEYS];
-    let groups: Vec<&[Window]> = windows.chunks(plan.batch.max(1)).collect();
+    // Consecutive windows of one length batch together (the last one may be longer).
+    let mut groups: Vec<&[Window]> = Vec::new();
+    let mut from = 0;
+    for i in 1..=windows.len() {
+        let full = i - from == plan.batch.max(1);
+        if i == windows.len() || full || windows[i].len != windows[from].len {
+            groups.push(&windows[from..i]);
+            from = i;
+        }
+    }
     let batch_of = |group: &[Window]| {
         let len = group[0].len;
         let mut batch = Vec::with_capacity(group.len() * len * N_BINS);
@@ -206,20 +237,23 @@ mod tests {
                 assert_eq!(w.core_start, next, "{frames}: {windows:?}");
                 assert!(w.start <= w.core_start && w.core_end <= w.start + w.len);
                 assert!(w.start + w.len <= frames);
-                assert_eq!(w.len, windows[0].len, "windows batch together");
+                assert!(w.start.is_multiple_of(WINDOW_ALIGN), "{frames}: {w:?}");
                 next = w.core_end;
             }
             assert_eq!(next, frames);
-            // Cores with room for their context on both sides get exactly it.
-            for w in windows
-                .iter()
-                .filter(|w| w.core_start >= 10 && w.core_end + 10 <= frames && frames > 120)
-            {
-                assert_eq!(
-                    (w.core_start - w.start, w.len),
-                    (10, 120),
-                    "{frames}: {w:?}"
-                );
+            if windows.len() > 1 {
+                // 100 + 2 · 10 + 15 (the alignment's slack) rounded up to 144; windows that
+                // reach the recording's end may be longer (they start earlier), the others
+                // batch together; every core has its context or the recording's edge.
+                for w in &windows {
+                    if w.start + w.len == frames {
+                        assert!(w.len >= 144, "{frames}: {w:?}");
+                    } else {
+                        assert_eq!(w.len, 144, "{frames}: {w:?}");
+                    }
+                    assert!(w.core_start - w.start >= 10.min(w.core_start), "{w:?}");
+                    assert!(w.start + w.len - w.core_end >= 10.min(frames - w.core_end));
+                }
             }
         }
     }

@@ -36,8 +36,11 @@ GUIDE_MALLOC_CONF = ("oversize_threshold:1,background_thread:true,metadata_thp:a
                      "dirty_decay_ms:9000000000,muzzy_decay_ms:9000000000")
 
 
-def peer_configurations():
-    """(name, environment) of every PyTorch configuration that could be its fastest here."""
+def peer_configurations(bf16=False):
+    """(name, environment) of every PyTorch configuration that could be its fastest here. Under
+    bf16 autocast the AVX2 cap is left out: it removes the AVX512-BF16 instructions, and the B = 4
+    autocast step took 16.6 s capped against 1.19 s uncapped (2026-12-02, Zen 4), so it can
+    never be the fastest and would add minutes per configuration at B = 32."""
     allocators = [("glibc", {})]
     if os.path.exists(JEMALLOC):
         allocators.append(("jemalloc no-decay", {"LD_PRELOAD": JEMALLOC,
@@ -49,7 +52,7 @@ def peer_configurations():
     # and oneDNN capped at AVX2 can be faster than its AVX-512 ones: measured 0.750 s against
     # 0.811 s for the B = 4 step on such a machine, so both are tried when the CPU has AVX-512.
     isas = [("", {})]
-    if "avx512f" in open("/proc/cpuinfo").read():
+    if "avx512f" in open("/proc/cpuinfo").read() and not bf16:
         isas.append((", avx2 cap", {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}))
     configs = []
     for name, env in allocators:
@@ -126,7 +129,7 @@ def main():
             print(ours[3], f"[mtosi{suffix}]", f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
             ours_by_variant.append((label + suffix, ours))
         peers = []
-        for name, env in peer_configurations():
+        for name, env in peer_configurations(bf16="--bf16" in args.peer_flags.split()):
             peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags + args.peer_flags.split(), {**env, **peer_env})
             print(peer[3], f"[{name}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
             peers.append(peer)
