@@ -63,9 +63,10 @@ pub const WINDOW_ALIGN: usize = 16;
 impl ChunkPlan {
     /// The windows covering `frames` frames: their cores tile `[0, frames)` in order, each
     /// window starting on a multiple of [`WINDOW_ALIGN`] frames with at least `context_frames`
-    /// (or the recording's edge) on each side of its core. Windows have one length, except that
-    /// those reaching the recording's end end there and are at least as long (they start
-    /// earlier instead of shrinking with the last core).
+    /// (or the recording's edge) on each side of its core. All have one length, up to 15 frames
+    /// more than the core and its context need, so that the last one, which ends at the
+    /// recording's end, starts on a multiple too; one length lets the windows batch and reuse
+    /// each other's buffers.
     pub fn windows(&self, frames: usize) -> Vec<Window> {
         let whole = Window {
             start: 0,
@@ -80,28 +81,20 @@ impl ChunkPlan {
             self.context_frames % WINDOW_ALIGN,
         ) == (0, 0);
         let slack = if aligned { 0 } else { WINDOW_ALIGN - 1 };
-        let len =
+        let needed =
             (self.chunk_frames + 2 * self.context_frames + slack).next_multiple_of(WINDOW_ALIGN);
-        if self.chunk_frames == 0 || frames <= len {
+        if self.chunk_frames == 0 || frames <= needed {
             return vec![whole];
         }
+        let len = needed + (frames - needed) % WINDOW_ALIGN;
         let align = |f: usize| f / WINDOW_ALIGN * WINDOW_ALIGN;
         (0..frames)
             .step_by(self.chunk_frames)
-            .map(|core_start| {
-                let core_end = (core_start + self.chunk_frames).min(frames);
-                let mut start = align(core_start.saturating_sub(self.context_frames));
-                let mut end = start + len;
-                if end >= frames {
-                    start = start.min(align(frames - len));
-                    end = frames;
-                }
-                Window {
-                    start,
-                    len: end - start,
-                    core_start,
-                    core_end,
-                }
+            .map(|core_start| Window {
+                start: align(core_start.saturating_sub(self.context_frames)).min(frames - len),
+                len,
+                core_start,
+                core_end: (core_start + self.chunk_frames).min(frames),
             })
             .collect()
     }
@@ -155,16 +148,7 @@ pub fn frame_probabilities_chunked_on(
     model.set_mode(Mode::Eval);
     let windows = plan.windows(frames);
     let mut roll = vec![0f32; frames * N_KEYS];
-    // Consecutive windows of one length batch together (the last one may be longer).
-    let mut groups: Vec<&[Window]> = Vec::new();
-    let mut from = 0;
-    for i in 1..=windows.len() {
-        let full = i - from == plan.batch.max(1);
-        if i == windows.len() || full || windows[i].len != windows[from].len {
-            groups.push(&windows[from..i]);
-            from = i;
-        }
-    }
+    let groups: Vec<&[Window]> = windows.chunks(plan.batch.max(1)).collect();
     let batch_of = |group: &[Window]| {
         let len = group[0].len;
         let mut batch = Vec::with_capacity(group.len() * len * N_BINS);
@@ -238,19 +222,18 @@ mod tests {
                 assert!(w.start <= w.core_start && w.core_end <= w.start + w.len);
                 assert!(w.start + w.len <= frames);
                 assert!(w.start.is_multiple_of(WINDOW_ALIGN), "{frames}: {w:?}");
+                assert_eq!(w.len, windows[0].len, "windows batch together");
                 next = w.core_end;
             }
             assert_eq!(next, frames);
             if windows.len() > 1 {
-                // 100 + 2 · 10 + 15 (the alignment's slack) rounded up to 144; windows that
-                // reach the recording's end may be longer (they start earlier), the others
-                // batch together; every core has its context or the recording's edge.
+                // 100 + 2 · 10 + 15 (the alignment's slack) rounded up to 144, and up to 15
+                // more for the last start; every core has its context or the recording's edge.
+                assert!(
+                    (144..160).contains(&windows[0].len),
+                    "{frames}: {windows:?}"
+                );
                 for w in &windows {
-                    if w.start + w.len == frames {
-                        assert!(w.len >= 144, "{frames}: {w:?}");
-                    } else {
-                        assert_eq!(w.len, 144, "{frames}: {w:?}");
-                    }
                     assert!(w.core_start - w.start >= 10.min(w.core_start), "{w:?}");
                     assert!(w.start + w.len - w.core_end >= 10.min(frames - w.core_end));
                 }
