@@ -62,8 +62,9 @@ pub struct TranscribeArgs {
     /// Tempo written into the MIDI file, in beats per minute (does not move the notes).
     #[arg(long, default_value_t = 120.0)]
     pub tempo: f64,
-    /// Frames (32 ms) per chunk of the network; 0 runs each recording whole (memory grows
-    /// with its length).
+    /// Most frames (32 ms) per chunk of the network: a recording is cut into the fewest
+    /// chunks this long or shorter, evened out; 0 runs each recording whole (memory grows with
+    /// its length).
     #[arg(long, default_value_t = ChunkPlan::default().chunk_frames)]
     pub chunk_frames: usize,
     /// Frames of context on each side of a chunk.

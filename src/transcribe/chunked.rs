@@ -16,7 +16,9 @@ use crate::model::{Mode, ModelError, Tensor, Transcriber, MIN_FRAMES, N_BINS, N_
 /// How a long recording is cut for the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkPlan {
-    /// Frames of each core whose output is kept (0: the whole recording in one pass).
+    /// Most frames of each core, the part of a window whose output is kept; a recording is
+    /// cut into the fewest cores this long or shorter, evened out (0: the whole recording in
+    /// one pass).
     pub chunk_frames: usize,
     /// Frames of context run on each side of a core and thrown away.
     pub context_frames: usize,
@@ -61,7 +63,8 @@ pub struct Window {
 pub const WINDOW_ALIGN: usize = 16;
 
 impl ChunkPlan {
-    /// The windows covering `frames` frames: their cores tile `[0, frames)` in order, each
+    /// The windows covering `frames` frames: the fewest cores of at most `chunk_frames`, of
+    /// (nearly) equal length, tile `[0, frames)` in order, each
     /// window starting on a multiple of [`WINDOW_ALIGN`] frames with at least `context_frames`
     /// (or the recording's edge) on each side of its core. All have one length, up to 15 frames
     /// more than the core and its context need, so that the last one, which ends at the
@@ -74,27 +77,39 @@ impl ChunkPlan {
             core_start: 0,
             core_end: frames,
         };
+        if self.chunk_frames == 0 || frames <= self.chunk_frames + 2 * self.context_frames {
+            return vec![whole];
+        }
+        // The fewest cores of at most chunk_frames, evened out (rounded up to a multiple of the
+        // alignment where that stays within chunk_frames): cores of exactly 1024 frames left
+        // the last window of a 10-minute recording computing 1088 frames to keep 318.
+        let cores = frames.div_ceil(self.chunk_frames);
+        let even = frames.div_ceil(cores).next_multiple_of(WINDOW_ALIGN);
+        let core = if even <= self.chunk_frames {
+            even
+        } else {
+            self.chunk_frames
+        };
         // Room for the aligned start to fall up to 15 frames before core − context, unless
-        // every core − context is aligned already (the default 1024 and 32).
-        let aligned = (
-            self.chunk_frames % WINDOW_ALIGN,
-            self.context_frames % WINDOW_ALIGN,
-        ) == (0, 0);
+        // every core − context is aligned already (the default context 32 with even cores).
+        let aligned = (core % WINDOW_ALIGN, self.context_frames % WINDOW_ALIGN) == (0, 0);
         let slack = if aligned { 0 } else { WINDOW_ALIGN - 1 };
-        let needed =
-            (self.chunk_frames + 2 * self.context_frames + slack).next_multiple_of(WINDOW_ALIGN);
-        if self.chunk_frames == 0 || frames <= needed {
+        let needed = (core + 2 * self.context_frames + slack).next_multiple_of(WINDOW_ALIGN);
+        if frames <= needed {
             return vec![whole];
         }
         let len = needed + (frames - needed) % WINDOW_ALIGN;
+        if len == frames {
+            return vec![whole];
+        }
         let align = |f: usize| f / WINDOW_ALIGN * WINDOW_ALIGN;
         (0..frames)
-            .step_by(self.chunk_frames)
+            .step_by(core)
             .map(|core_start| Window {
                 start: align(core_start.saturating_sub(self.context_frames)).min(frames - len),
                 len,
                 core_start,
-                core_end: (core_start + self.chunk_frames).min(frames),
+                core_end: (core_start + core).min(frames),
             })
             .collect()
     }
@@ -239,6 +254,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_ten_minute_recording_is_cut_into_even_aligned_windows() {
+        // 18 750 frames (600 s): 19 cores of 992 frames (the last 894) in windows of 1070, not
+        // 18 of 1024 and a last one of 318 in windows of 1102.
+        let windows = ChunkPlan::default().windows(18_750);
+        assert_eq!(windows.len(), 19);
+        assert!(windows.iter().all(|w| w.len == 1070));
+        assert!(windows.iter().all(|w| w.start % WINDOW_ALIGN == 0));
+        let cores: Vec<usize> = windows.iter().map(|w| w.core_end - w.core_start).collect();
+        assert!(
+            cores[..18].iter().all(|&c| c == 992) && cores[18] == 894,
+            "{cores:?}"
+        );
     }
 
     #[test]
