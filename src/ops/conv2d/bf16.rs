@@ -35,8 +35,8 @@ use rayon::prelude::*;
 
 use super::direct::{detect_isa, Isa};
 use super::implicit::{
-    fill_grad_rows, is_unshuffle, rows_per_task_at_most, with_scratch, FlatStrip, Task, CO_BLOCK,
-    PX_BLOCK,
+    fill_grad_rows, fill_strip_planes, is_unshuffle, rows_per_task_at_most, with_scratch,
+    FlatStrip, Task, CO_BLOCK, PX_BLOCK,
 };
 use super::{ConvFinish, ConvGeometry, OutputStart};
 use crate::ops::SharedOut;
@@ -346,26 +346,14 @@ unsafe fn fill_pairs(
     out_rows: std::ops::Range<usize>,
     plane: usize,
 ) {
-    let wp = g.w + 2 * g.pad;
-    let rows = out_rows.len() + g.k - 1;
-    assert!(pairs.len() == g.c_in.div_ceil(2) * plane && plane >= rows * wp);
-    for (j, plane_data) in pairs.chunks_exact_mut(plane).enumerate() {
-        let (body, slack) = plane_data.split_at_mut(rows * wp);
-        slack.fill(0.0);
-        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
-            // Strip row r is input row out_rows.start + r − pad.
-            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
-                row.fill(0.0);
-                continue;
-            };
-            row[..g.pad].fill(0.0);
-            row[g.pad + g.w..].fill(0.0);
-            let first = inp[(2 * j * g.h + ih) * g.w..][..g.w].as_ptr();
-            let second =
-                (2 * j + 1 < g.c_in).then(|| inp[((2 * j + 1) * g.h + ih) * g.w..][..g.w].as_ptr());
-            convert_pairs(row[g.pad..].as_mut_ptr() as *mut i32, first, second, g.w);
-        }
-    }
+    assert!(pairs.len() == g.c_in.div_ceil(2) * plane);
+    fill_strip_planes(pairs, plane, g, out_rows, |j, ih, interior| {
+        let first = inp[(2 * j * g.h + ih) * g.w..][..g.w].as_ptr();
+        let second =
+            (2 * j + 1 < g.c_in).then(|| inp[((2 * j + 1) * g.h + ih) * g.w..][..g.w].as_ptr());
+        // SAFETY: the caller's AVX-512F, BW and BF16; `interior` holds the row's g.w words.
+        unsafe { convert_pairs(interior.as_mut_ptr() as *mut i32, first, second, g.w) };
+    });
 }
 
 /// 8 output channels × 3 vectors of 16 flat pixels = 24 float32 accumulators; per tap pair one
@@ -618,25 +606,13 @@ unsafe fn fill_bf16(
     g: &ConvGeometry,
     out_rows: std::ops::Range<usize>,
 ) {
-    let wp = g.w + 2 * g.pad;
-    let rows = out_rows.len() + g.k - 1;
     let plane = FlatStrip::plane_len(g, out_rows.len());
     assert!(x16.len() == g.c_in * plane);
-    for (ci, plane_data) in x16.chunks_exact_mut(plane).enumerate() {
-        let (body, slack) = plane_data.split_at_mut(rows * wp);
-        slack.fill(0);
-        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
-            // Strip row r is input row out_rows.start + r − pad.
-            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
-                row.fill(0);
-                continue;
-            };
-            row[..g.pad].fill(0);
-            row[g.pad + g.w..].fill(0);
-            let src = inp[(ci * g.h + ih) * g.w..][..g.w].as_ptr();
-            to_bf16(row[g.pad..].as_mut_ptr(), src, g.w);
-        }
-    }
+    fill_strip_planes(x16, plane, g, out_rows, |ci, ih, interior| {
+        let src = inp[(ci * g.h + ih) * g.w..][..g.w].as_ptr();
+        // SAFETY: the caller's AVX-512F, BW and BF16; `interior` holds the row's g.w values.
+        unsafe { to_bf16(interior.as_mut_ptr(), src, g.w) };
+    });
 }
 
 /// Rounds `len` floats at `src` to bf16 (to nearest even) at `dst`.

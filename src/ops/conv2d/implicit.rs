@@ -126,23 +126,42 @@ impl<'a> FlatStrip<'a> {
         out_rows: std::ops::Range<usize>,
     ) -> Self {
         let wp = g.w + 2 * g.pad;
-        let rows = out_rows.len() + g.k - 1;
         let plane = Self::plane_len(g, out_rows.len());
-        for (ci, plane_data) in data.chunks_exact_mut(plane).enumerate() {
-            let (body, slack) = plane_data.split_at_mut(rows * wp);
-            slack.fill(0.0);
-            for (r, row) in body.chunks_exact_mut(wp).enumerate() {
-                // Strip row r is input row out_rows.start + r − pad.
-                let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
-                    row.fill(0.0);
-                    continue;
-                };
-                row[..g.pad].fill(0.0);
-                row[g.pad..g.pad + g.w].copy_from_slice(&inp[(ci * g.h + ih) * g.w..][..g.w]);
-                row[g.pad + g.w..].fill(0.0);
-            }
-        }
+        fill_strip_planes(data, plane, g, out_rows, |ci, ih, interior| {
+            interior.copy_from_slice(&inp[(ci * g.h + ih) * g.w..][..g.w])
+        });
         Self { data, wp, plane }
+    }
+}
+
+/// The layout of every stride-1 strip of output rows `out_rows` (float32, bf16, bf16 pairs):
+/// planes of `plane` values, rows `w + 2·pad` wide with input column x at pad + x, the rows
+/// above and below the input and everything after the last row zero. For plane p and each strip
+/// row that is input row ih, `interior(p, ih, values)` writes that row's `w` values; every
+/// other value is written zero, each once.
+pub(super) fn fill_strip_planes<T: Copy + Default>(
+    data: &mut [T],
+    plane: usize,
+    g: &ConvGeometry,
+    out_rows: std::ops::Range<usize>,
+    mut interior: impl FnMut(usize, usize, &mut [T]),
+) {
+    let wp = g.w + 2 * g.pad;
+    let rows = out_rows.len() + g.k - 1;
+    assert!(plane >= rows * wp && data.len().is_multiple_of(plane));
+    for (p, plane_data) in data.chunks_exact_mut(plane).enumerate() {
+        let (body, slack) = plane_data.split_at_mut(rows * wp);
+        slack.fill(T::default());
+        for (r, row) in body.chunks_exact_mut(wp).enumerate() {
+            // Strip row r is input row out_rows.start + r − pad.
+            let Some(ih) = (out_rows.start + r).checked_sub(g.pad).filter(|&i| i < g.h) else {
+                row.fill(T::default());
+                continue;
+            };
+            row[..g.pad].fill(T::default());
+            row[g.pad + g.w..].fill(T::default());
+            interior(p, ih, &mut row[g.pad..g.pad + g.w]);
+        }
     }
 }
 
