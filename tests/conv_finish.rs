@@ -127,21 +127,17 @@ impl Case {
     }
 }
 
-fn values(rng: &mut Rng, len: usize, low: f32, high: f32) -> Vec<f32> {
-    (0..len).map(|_| rng.range_f32(low, high)).collect()
-}
-
 /// Checks one case; returns how many finished values were negative and non-negative before
 /// any residual.
 fn check(c: &Case, rng: &mut Rng) -> (usize, usize) {
-    let inp = values(rng, c.n * c.c_in * c.h * c.w, -1.0, 1.0);
-    let weight = values(rng, c.c_in * c.c_out * c.k * c.k, -0.5, 0.5);
-    let bias = values(rng, c.c_out, -0.3, 0.3);
-    let bn_weight = values(rng, c.c_out, -1.5, 1.5);
-    let bn_bias = values(rng, c.c_out, -0.5, 0.5);
-    let mean = values(rng, c.c_out, -0.5, 0.5);
-    let var = values(rng, c.c_out, 0.05, 2.0);
-    let residual = values(rng, c.out_len(), -1.0, 1.0);
+    let inp = rng.vec_f32(c.n * c.c_in * c.h * c.w, -1.0, 1.0);
+    let weight = rng.vec_f32(c.c_in * c.c_out * c.k * c.k, -0.5, 0.5);
+    let bias = rng.vec_f32(c.c_out, -0.3, 0.3);
+    let bn_weight = rng.vec_f32(c.c_out, -1.5, 1.5);
+    let bn_bias = rng.vec_f32(c.c_out, -0.5, 0.5);
+    let mean = rng.vec_f32(c.c_out, -0.5, 0.5);
+    let var = rng.vec_f32(c.c_out, 0.05, 2.0);
+    let residual = rng.vec_f32(c.out_len(), -1.0, 1.0);
     let (h_out, w_out) = c.out_hw();
 
     // The three ops one after the other.
