@@ -382,8 +382,20 @@ fn bf16_products_match_float32_sums_of_rounded_operands() {
         });
     }
     cases.extend((0..6).map(|_| random_case(&mut rng)));
-    for case in &cases {
-        check(case, &mut rng, &pool);
+    // On an AMX CPU the forwards run on the tiles; the AVX512-BF16 kernels are checked too.
+    let kernels: &[bool] = if mtosi::ops::amx::available() {
+        &[true, false]
+    } else {
+        println!("no AMX on this CPU: only the AVX512-BF16 kernels are checked");
+        &[false]
+    };
+    for &amx in kernels {
+        mtosi::ops::amx::set_allowed(amx);
+        assert_eq!(mtosi::ops::amx::available(), amx);
+        for case in &cases {
+            check(case, &mut rng, &pool);
+        }
     }
+    mtosi::ops::amx::set_allowed(true);
     set_conv_precision(ConvPrecision::Fp32).expect("float32 is always available");
 }

@@ -21,6 +21,7 @@
 //! convolution kernels (to test or time each variant).
 
 pub mod activation;
+pub mod amx;
 pub mod axpy;
 pub mod batchnorm;
 pub mod clamp;

@@ -226,7 +226,13 @@ pub(crate) fn forward(
         g.w + 2 * g.pad
     };
     // The taps of each pair do not depend on the strip's layout (only their offsets do).
-    let packed = pack_pair_weights(weight, g, &tap_pairs(g, wp, plane_of(rows_per_task)));
+    let amx = super::amx::applies();
+    let (packed, tiles) = if amx {
+        (Vec::new(), Some(super::amx::AmxWeights::pack(weight, g)))
+    } else {
+        let pairs = tap_pairs(g, wp, plane_of(rows_per_task));
+        (pack_pair_weights(weight, g, &pairs), None)
+    };
     // Each task writes only the output rows of its own (sample, row block).
     let shared = SharedOut(out.as_mut_ptr());
     (0..n * row_blocks).into_par_iter().for_each(|task| {
@@ -252,7 +258,6 @@ pub(crate) fn forward(
                     wp,
                     plane,
                 };
-                let offsets: Vec<usize> = tap_pairs(g, wp, plane).iter().map(|p| p.0).collect();
                 let job = Task {
                     out: shared,
                     start,
@@ -262,7 +267,12 @@ pub(crate) fn forward(
                     strip: &strip,
                     finish,
                 };
-                task_avx512_bf16(&job, &offsets, &packed);
+                if let Some(tiles) = &tiles {
+                    super::amx::task(&job, &super::amx::group_offsets(g, wp), tiles);
+                } else {
+                    let offsets: Vec<usize> = tap_pairs(g, wp, plane).iter().map(|p| p.0).collect();
+                    task_avx512_bf16(&job, &offsets, &packed);
+                }
             }
         });
     });
@@ -372,7 +382,6 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
     let span = job.rows.len() * job.strip.wp;
     let strip = job.strip.data.as_ptr() as *const i32;
     let mut sums = [0.0f32; V * L];
-    let out_plane = g.h_out * g.w_out;
     // Adds the stored values to the output's: an accumulating start, or a finish's residual.
     let accumulate =
         matches!(job.start, OutputStart::Accumulate) || job.finish.is_some_and(|f| f.residual());
@@ -409,26 +418,60 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
                     _mm512_storeu_ps(sums.as_mut_ptr().add(v * L), acc[co][v]);
                 }
                 let channel = cb * CO_BLOCK + co;
-                let plane = job.out.0.add((job.b * g.c_out + channel) * out_plane);
-                for &(from, to, len) in &segments[..count] {
-                    for i in (0..len).step_by(L) {
-                        let mask: __mmask16 = if len - i >= L {
-                            0xffff
-                        } else {
-                            (1u16 << (len - i)) - 1
-                        };
-                        let mut x = _mm512_maskz_loadu_ps(mask, sums.as_ptr().add(from + i));
-                        if let Some(finish) = job.finish {
-                            x = finish.value_avx512(channel, x);
-                        }
-                        let dst = plane.add(to + i);
-                        if accumulate {
-                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, dst));
-                        }
-                        _mm512_mask_storeu_ps(dst, mask, x);
-                    }
-                }
+                store_channel(
+                    job,
+                    channel,
+                    sums.as_ptr(),
+                    None,
+                    &segments[..count],
+                    accumulate,
+                );
             }
+        }
+    }
+}
+
+/// Stores one output channel's block sums `row` (flat pixels p0.. of the task's strip, as
+/// [`row_segments`] maps them) into the output: plus `bias` where given (a kernel whose sums
+/// did not start from it), through the finish, added to the output where `accumulate`.
+///
+/// # Safety
+/// AVX-512F must be available; `row` holds the block's widest segment end of values; the
+/// forward's ownership rule holds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store_channel(
+    job: &Task,
+    channel: usize,
+    row: *const f32,
+    bias: Option<f32>,
+    segments: &[(usize, usize, usize)],
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    const L: usize = 16;
+    let g = job.g;
+    let out_plane = g.h_out * g.w_out;
+    let plane = job.out.0.add((job.b * g.c_out + channel) * out_plane);
+    for &(from, to, len) in segments {
+        for i in (0..len).step_by(L) {
+            let mask: __mmask16 = if len - i >= L {
+                0xffff
+            } else {
+                (1u16 << (len - i)) - 1
+            };
+            let mut x = _mm512_maskz_loadu_ps(mask, row.add(from + i));
+            if let Some(bias) = bias {
+                x = _mm512_add_ps(x, _mm512_set1_ps(bias));
+            }
+            if let Some(finish) = job.finish {
+                x = finish.value_avx512(channel, x);
+            }
+            let dst = plane.add(to + i);
+            if accumulate {
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, dst));
+            }
+            _mm512_mask_storeu_ps(dst, mask, x);
         }
     }
 }
@@ -436,7 +479,7 @@ unsafe fn task_avx512_bf16(job: &Task, offsets: &[usize], packed: &[u32]) {
 /// Where flat pixels `p0..p0 + width` of a task land in its sample's output plane: per row
 /// segment inside `w_out`, its first pixel in the block, its first element in the plane and
 /// its length (computed once per block, not per channel), into `segments`; returns how many.
-fn row_segments(
+pub(super) fn row_segments(
     segments: &mut [(usize, usize, usize); PX_BLOCK],
     job: &Task,
     p0: usize,

@@ -20,6 +20,7 @@
 // llm.c style: the shapes are arguments, so the argument lists are long on purpose.
 #![allow(clippy::too_many_arguments)]
 
+mod amx;
 mod bf16;
 mod direct;
 mod im2col;
