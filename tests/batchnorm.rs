@@ -270,6 +270,100 @@ fn assert_same_bits(name: &str, fused: &[f32], separate: &[f32]) {
 }
 
 #[test]
+fn batchnorm_backward_from_the_output_matches_the_backward_from_the_input() {
+    use mtosi::ops::activation::LEAKY_RELU_SLOPE;
+    let test = "batchnorm_backward_from_the_output_matches_the_backward_from_the_input";
+    let mut rng = Rng::new(seed(test));
+    let slope = LEAKY_RELU_SLOPE;
+    for _ in 0..6 {
+        let (n, c, hw) = (
+            rng.range_usize(1, 4),
+            rng.range_usize(1, 6),
+            rng.range_usize(2, 3000),
+        );
+        let len = n * c * hw;
+        let inp = rng.vec_f32(len, -3.0, 5.0);
+        // Weights of either sign, none near zero; biases up to twice their size.
+        let weight: Vec<f32> = rng
+            .vec_f32(c, 0.2, 2.0)
+            .into_iter()
+            .zip(rng.vec_f32(c, -1.0, 1.0))
+            .map(|(g, sign)| if sign < 0.0 { -g } else { g })
+            .collect();
+        let bias = rng.vec_f32(c, -2.0, 2.0);
+        let d_out = rng.vec_f32(len, -1.0, 1.0);
+        let name = format!("n {n} c {c} hw {hw}");
+        assert!(batchnorm_backward_from_output_applies(
+            &weight, &bias, slope
+        ));
+        let mut out = vec![f32::NAN; len];
+        let (mut mean, mut rstd) = (vec![0.0; c], vec![0.0; c]);
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        batchnorm_leaky_relu_forward_train(
+            &mut out,
+            &mut mean,
+            &mut rstd,
+            &mut rm,
+            &mut rv,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            hw,
+            BATCHNORM_MOMENTUM,
+            BATCHNORM_EPS,
+            slope,
+        );
+        let (mut d_inp, mut d_weight, mut d_bias) = (vec![0.0; len], vec![0.1; c], vec![-0.1; c]);
+        batchnorm_leaky_relu_backward(
+            Some(&mut d_inp),
+            &mut d_weight,
+            &mut d_bias,
+            &d_out,
+            &out,
+            &inp,
+            &weight,
+            &mean,
+            &rstd,
+            n,
+            c,
+            hw,
+            slope,
+        );
+        let (mut o_d_inp, mut o_d_weight, mut o_d_bias) =
+            (vec![f32::NAN; len], vec![0.1; c], vec![-0.1; c]);
+        batchnorm_leaky_relu_backward_from_output(
+            &mut o_d_inp,
+            &mut o_d_weight,
+            &mut o_d_bias,
+            &d_out,
+            &out,
+            &weight,
+            &bias,
+            &rstd,
+            n,
+            c,
+            hw,
+            slope,
+        );
+        // x̂ from the rounded output: float32 rounding magnified by at most |β/γ| ≤ 10.
+        assert_close(&format!("{name} d_inp"), &o_d_inp, &d_inp, 1e-4);
+        assert_close(&format!("{name} d_weight"), &o_d_weight, &d_weight, 1e-4);
+        assert_close(&format!("{name} d_bias"), &o_d_bias, &d_bias, 1e-5);
+    }
+    // Refused where x̂ = (z − β)/γ would magnify the output's rounding, or a value is NaN.
+    for (weight, bias) in [(0.0, 0.0), (1e-4, 0.0), (0.01, 20.0), (f32::NAN, 0.0)] {
+        assert!(!batchnorm_backward_from_output_applies(
+            &[1.0, weight],
+            &[0.0, bias],
+            slope
+        ));
+    }
+    assert!(!batchnorm_backward_from_output_applies(&[1.0], &[0.0], 0.0));
+}
+
+#[test]
 fn batchnorm_leaky_relu_fused_equals_the_two_ops_bit_for_bit() {
     use mtosi::ops::activation::{leaky_relu_backward, leaky_relu_forward, LEAKY_RELU_SLOPE};
     let mut rng = Rng::new(seed(
@@ -374,6 +468,49 @@ fn batchnorm_leaky_relu_fused_equals_the_two_ops_bit_for_bit() {
         assert_same_bits(&format!("{name} d_inp"), &f_d_inp, &d_inp);
         assert_same_bits(&format!("{name} d_weight"), &f_d_weight, &d_weight);
         assert_same_bits(&format!("{name} d_bias"), &f_d_bias, &d_bias);
+
+        // Into a fresh gradient: written over NaN, the bits the add leaves in zeros.
+        let (mut zero_d_inp, mut z_d_weight, mut z_d_bias) =
+            (vec![0.0; len], vec![0.1; c], vec![-0.1; c]);
+        batchnorm_leaky_relu_backward(
+            Some(&mut zero_d_inp),
+            &mut z_d_weight,
+            &mut z_d_bias,
+            &d_out,
+            &fused,
+            &inp,
+            &weight,
+            &f_mean,
+            &f_rstd,
+            n,
+            c,
+            hw,
+            slope,
+        );
+        let (mut w_d_inp, mut w_d_weight, mut w_d_bias) =
+            (vec![f32::NAN; len], vec![0.1; c], vec![-0.1; c]);
+        batchnorm_leaky_relu_backward_overwrite(
+            &mut w_d_inp,
+            &mut w_d_weight,
+            &mut w_d_bias,
+            &d_out,
+            &fused,
+            &inp,
+            &weight,
+            &f_mean,
+            &f_rstd,
+            n,
+            c,
+            hw,
+            slope,
+        );
+        assert_same_bits(&format!("{name} overwritten d_inp"), &w_d_inp, &zero_d_inp);
+        assert_same_bits(
+            &format!("{name} overwrite d_weight"),
+            &w_d_weight,
+            &z_d_weight,
+        );
+        assert_same_bits(&format!("{name} overwrite d_bias"), &w_d_bias, &z_d_bias);
 
         // Evaluation mode, against the plain-loop reference too (within f32 rounding).
         let (mut pre_eval, mut separate_eval, mut fused_eval) =

@@ -27,7 +27,8 @@ use mtosi::ops::conv2d::{set_conv_precision, ConvPrecision};
 pub struct PrecisionArg {
     /// Products on the CPU: fp32, or bf16 (bf16 operands, float32 sums; the forwards and data
     /// gradients of the 3×3 and 2×2 convolutions with at least 8 channels each side, their weight
-    /// gradients with at least 8 output channels, and the LSTM's W_hh·h; needs AVX512-BF16).
+    /// gradients with at least 8 output channels, and the LSTM's W_hh·h; needs AVX512-BF16;
+    /// on CPUs with AMX the convolutions' forwards run on its tiles, `MTOSI_AMX=0` keeps them off).
     #[arg(long, value_enum, default_value_t = ConvPrecision::Fp32)]
     pub precision: ConvPrecision,
 }

@@ -41,9 +41,11 @@ use crate::ops::activation::{
     sigmoid_backward, sigmoid_backward_launch, sigmoid_forward, sigmoid_forward_launch,
 };
 use crate::ops::batchnorm::{
-    batchnorm_backward_launch, batchnorm_forward_eval_launch, batchnorm_forward_train_launch,
-    batchnorm_leaky_relu_backward, batchnorm_leaky_relu_forward_eval,
-    batchnorm_leaky_relu_forward_train, BatchNormWorkspace, BATCHNORM_EPS, BATCHNORM_MOMENTUM,
+    batchnorm_backward_from_output_applies, batchnorm_backward_launch,
+    batchnorm_forward_eval_launch, batchnorm_forward_train_launch,
+    batchnorm_leaky_relu_backward_from_output, batchnorm_leaky_relu_backward_overwrite,
+    batchnorm_leaky_relu_forward_eval, batchnorm_leaky_relu_forward_train, BatchNormWorkspace,
+    BATCHNORM_EPS, BATCHNORM_MOMENTUM,
 };
 use crate::ops::clamp::{clamp_in_place, clamp_in_place_launch};
 use crate::ops::concat::{
@@ -270,8 +272,19 @@ pub trait Backend: Sized {
         slope: f32,
         mode: Mode,
     ) -> Result<Self::Storage>;
+    /// Whether [`Backend::batchnorm_leaky_relu_backward`] needs the forward's input `x` beside
+    /// its output, for a layer of this `weight` and `bias` (asked after the forward, before the
+    /// step moves them); when not, the layer does not keep `x`. Yes by default.
+    fn batchnorm_backward_needs_input(
+        &self,
+        _weight: &Self::Param,
+        _bias: &Self::Param,
+        _slope: f32,
+    ) -> bool {
+        true
+    }
     /// The input gradient of a training-mode [`Backend::batchnorm_leaky_relu_forward`] of `x`
-    /// that gave `y`.
+    /// that gave `y`; `x` is there where [`Backend::batchnorm_backward_needs_input`] said so.
     fn batchnorm_leaky_relu_backward(
         &mut self,
         ws: &mut Self::BatchNormWorkspace,
@@ -279,7 +292,7 @@ pub trait Backend: Sized {
         bias: &mut Self::Param,
         d_out: &Self::Storage,
         y: &Self::Storage,
-        x: &Self::Storage,
+        x: Option<&Self::Storage>,
         dims: BatchNormDims,
         slope: f32,
     ) -> Result<Self::Storage>;
@@ -567,6 +580,11 @@ impl Backend for Cpu {
         Ok(out)
     }
 
+    /// Only where γ is near zero: elsewhere the backward recovers the input from the output.
+    fn batchnorm_backward_needs_input(&self, weight: &Param, bias: &Param, slope: f32) -> bool {
+        !batchnorm_backward_from_output_applies(&weight.value, &bias.value, slope)
+    }
+
     fn batchnorm_leaky_relu_backward(
         &mut self,
         ws: &mut SavedStatistics,
@@ -574,26 +592,49 @@ impl Backend for Cpu {
         bias: &mut Param,
         d_out: &Storage,
         y: &Storage,
-        x: &Storage,
+        x: Option<&Storage>,
         (n, c, hw): BatchNormDims,
         slope: f32,
     ) -> Result<Storage> {
-        let mut d_x = Storage::zeroed(x.len());
-        batchnorm_leaky_relu_backward(
-            Some(&mut d_x),
-            &mut weight.grad,
-            &mut bias.grad,
-            d_out,
-            y,
-            x,
-            &weight.value,
-            &ws.mean,
-            &ws.rstd,
-            n,
-            c,
-            hw,
-            slope,
-        );
+        let mut d_x = Storage::for_overwrite(y.len());
+        match x {
+            Some(x) => batchnorm_leaky_relu_backward_overwrite(
+                &mut d_x,
+                &mut weight.grad,
+                &mut bias.grad,
+                d_out,
+                y,
+                x,
+                &weight.value,
+                &ws.mean,
+                &ws.rstd,
+                n,
+                c,
+                hw,
+                slope,
+            ),
+            None if batchnorm_backward_from_output_applies(&weight.value, &bias.value, slope) => {
+                batchnorm_leaky_relu_backward_from_output(
+                    &mut d_x,
+                    &mut weight.grad,
+                    &mut bias.grad,
+                    d_out,
+                    y,
+                    &weight.value,
+                    &bias.value,
+                    &ws.rstd,
+                    n,
+                    c,
+                    hw,
+                    slope,
+                )
+            }
+            None => {
+                return Err(invalid(
+                    "a BatchNorm backward without its input, which a weight near zero needs".into(),
+                ))
+            }
+        }
         Ok(d_x)
     }
 
@@ -1247,10 +1288,11 @@ impl Backend for Kernels<'_> {
         bias: &mut DeviceParam,
         d_out: &DeviceStorage,
         _y: &DeviceStorage,
-        x: &DeviceStorage,
+        x: Option<&DeviceStorage>,
         dims: BatchNormDims,
         slope: f32,
     ) -> Result<DeviceStorage> {
+        let x = x.ok_or_else(|| invalid("a BatchNorm backward without its input".into()))?;
         let mut d_x = self.zeros(x.len())?;
         let bn = ws
             .as_mut()

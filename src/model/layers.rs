@@ -395,9 +395,12 @@ pub fn conv_batchnorm_leaky_relu<B: Backend>(
 
 /// `torch.nn.BatchNorm2d(c)` (momentum 0.1, eps 1e-5, affine, tracking running statistics)
 /// followed by `F.leaky_relu` with PyTorch's slope 0.01, in one pass over the output: in this
-/// network every BatchNorm feeds a leaky ReLU. It keeps its input and its output for the
-/// backward pass (with a positive slope `out > 0` exactly when the normalised value is, so the
-/// output gives the activation's derivative); the normalised tensor in between is never kept.
+/// network every BatchNorm feeds a leaky ReLU. It keeps its output for the backward pass (with
+/// a positive slope `out > 0` exactly when the normalised value is, so the output gives the
+/// activation's derivative), and its input only where the backend's backward needs it: the
+/// kernels' do; the CPU's recovers the input from the output
+/// (`ops::batchnorm::batchnorm_leaky_relu_backward_from_output`) unless a weight is near zero.
+/// The normalised tensor in between is never kept.
 pub struct BatchNorm2d<B: Backend = Cpu> {
     pub weight: B::Param,
     pub bias: B::Param,
@@ -407,8 +410,8 @@ pub struct BatchNorm2d<B: Backend = Cpu> {
     count_name: String,
     label: String,
     c: usize,
-    /// The training-mode forward's input and output.
-    saved: Option<[Activation<B>; 2]>,
+    /// The training-mode forward's input (where the backend's backward needs it) and output.
+    saved: Option<(Option<Activation<B>>, Activation<B>)>,
     ws: B::BatchNormWorkspace,
 }
 
@@ -454,7 +457,12 @@ impl<B: Backend> BatchNorm2d<B> {
         self.saved = match mode {
             Mode::Train => {
                 self.num_batches_tracked += 1;
-                Some([x.clone(), out.clone()])
+                let keep_input = backend.batchnorm_backward_needs_input(
+                    &self.weight,
+                    &self.bias,
+                    LEAKY_RELU_SLOPE,
+                );
+                Some((keep_input.then(|| x.clone()), out.clone()))
             }
             Mode::Eval => None,
         };
@@ -464,15 +472,15 @@ impl<B: Backend> BatchNorm2d<B> {
     /// The gradient of the forward's input, given its output's.
     pub fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
         let _timer = profile::scope("batchnorm+leaky_relu", &self.label, "backward");
-        let [x, y] = self.saved.take().expect(NOT_TRAINED);
-        let (n, c, h, w) = x.dims4();
+        let (x, y) = self.saved.take().expect(NOT_TRAINED);
+        let (n, c, h, w) = y.dims4();
         backend.batchnorm_leaky_relu_backward(
             &mut self.ws,
             &mut self.weight,
             &mut self.bias,
             d_out,
             y.storage(),
-            x.storage(),
+            x.as_ref().map(|x| x.storage()),
             (n, c, h * w),
             LEAKY_RELU_SLOPE,
         )

@@ -130,7 +130,12 @@ pub fn train_step(
     frame_roll: &Tensor,
     config: &TrainingConfig,
 ) -> Result<f32, ModelError> {
-    let (_, loss) = loss_and_gradients(model, spec, frame_roll, &config.hooks)?;
-    optimizer.step(model, config.clip_value);
-    Ok(loss)
+    // On one of rayon's threads: each parallel loop of the step then splits its work with the
+    // other threads directly, instead of the calling thread handing it to the pool and sleeping
+    // until it is done, hundreds of times per step.
+    rayon::scope(|_| {
+        let (_, loss) = loss_and_gradients(model, spec, frame_roll, &config.hooks)?;
+        optimizer.step(model, config.clip_value);
+        Ok(loss)
+    })
 }

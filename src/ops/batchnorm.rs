@@ -292,7 +292,18 @@ pub fn batchnorm_backward(
     hw: usize,
 ) {
     backward(
-        d_inp, d_weight, d_bias, d_out, None, inp, weight, save_mean, save_rstd, n, c, hw,
+        d_inp.map(|d| (d, GradInto::Add)),
+        d_weight,
+        d_bias,
+        d_out,
+        None,
+        inp,
+        weight,
+        save_mean,
+        save_rstd,
+        n,
+        c,
+        hw,
     );
 }
 
@@ -318,7 +329,7 @@ pub fn batchnorm_leaky_relu_backward(
 ) {
     check_len("batchnorm leaky_relu out", out.len(), inp.len());
     backward(
-        d_inp,
+        d_inp.map(|d| (d, GradInto::Add)),
         d_weight,
         d_bias,
         d_out,
@@ -331,6 +342,187 @@ pub fn batchnorm_leaky_relu_backward(
         c,
         hw,
     );
+}
+
+/// [`batchnorm_leaky_relu_backward`] into a fresh input gradient: `d_inp` is written, whatever
+/// it held, with the values the add would leave in a zeroed buffer, bit for bit (`0 + v`), so
+/// the caller skips zeroing it and this pass reads it no more (one read and one write of the
+/// activation fewer). `d_weight` and `d_bias` are added into as there.
+pub fn batchnorm_leaky_relu_backward_overwrite(
+    d_inp: &mut [f32],
+    d_weight: &mut [f32],
+    d_bias: &mut [f32],
+    d_out: &[f32],
+    out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    save_mean: &[f32],
+    save_rstd: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    negative_slope: f32,
+) {
+    check_len("batchnorm leaky_relu out", out.len(), inp.len());
+    backward(
+        Some((d_inp, GradInto::Write)),
+        d_weight,
+        d_bias,
+        d_out,
+        Some((out, negative_slope)),
+        inp,
+        weight,
+        save_mean,
+        save_rstd,
+        n,
+        c,
+        hw,
+    );
+}
+
+/// Whether [`batchnorm_leaky_relu_backward_from_output`] may stand in for the backward from the
+/// input: a positive slope (the leaky ReLU is invertible) and every channel's
+/// |γ| ≥ 10⁻³·max(1, |β|), since x̂ = (z − β)/γ magnifies the rounding of the output by |β/γ|
+/// (NaN fails).
+pub fn batchnorm_backward_from_output_applies(
+    weight: &[f32],
+    bias: &[f32],
+    negative_slope: f32,
+) -> bool {
+    negative_slope > 0.0
+        && weight
+            .iter()
+            .zip(bias)
+            .all(|(&g, &b)| g.abs() >= 1e-3 * b.abs().max(1.0))
+}
+
+/// The BatchNorm output under leaky ReLU's output `out`, given `inverse_slope` = 1 / slope:
+/// `out·inverse_slope` where it is not positive (within an ulp of `out / slope`). A factor
+/// selected, then one product, so that the loops vectorise: a division under the branch, which
+/// the compiler will not speculate, left them scalar and the backward 6× slower.
+/// [`leaky_grad`] as a selected factor and one product (`d·1 = d`, so the same bits), which
+/// vectorises where the branch did not.
+#[inline(always)]
+fn leaky_grad_select(d_out: f32, out: f32, negative_slope: f32) -> f32 {
+    0.0 + d_out * if out > 0.0 { 1.0 } else { negative_slope }
+}
+
+#[inline(always)]
+fn unleaky(out: f32, inverse_slope: f32) -> f32 {
+    out * if out > 0.0 { 1.0 } else { inverse_slope }
+}
+
+/// The gradients of [`batchnorm_leaky_relu_forward_train`] from its output alone, so that the
+/// forward's input need not be kept for the backward (one activation less per BatchNorm, and
+/// one read less in each of the two passes; the trick of in-place activated BatchNorm). With a
+/// positive slope the BatchNorm output is z = `out` or `out / slope` and x̂ = (z − β)/γ. With
+/// g = leaky ReLU's backward of `d_out` and s = γ·rstd:
+/// d_bias += Σ g, d_weight += Σ g·(z − β) / γ, and
+/// d_x = s·(g − mean g − x̂·mean(g·x̂)) = a·g + b·z + k per channel with a = s,
+/// b = −rstd·mean(g·x̂), k = −s·mean g + β·rstd·mean(g·x̂) (no division per element).
+/// `d_inp` is written, whatever it held (as [`batchnorm_leaky_relu_backward_overwrite`]).
+/// Within float32 rounding of the backward from the input where
+/// [`batchnorm_backward_from_output_applies`]; the caller checks that (it panics otherwise).
+pub fn batchnorm_leaky_relu_backward_from_output(
+    d_inp: &mut [f32],
+    d_weight: &mut [f32],
+    d_bias: &mut [f32],
+    d_out: &[f32],
+    out: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    save_rstd: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    negative_slope: f32,
+) {
+    check_shapes(
+        out.len(),
+        &[
+            ("batchnorm d_weight", d_weight.len()),
+            ("batchnorm d_bias", d_bias.len()),
+            ("batchnorm weight", weight.len()),
+            ("batchnorm bias", bias.len()),
+            ("batchnorm save_rstd", save_rstd.len()),
+        ],
+        n,
+        c,
+        hw,
+    );
+    check_len("batchnorm d_out", d_out.len(), out.len());
+    check_len("batchnorm d_inp", d_inp.len(), out.len());
+    assert!(
+        batchnorm_backward_from_output_applies(weight, bias, negative_slope),
+        "batchnorm backward from the output: a weight near zero or a non-positive slope"
+    );
+    let count = (n * hw) as f64;
+    let (slope, inverse_slope) = (negative_slope, 1.0 / negative_slope);
+    // Per channel: Σ g and Σ g·(z − β), per plane in blocks as the backward from the input.
+    let sums: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let beta = bias[ch];
+            let (mut sum_g, mut sum_gz) = (0.0f64, 0.0f64);
+            let (mut g_block, mut z_block) = ([0.0f32; sums::BLOCK], [0.0f32; sums::BLOCK]);
+            for b in 0..n {
+                let plane = (b * c + ch) * hw..(b * c + ch + 1) * hw;
+                let (dy, y) = (&d_out[plane.clone()], &out[plane]);
+                let (mut plane_g, mut plane_gz) = (0.0f64, 0.0f64);
+                for (dy, y) in dy.chunks(sums::BLOCK).zip(y.chunks(sums::BLOCK)) {
+                    let (g_block, z_block) = (&mut g_block[..dy.len()], &mut z_block[..dy.len()]);
+                    // Two loops of two streams each: one of four left them scalar.
+                    for ((g, &dy), &y) in g_block.iter_mut().zip(dy).zip(y) {
+                        *g = leaky_grad_select(dy, y, slope);
+                    }
+                    for (z, &y) in z_block.iter_mut().zip(y) {
+                        *z = unleaky(y, inverse_slope);
+                    }
+                    plane_g += sums::sum(g_block);
+                    plane_gz += sums::sum_weighted_dev(g_block, z_block, beta);
+                }
+                sum_g += plane_g;
+                sum_gz += plane_gz;
+            }
+            (sum_g, sum_gz / weight[ch] as f64)
+        })
+        .collect();
+    for (ch, &(sum_g, sum_g_xhat)) in sums.iter().enumerate() {
+        d_bias[ch] += sum_g as f32;
+        d_weight[ch] += sum_g_xhat as f32;
+    }
+    let coefficients: Vec<(f32, f32, f32)> = sums
+        .iter()
+        .enumerate()
+        .map(|(ch, &(sum_g, sum_g_xhat))| {
+            let rstd = save_rstd[ch] as f64;
+            let scale = weight[ch] as f64 * rstd;
+            let (mean_g, mean_g_xhat) = (sum_g / count, sum_g_xhat / count);
+            let z_coef = -rstd * mean_g_xhat;
+            let constant = -scale * mean_g + bias[ch] as f64 * rstd * mean_g_xhat;
+            (scale as f32, z_coef as f32, constant as f32)
+        })
+        .collect();
+    d_inp
+        .par_chunks_mut(hw)
+        .zip(d_out.par_chunks(hw).zip(out.par_chunks(hw)))
+        .enumerate()
+        .for_each(move |(plane, (d_x, (dy, y)))| {
+            let (a, b, k) = coefficients[plane % c];
+            for ((d_x, &dy), &y) in d_x.iter_mut().zip(dy).zip(y) {
+                let (g, z) = (leaky_grad_select(dy, y, slope), unleaky(y, inverse_slope));
+                *d_x = 0.0 + (a * g + b * z + k);
+            }
+        });
+}
+
+/// How the backward leaves its input gradient.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GradInto {
+    /// Added into what `d_inp` holds (PyTorch's accumulation).
+    Add,
+    /// Written: `0 + v`, what adding into zeros gives (−0 becomes +0 either way).
+    Write,
 }
 
 /// The gradient that leaky ReLU's backward adds into a zeroed buffer: `d_out` where the
@@ -348,7 +540,7 @@ fn leaky_grad(d_out: f32, out: f32, negative_slope: f32) -> f32 {
 /// output `out`, turned into the BatchNorm output's gradient on the fly, one block of
 /// `sums::BLOCK` values at a time, so that the sums add the same block totals in the same order.
 fn backward(
-    d_inp: Option<&mut [f32]>,
+    d_inp: Option<(&mut [f32], GradInto)>,
     d_weight: &mut [f32],
     d_bias: &mut [f32],
     d_out: &[f32],
@@ -375,7 +567,7 @@ fn backward(
         hw,
     );
     check_len("batchnorm d_out", d_out.len(), inp.len());
-    if let Some(d_inp) = d_inp.as_deref() {
+    if let Some((d_inp, _)) = d_inp.as_ref() {
         check_len("batchnorm d_inp", d_inp.len(), inp.len());
     }
     let count = (n * hw) as f64;
@@ -419,7 +611,7 @@ fn backward(
         d_bias[ch] += sum_dy as f32;
         d_weight[ch] += sum_dy_xhat as f32;
     }
-    let Some(d_inp) = d_inp else {
+    let Some((d_inp, into)) = d_inp else {
         return;
     };
     // d_x = weight·rstd·(d_y − mean(d_y) − x̂·mean(d_y·x̂)), as a·d_y + b·x + c per channel.
@@ -441,16 +633,28 @@ fn backward(
         .enumerate()
         .for_each(|(plane, (d_x, (dy, x)))| {
             let (a, b, k) = coefficients[plane % c];
-            match leaky {
-                None => {
+            // One loop per case, so that each vectorises without a branch inside.
+            match (leaky, into) {
+                (None, GradInto::Add) => {
                     for ((d_x, &dy), &x) in d_x.iter_mut().zip(dy).zip(x) {
                         *d_x += a * dy + b * x + k;
                     }
                 }
-                Some((out, slope)) => {
+                (None, GradInto::Write) => {
+                    for ((d_x, &dy), &x) in d_x.iter_mut().zip(dy).zip(x) {
+                        *d_x = 0.0 + (a * dy + b * x + k);
+                    }
+                }
+                (Some((out, slope)), GradInto::Add) => {
                     let out = &out[plane * hw..][..hw];
                     for (((d_x, &dz), &x), &z) in d_x.iter_mut().zip(dy).zip(x).zip(out) {
                         *d_x += a * leaky_grad(dz, z, slope) + b * x + k;
+                    }
+                }
+                (Some((out, slope)), GradInto::Write) => {
+                    let out = &out[plane * hw..][..hw];
+                    for (((d_x, &dz), &x), &z) in d_x.iter_mut().zip(dy).zip(x).zip(out) {
+                        *d_x = 0.0 + (a * leaky_grad(dz, z, slope) + b * x + k);
                     }
                 }
             }

@@ -20,7 +20,10 @@ Each `--variant NAME:VAR=VALUE,...` adds a run of mtosi with those environment v
 opt-in paths) beside the default one, each compared with the same PyTorch best. `--peer-env
 VAR=VALUE,...` is added to every PyTorch configuration: for an AVX2-only comparison on an AVX-512
 machine, `--peer-env ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2` beside
-`--variant avx2:MTOSI_FORCE_ISA=avx2`.
+`--variant avx2:MTOSI_FORCE_ISA=avx2`. `--peer-flags=--bf16` runs PyTorch under bf16 autocast;
+`--peer-flags= --peer-flags=--bf16` runs it both ways and counts its fastest of all.
+`--rounds N` repeats every configuration (ours and PyTorch's) in N interleaved rounds and keeps
+each one's fastest median, so a noisy host's slow moments do not decide a ratio.
 """
 
 import argparse
@@ -108,11 +111,18 @@ def main():
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME:VAR=VALUE,... : another mtosi run with these environment variables")
-    parser.add_argument("--peer-flags", default="",
-                        help="extra torch_step.py flags, e.g. --bf16 (the eval under bf16 autocast)")
+    parser.add_argument("--peer-flags", action="append", default=None,
+                        help="extra torch_step.py flags, e.g. --bf16 (bf16 autocast); given more than "
+                             "once, PyTorch runs every configuration under each and its fastest counts "
+                             "(--peer-flags= --peer-flags=--bf16: float32 and autocast)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration, ours and PyTorch's, this many times in "
+                             "interleaved rounds and keep each one's fastest median (a noisy host "
+                             "slows whichever runs at the wrong moment)")
     parser.add_argument("--peer-env", default="",
                         help="VAR=VALUE,... added to every PyTorch configuration")
     args = parser.parse_args()
+    peer_flag_sets = [f.split() for f in (args.peer_flags or [""])]
     peer_env = dict(a.split("=", 1) for a in args.peer_env.split(",") if a)
     variants = [("", {})]
     for spec in args.variant:
@@ -123,24 +133,32 @@ def main():
     rows = []
     for key in args.configs.split(","):
         label, flags = CONFIGS[key]
-        ours_by_variant = []
-        for suffix, env in variants:
-            ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2", **env})
-            print(ours[3], f"[mtosi{suffix}]", f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
-            ours_by_variant.append((label + suffix, ours))
-        peers = []
-        for name, env in peer_configurations(bf16="--bf16" in args.peer_flags.split()):
-            peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags + args.peer_flags.split(), {**env, **peer_env})
-            print(peer[3], f"[{name}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
-            peers.append(peer)
-        best = min(peers, key=lambda p: p[0])
-        rows.extend((name, ours, best) for name, ours in ours_by_variant)
+        ours_runs = [[] for _ in variants]
+        peer_runs = {}
+        for round_index in range(args.rounds):
+            tag = f" round {round_index + 1}/{args.rounds}" if args.rounds > 1 else ""
+            for i, (suffix, env) in enumerate(variants):
+                ours = timed([args.mtosi, "bench-step"] + flags, {"RAYON_NUM_THREADS": "2", **env})
+                print(ours[3], f"[mtosi{suffix}{tag}]", f"| peak {ours[1]:.0f} MiB | load {ours[2]:.1f}", flush=True)
+                ours_runs[i].append(ours)
+            for peer_flags in peer_flag_sets:
+                bf16 = "--bf16" in peer_flags
+                for name, env in peer_configurations(bf16=bf16):
+                    name = f"{name}{', bf16 autocast' if bf16 else ''}"
+                    peer = timed([args.python, os.path.join(HERE, "torch_step.py")] + flags + peer_flags,
+                                 {**env, **peer_env})
+                    print(peer[3], f"[{name}{tag}]", f"| peak {peer[1]:.0f} MiB | load {peer[2]:.1f}", flush=True)
+                    peer_runs.setdefault(name, []).append(peer + (name,))
+        # Each configuration's fastest round; PyTorch's figure is its fastest configuration.
+        best = min((min(runs, key=lambda p: p[0]) for runs in peer_runs.values()), key=lambda p: p[0])
+        rows.extend((label + suffix, min(runs, key=lambda o: o[0]), best)
+                    for (suffix, _), runs in zip(variants, ours_runs))
     print()
-    print("| configuration | mtosi wall (s) | PyTorch wall (s) | ratio | mtosi CPU (s) | PyTorch CPU (s) "
+    print("| configuration | mtosi wall (s) | PyTorch wall (s), its fastest configuration | ratio | mtosi CPU (s) | PyTorch CPU (s) "
           "| CPU ratio | mtosi peak MiB | PyTorch peak MiB | load (ours / PyTorch) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, ours, peer in rows:
-        print(f"| {label} | {ours[0]:.3f} | {peer[0]:.3f} | {ours[0] / peer[0]:.2f}x | {ours[4]:.3f} | "
+        print(f"| {label} | {ours[0]:.3f} | {peer[0]:.3f} ({peer[5]}) | {ours[0] / peer[0]:.2f}x | {ours[4]:.3f} | "
               f"{peer[4]:.3f} | {ours[4] / peer[4]:.2f}x | {ours[1]:.0f} | {peer[1]:.0f} | "
               f"{ours[2]:.1f} / {peer[2]:.1f} |")
 

@@ -13,7 +13,8 @@
 //! kernel's forwards with ≥ 8 channels a side, and the 2×2 and 3×3 weight gradients with ≥ 8
 //! output channels, with bf16 products, `MTOSI_CONV_BF16=1` or [`set_conv_precision`],
 //! AVX512-BF16 CPUs only; it wins over Winograd where both apply; under the same switch
-//! `pointwise` runs the 1×1 layers' forwards as one bf16 GEMM per sample).
+//! `pointwise` runs the 1×1 layers' forwards as one bf16 GEMM per sample, and on CPUs with AMX
+//! `amx` runs the bf16 forwards on tiles, `MTOSI_AMX=0` keeping them on AVX512-BF16).
 //! ConvTranspose2d runs on the same three functions, as this convolution's adjoint. In evaluation
 //! mode a [`ConvFinish`] (the following BatchNorm2d and leaky ReLU, and a residual sum) is applied
 //! as the forward stores its sums (`conv2d_forward_finished`).
