@@ -400,13 +400,6 @@ pub fn batchnorm_backward_from_output_applies(
 /// `out·inverse_slope` where it is not positive (within an ulp of `out / slope`). A factor
 /// selected, then one product, so that the loops vectorise: a division under the branch, which
 /// the compiler will not speculate, left them scalar and the backward 6× slower.
-/// [`leaky_grad`] as a selected factor and one product (`d·1 = d`, so the same bits), which
-/// vectorises where the branch did not.
-#[inline(always)]
-fn leaky_grad_select(d_out: f32, out: f32, negative_slope: f32) -> f32 {
-    0.0 + d_out * if out > 0.0 { 1.0 } else { negative_slope }
-}
-
 #[inline(always)]
 fn unleaky(out: f32, inverse_slope: f32) -> f32 {
     out * if out > 0.0 { 1.0 } else { inverse_slope }
@@ -473,7 +466,7 @@ pub fn batchnorm_leaky_relu_backward_from_output(
                     let (g_block, z_block) = (&mut g_block[..dy.len()], &mut z_block[..dy.len()]);
                     // Two loops of two streams each: one of four left them scalar.
                     for ((g, &dy), &y) in g_block.iter_mut().zip(dy).zip(y) {
-                        *g = leaky_grad_select(dy, y, slope);
+                        *g = leaky_grad(dy, y, slope);
                     }
                     for (z, &y) in z_block.iter_mut().zip(y) {
                         *z = unleaky(y, inverse_slope);
@@ -510,7 +503,7 @@ pub fn batchnorm_leaky_relu_backward_from_output(
         .for_each(move |(plane, (d_x, (dy, y)))| {
             let (a, b, k) = coefficients[plane % c];
             for ((d_x, &dy), &y) in d_x.iter_mut().zip(dy).zip(y) {
-                let (g, z) = (leaky_grad_select(dy, y, slope), unleaky(y, inverse_slope));
+                let (g, z) = (leaky_grad(dy, y, slope), unleaky(y, inverse_slope));
                 *d_x = 0.0 + (a * g + b * z + k);
             }
         });
@@ -526,14 +519,12 @@ enum GradInto {
 }
 
 /// The gradient that leaky ReLU's backward adds into a zeroed buffer: `d_out` where the
-/// activation's output is positive, else `negative_slope·d_out` (as `ops::activation`).
+/// activation's output is positive, else `negative_slope·d_out` (as `ops::activation`). As a
+/// selected factor and one product (`d·1 = d`, the same bits as the branch), so that loops of
+/// several streams vectorise: with the branch, the backward from the output stayed scalar.
 #[inline(always)]
 fn leaky_grad(d_out: f32, out: f32, negative_slope: f32) -> f32 {
-    0.0 + if out > 0.0 {
-        d_out
-    } else {
-        d_out * negative_slope
-    }
+    0.0 + d_out * if out > 0.0 { 1.0 } else { negative_slope }
 }
 
 /// The backward; with `leaky = Some((out, slope))`, `d_out` is the gradient of leaky ReLU's
