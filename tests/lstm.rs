@@ -107,27 +107,43 @@ fn backward(
     prior: (Vec<f32>, Vec<f32>, Vec<f32>),
     reference: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let f = forward(s, inp, &params.dirs[0], &params.dirs[1], true);
+    let mut f = forward(s, inp, &params.dirs[0], &params.dirs[1], true);
     let (mut d_inp, mut d_fwd, mut d_rev) = prior;
-    let run = if reference {
-        lstm_backward_reference
+    let mut grads = [gradients(s, &mut d_fwd), gradients(s, &mut d_rev)];
+    let weights = [weights(s, &params.dirs[0]), weights(s, &params.dirs[1])];
+    let [batch, frames, input_size, hidden_size] = [s.batch, s.frames, s.input_size, s.hidden_size];
+    if reference {
+        lstm_backward_reference(
+            Some(&mut d_inp),
+            &mut grads,
+            d_out,
+            inp,
+            &f.out,
+            &f.gates,
+            &f.cells,
+            &weights,
+            batch,
+            frames,
+            input_size,
+            hidden_size,
+        );
     } else {
-        lstm_backward
-    };
-    run(
-        Some(&mut d_inp),
-        &mut [gradients(s, &mut d_fwd), gradients(s, &mut d_rev)],
-        d_out,
-        inp,
-        &f.out,
-        &f.gates,
-        &f.cells,
-        &[weights(s, &params.dirs[0]), weights(s, &params.dirs[1])],
-        s.batch,
-        s.frames,
-        s.input_size,
-        s.hidden_size,
-    );
+        // Writes its gate gradients over `f.gates`.
+        lstm_backward(
+            Some(&mut d_inp),
+            &mut grads,
+            d_out,
+            inp,
+            &f.out,
+            &mut f.gates,
+            &f.cells,
+            &weights,
+            batch,
+            frames,
+            input_size,
+            hidden_size,
+        );
+    }
     (d_inp, d_fwd, d_rev)
 }
 
@@ -537,7 +553,7 @@ mod kernels {
                 let s = x.shape;
                 match device {
                     Device::Cpu => {
-                        let [out, gates, cells] = cpu_forward(x);
+                        let [out, mut gates, cells] = cpu_forward(x);
                         let mut d_inp = x.prior_d_inp.clone();
                         let mut g = x.prior_grads.clone();
                         let [g0, g1] = &mut g;
@@ -557,7 +573,7 @@ mod kernels {
                             &x.d_out,
                             &x.inp,
                             &out,
-                            &gates,
+                            &mut gates,
                             &cells,
                             &[cpu_weights(&x.params[0]), cpu_weights(&x.params[1])],
                             s.batch,

@@ -163,6 +163,9 @@ pub struct BatchNormRefs<'a, B: Backend> {
 pub type LstmParams<'a, P> = [&'a P; 4];
 /// One LSTM direction's parameters, their gradients to be added into.
 pub type LstmParamsMut<'a, P> = [&'a mut P; 4];
+/// What the LSTM's forward kept for its backward: input, output, gate activations (the backward
+/// may overwrite them) and cell states.
+pub type LstmSavedRefs<'a, S> = (&'a S, &'a S, &'a mut S, &'a S);
 
 /// The ops of the network on one kind of memory; see the module doc. Backward ops add into the
 /// parameters' gradients; `*_into` ops also add into the input gradient they are given.
@@ -354,12 +357,15 @@ pub trait Backend: Sized {
         weights: [LstmParams<'_, Self::Param>; 2],
         shape: LstmShape,
     ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;
+    /// `saved` is what the forward returned beside the output: its input, its output, the gate
+    /// activations (which the backward may overwrite: the CPU's keeps its gate gradients
+    /// there) and the cell states.
     fn lstm_backward(
         &mut self,
         ws: &mut Self::LstmWorkspace,
         params: [LstmParamsMut<'_, Self::Param>; 2],
         d_out: &Self::Storage,
-        saved: [&Self::Storage; 4],
+        saved: LstmSavedRefs<'_, Self::Storage>,
         shape: LstmShape,
     ) -> Result<Self::Storage>;
 
@@ -763,7 +769,7 @@ impl Backend for Cpu {
         _: &mut (),
         params: [LstmParamsMut<'_, Param>; 2],
         d_out: &Storage,
-        [x, out, gates, cells]: [&Storage; 4],
+        (x, out, gates, cells): LstmSavedRefs<'_, Storage>,
         s: LstmShape,
     ) -> Result<Storage> {
         let mut d_x = Storage::zeroed(x.len());
@@ -1467,7 +1473,7 @@ impl Backend for Kernels<'_> {
         ws: &mut Self::LstmWorkspace,
         params: [LstmParamsMut<'_, DeviceParam>; 2],
         d_out: &DeviceStorage,
-        [x, out, gates, cells]: [&DeviceStorage; 4],
+        (x, out, gates, cells): LstmSavedRefs<'_, DeviceStorage>,
         s: LstmShape,
     ) -> Result<DeviceStorage> {
         let mut d_x = self.zeros(x.len())?;

@@ -740,7 +740,7 @@ impl<B: Backend> Lstm<B> {
 
     pub fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
         let _timer = profile::scope("lstm", &self.name, "backward");
-        let saved = self.saved.take().expect(NOT_TRAINED);
+        let mut saved = self.saved.take().expect(NOT_TRAINED);
         let x = &saved.input;
         let shape = self.shape(x.shape()[0], x.shape()[1]);
         let [forward, reverse] = &mut self.directions;
@@ -748,12 +748,12 @@ impl<B: Backend> Lstm<B> {
             &mut self.ws,
             [forward.params_mut(), reverse.params_mut()],
             d_out,
-            [
+            (
                 x.storage(),
                 saved.output.storage(),
-                &saved.gates,
+                &mut saved.gates,
                 &saved.cells,
-            ],
+            ),
             shape,
         )
     }

@@ -181,13 +181,18 @@ fn forward_with(
 /// Backpropagation through time: adds into `d_inp` (batch, frames, input_size) and into each
 /// direction's parameter gradients, given `d_out` (batch, frames, 2·hidden) and what
 /// [`lstm_forward`] wrote (`out`, `gates`, `cells`).
+///
+/// `gates` is used up: each frame's gate activations are read once, just before that frame's
+/// pre-activation gate gradients replace them, which is where the gradients stay (the layout is
+/// the same, (2, batch·frames, 4·hidden)). So the backward allocates no second buffer of that
+/// size: 115 MB at batch 32 × 640, freshly faulted in at every step when it did.
 pub fn lstm_backward(
     d_inp: Option<&mut [f32]>,
     grads: &mut [LstmGradients; 2],
     d_out: &[f32],
     inp: &[f32],
     out: &[f32],
-    gates: &[f32],
+    gates: &mut [f32],
     cells: &[f32],
     weights: &[LstmWeights; 2],
     batch: usize,
@@ -225,54 +230,52 @@ pub fn lstm_backward(
     let hid = hidden_size;
     let per_direction = batch * frames;
     let shape = RecurrenceShape { batch, frames, hid };
-    // Pre-activation gate gradients of every frame, per direction: (2, batch·frames, 4·hidden).
-    let mut d_gates = vec![0.0f32; 2 * per_direction * 4 * hid];
-    let (d_gates_fwd, d_gates_rev) = d_gates.split_at_mut(per_direction * 4 * hid);
-    let (gates_fwd, gates_rev) = gates.split_at(per_direction * 4 * hid);
+    // Pre-activation gate gradients of every frame, per direction, written over the gates.
+    let (d_gates_fwd, d_gates_rev) = gates.split_at_mut(per_direction * 4 * hid);
     let (cells_fwd, cells_rev) = cells.split_at(per_direction * hid);
     let [grads_fwd, grads_rev] = grads;
-    let direction =
-        |d: usize, d_gates: &mut [f32], gates: &[f32], cells: &[f32], grads: &mut LstmGradients| {
-            let params = &weights[d];
-            recur_backward(d, d_gates, gates, cells, d_out, params, shape);
-            let d_pre = MatRef::row_major(d_gates, per_direction, 4 * hid);
-            // d_W_ih += d_preᵀ · x over every frame.
-            let x = MatRef::row_major(inp, per_direction, input_size);
-            matmul(grads.w_ih, input_size, d_pre.t(), x, true, Threads::Single);
-            // d_W_hh += d_pre(t)ᵀ · h(t − 1 in processing order), per sequence.
-            if frames > 1 {
-                let (first_grad_frame, first_h_frame) = if d == 0 { (1, 0) } else { (0, 1) };
-                for b in 0..batch {
-                    let d_pre = MatRef {
-                        data: &d_gates[(b * frames + first_grad_frame) * 4 * hid..],
-                        rows: frames - 1,
-                        cols: 4 * hid,
-                        row_stride: 4 * hid,
-                        col_stride: 1,
-                    };
-                    let h_prev = MatRef {
-                        data: &out[(b * frames + first_h_frame) * 2 * hid + d * hid..],
-                        rows: frames - 1,
-                        cols: hid,
-                        row_stride: 2 * hid,
-                        col_stride: 1,
-                    };
-                    matmul(grads.w_hh, hid, d_pre.t(), h_prev, true, Threads::Single);
-                }
+    let direction = |d: usize, d_gates: &mut [f32], cells: &[f32], grads: &mut LstmGradients| {
+        let params = &weights[d];
+        recur_backward(d, d_gates, cells, d_out, params, shape);
+        let d_gates = &*d_gates;
+        let d_pre = MatRef::row_major(d_gates, per_direction, 4 * hid);
+        // d_W_ih += d_preᵀ · x over every frame.
+        let x = MatRef::row_major(inp, per_direction, input_size);
+        matmul(grads.w_ih, input_size, d_pre.t(), x, true, Threads::Single);
+        // d_W_hh += d_pre(t)ᵀ · h(t − 1 in processing order), per sequence.
+        if frames > 1 {
+            let (first_grad_frame, first_h_frame) = if d == 0 { (1, 0) } else { (0, 1) };
+            for b in 0..batch {
+                let d_pre = MatRef {
+                    data: &d_gates[(b * frames + first_grad_frame) * 4 * hid..],
+                    rows: frames - 1,
+                    cols: 4 * hid,
+                    row_stride: 4 * hid,
+                    col_stride: 1,
+                };
+                let h_prev = MatRef {
+                    data: &out[(b * frames + first_h_frame) * 2 * hid + d * hid..],
+                    rows: frames - 1,
+                    cols: hid,
+                    row_stride: 2 * hid,
+                    col_stride: 1,
+                };
+                matmul(grads.w_hh, hid, d_pre.t(), h_prev, true, Threads::Single);
             }
-            for row in d_gates.chunks(4 * hid) {
-                for ((bi, bh), &g) in grads.b_ih.iter_mut().zip(grads.b_hh.iter_mut()).zip(row) {
-                    *bi += g;
-                    *bh += g;
-                }
+        }
+        for row in d_gates.chunks(4 * hid) {
+            for ((bi, bh), &g) in grads.b_ih.iter_mut().zip(grads.b_hh.iter_mut()).zip(row) {
+                *bi += g;
+                *bh += g;
             }
-        };
+        }
+    };
     rayon::join(
-        || direction(0, d_gates_fwd, gates_fwd, cells_fwd, grads_fwd),
-        || direction(1, d_gates_rev, gates_rev, cells_rev, grads_rev),
+        || direction(0, d_gates_fwd, cells_fwd, grads_fwd),
+        || direction(1, d_gates_rev, cells_rev, grads_rev),
     );
     if let Some(d_inp) = d_inp {
-        for (d_pre, params) in d_gates.chunks(per_direction * 4 * hid).zip(weights) {
+        for (d_pre, params) in gates.chunks(per_direction * 4 * hid).zip(weights) {
             let d_pre = MatRef::row_major(d_pre, per_direction, 4 * hid);
             let w_ih = MatRef::row_major(params.w_ih, 4 * hid, input_size);
             matmul(d_inp, input_size, d_pre, w_ih, true, Threads::All);
@@ -598,12 +601,12 @@ fn recur_forward(
     }
 }
 
-/// One direction's backpropagation through time: writes the pre-activation gate gradients
-/// `d_gates` (batch·frames, 4·hidden) from `d_out` and what the forward kept.
+/// One direction's backpropagation through time: replaces the gate activations `gates`
+/// (batch·frames, 4·hidden) with the pre-activation gate gradients, from `d_out` and the cell
+/// states. A frame's activations are last read by that frame's own gradients.
 fn recur_backward(
     direction: usize,
-    d_gates: &mut [f32],
-    gates: &[f32],
+    gates: &mut [f32],
     cells: &[f32],
     d_out: &[f32],
     params: &LstmWeights,
@@ -619,31 +622,34 @@ fn recur_backward(
         let t_prev = (step > 0).then(|| frame_at(direction, step - 1, frames));
         for b in 0..batch {
             let slot = b * frames + t;
-            let gate = &gates[slot * 4 * hid..][..4 * hid];
+            // The four gates as disjoint slices: each element is read, then overwritten by its
+            // gradient, and the loop vectorises without overlap checks.
+            let (i_gate, rest) = gates[slot * 4 * hid..][..4 * hid].split_at_mut(hid);
+            let (f_gate, rest) = rest.split_at_mut(hid);
+            let (g_gate, o_gate) = rest.split_at_mut(hid);
             let c = &cells[slot * hid..][..hid];
             let c_prev = t_prev.map(|tp| &cells[(b * frames + tp) * hid..][..hid]);
             let d_h_out = &d_out[slot * 2 * hid + direction * hid..][..hid];
-            let d_pre = &mut d_gates[slot * 4 * hid..][..4 * hid];
             let d_h_next = &d_h_next[b * hid..][..hid];
             let d_c_next = &mut d_c_next[b * hid..][..hid];
             tanh_c.copy_from_slice(c);
             fast_math::tanh_in_place(&mut tanh_c);
             for j in 0..hid {
-                let (i, f, g, o) = (gate[j], gate[hid + j], gate[2 * hid + j], gate[3 * hid + j]);
+                let (i, f, g, o) = (i_gate[j], f_gate[j], g_gate[j], o_gate[j]);
                 let c_before = c_prev.map_or(0.0, |c_prev| c_prev[j]);
                 let tanh_c = tanh_c[j];
                 let d_h = d_h_out[j] + d_h_next[j];
                 let d_c = d_c_next[j] + d_h * o * (1.0 - tanh_c * tanh_c);
-                d_pre[j] = d_c * g * i * (1.0 - i);
-                d_pre[hid + j] = d_c * c_before * f * (1.0 - f);
-                d_pre[2 * hid + j] = d_c * i * (1.0 - g * g);
-                d_pre[3 * hid + j] = d_h * tanh_c * o * (1.0 - o);
+                i_gate[j] = d_c * g * i * (1.0 - i);
+                f_gate[j] = d_c * c_before * f * (1.0 - f);
+                g_gate[j] = d_c * i * (1.0 - g * g);
+                o_gate[j] = d_h * tanh_c * o * (1.0 - o);
                 d_c_next[j] = d_c * f;
             }
         }
         // d_h for the previous step: d_pre(t)·W_hh for the whole batch.
         let d_pre = MatRef {
-            data: &d_gates[t * 4 * hid..],
+            data: &gates[t * 4 * hid..],
             rows: batch,
             cols: 4 * hid,
             row_stride: frames * 4 * hid,
