@@ -2,10 +2,25 @@
 //! allocates the same sizes every time; taking them from a pool instead of the allocator
 //! avoids the page faults and the kernel's zeroing of fresh large allocations (measured at
 //! about 15% of a step's wall time), in the spirit of llm.c's allocate-once activations.
+//!
+//! Fresh buffers of [`HUGE_PAGE_MIN_BYTES`] or more are advised to the kernel as transparent huge
+//! pages (`madvise(MADV_HUGEPAGE)`, Linux; most distributions enable THP "madvise", where only
+//! advised memory gets them): the step streams gigabytes of activations at batch 32, and with
+//! 4 KiB pages every 4 KiB of them costs a TLB miss. A small gain, measured on a 2-core Zen 5
+//! (bf16 B = 32 × 640 step, four interleaved pairs of 3-step runs): fastest step 2.30–2.50 s
+//! (mean 2.40) with 2 MiB pages, 2.34–2.62 s (mean 2.50) without; B = 4 shows nothing outside
+//! the host's noise. `MTOSI_HUGE_PAGES=0` leaves them off.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
+
+/// Fresh buffers at least this large are advised as huge pages: a 2 MiB page wastes nothing in
+/// a buffer that is wholly used, and smaller buffers would hold one or none.
+pub const HUGE_PAGE_MIN_BYTES: usize = 8 << 20;
+
+/// Environment variable that turns the huge-page advice off (`0`).
+pub const HUGE_PAGES_VAR: &str = "MTOSI_HUGE_PAGES";
 
 /// Pooled bytes are capped so that a run over many different sizes (inference on recordings
 /// of every length) cannot hoard memory.
@@ -24,6 +39,43 @@ fn take(len: usize) -> Option<Vec<f32>> {
     let v = pool.free.get_mut(&len)?.pop()?;
     pool.bytes -= len * 4;
     Some(v)
+}
+
+/// `len` zeros from the allocator, advised as huge pages when large (see the module doc).
+fn fresh(len: usize) -> Vec<f32> {
+    // A large calloc is fresh mapped memory not yet touched, so the advice comes before the
+    // first fault and the pages come in at 2 MiB.
+    let v = vec![0.0f32; len];
+    if len * size_of::<f32>() >= HUGE_PAGE_MIN_BYTES && huge_pages_wanted() {
+        advise_huge_pages(&v);
+    }
+    v
+}
+
+fn huge_pages_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var(HUGE_PAGES_VAR).map_or(true, |v| v.trim() != "0"))
+}
+
+/// Advises the whole 2 MiB pages inside `v` as huge pages. Only advice: where the kernel has
+/// no transparent huge pages, or refuses, nothing changes (the result is not an error).
+fn advise_huge_pages(v: &[f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + std::mem::size_of_val(v);
+        let (first, last) = (start.next_multiple_of(HUGE_PAGE), end / HUGE_PAGE * HUGE_PAGE);
+        if last > first {
+            // SAFETY: [first, last) lies inside `v`'s allocation, which outlives the call;
+            // MADV_HUGEPAGE changes how those pages are backed, never their contents.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 fn give_back(v: Vec<f32>) {
@@ -60,13 +112,13 @@ impl Storage {
                 v.fill(0.0);
                 Storage(v)
             }
-            None => Storage(vec![0.0; len]),
+            None => Storage(fresh(len)),
         }
     }
 
     /// `len` values of unspecified content, for outputs an op overwrites entirely.
     pub fn for_overwrite(len: usize) -> Self {
-        Storage(take(len).unwrap_or_else(|| vec![0.0; len]))
+        Storage(take(len).unwrap_or_else(|| fresh(len)))
     }
 
     /// The values, leaving the pool.
