@@ -512,9 +512,12 @@ pub(super) fn row_segments(
 // offset (an unaligned load), so every kernel column reads the one strip: no channel pairing,
 // hence no channel minimum on the input side (the 1 → 16 layer is covered too).
 
-/// Pixels per weight-gradient task, about: 8 channels' bf16 gradient rows (16 KiB) stay in L1
-/// while the strip's rows stream by.
-const WEIGHT_TASK_PIXELS: usize = 1024;
+/// Pixels per weight-gradient task, about: 8 channels' bf16 gradient rows (32 KiB) stay in L1
+/// while the strip's rows stream by, and each task converts k − 1 halo rows per 11 rows of the
+/// 176-wide planes instead of per 5. The bf16 B = 32 × 640 step on a 2-core Zen 5 (48 KiB
+/// L1D), four interleaved pairs of runs: fastest 2.33–2.56 s (mean 2.44) at 2048, 2.38–2.62 s
+/// (mean 2.48) at 1024; 4096 (2.43–2.63 s) loses again.
+const WEIGHT_TASK_PIXELS: usize = 2048;
 /// Pixels per `vdpbf16ps` vector: 16 lanes of pixel pairs.
 const PAIR_VECTOR: usize = 32;
 
