@@ -65,12 +65,19 @@ fn advise_huge_pages(v: &[f32]) {
         const HUGE_PAGE: usize = 2 << 20;
         let start = v.as_ptr() as usize;
         let end = start + std::mem::size_of_val(v);
-        let (first, last) = (start.next_multiple_of(HUGE_PAGE), end / HUGE_PAGE * HUGE_PAGE);
+        let (first, last) = (
+            start.next_multiple_of(HUGE_PAGE),
+            end / HUGE_PAGE * HUGE_PAGE,
+        );
         if last > first {
             // SAFETY: [first, last) lies inside `v`'s allocation, which outlives the call;
             // MADV_HUGEPAGE changes how those pages are backed, never their contents.
             unsafe {
-                libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
             }
         }
     }
@@ -172,5 +179,17 @@ mod tests {
         let b = Storage::zeroed(1234);
         assert!(b.iter().all(|&v| v == 0.0));
         assert_eq!(b.len(), 1234);
+    }
+
+    #[test]
+    fn storage_advised_as_huge_pages_is_zero_and_keeps_what_is_written() {
+        // Large enough to be advised, and not a whole number of 2 MiB pages.
+        let len = 2 * HUGE_PAGE_MIN_BYTES / size_of::<f32>() + 12_345;
+        let mut a = Storage::zeroed(len);
+        assert!(a.iter().all(|&v| v == 0.0));
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = i as f32;
+        }
+        assert!(a.iter().enumerate().all(|(i, &v)| v == i as f32));
     }
 }
