@@ -111,38 +111,30 @@ fn backward(
     let (mut d_inp, mut d_fwd, mut d_rev) = prior;
     let mut grads = [gradients(s, &mut d_fwd), gradients(s, &mut d_rev)];
     let weights = [weights(s, &params.dirs[0]), weights(s, &params.dirs[1])];
-    let [batch, frames, input_size, hidden_size] = [s.batch, s.frames, s.input_size, s.hidden_size];
+    // One call for both: `lstm_backward` uses up the gates (its gate gradients replace them),
+    // the reference only reads them.
+    macro_rules! run {
+        ($backward:expr, $gates:expr) => {
+            $backward(
+                Some(&mut d_inp),
+                &mut grads,
+                d_out,
+                inp,
+                &f.out,
+                $gates,
+                &f.cells,
+                &weights,
+                s.batch,
+                s.frames,
+                s.input_size,
+                s.hidden_size,
+            )
+        };
+    }
     if reference {
-        lstm_backward_reference(
-            Some(&mut d_inp),
-            &mut grads,
-            d_out,
-            inp,
-            &f.out,
-            &f.gates,
-            &f.cells,
-            &weights,
-            batch,
-            frames,
-            input_size,
-            hidden_size,
-        );
+        run!(lstm_backward_reference, &f.gates);
     } else {
-        // Writes its gate gradients over `f.gates`.
-        lstm_backward(
-            Some(&mut d_inp),
-            &mut grads,
-            d_out,
-            inp,
-            &f.out,
-            &mut f.gates,
-            &f.cells,
-            &weights,
-            batch,
-            frames,
-            input_size,
-            hidden_size,
-        );
+        run!(lstm_backward, &mut f.gates);
     }
     (d_inp, d_fwd, d_rev)
 }
