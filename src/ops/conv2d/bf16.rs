@@ -546,7 +546,14 @@ pub(crate) fn backward_weight(
     let rows_per_task = (WEIGHT_TASK_PIXELS / wp).clamp(1, 64).min(g.h_out.max(1));
     let row_blocks = g.h_out.div_ceil(rows_per_task);
     let (in_len, out_len) = (g.c_in * g.h * g.w, g.c_out * g.h_out * g.w_out);
-    let channels = g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK;
+    // On AMX the gradient rows are padded to whole tiles of 16 channels and also transposed into
+    // right-hand tiles.
+    let amx = super::amx::applies();
+    let channels = if amx {
+        g.c_out.div_ceil(super::amx::WEIGHT_CHANNELS) * super::amx::WEIGHT_CHANNELS
+    } else {
+        g.c_out.div_ceil(CO_BLOCK) * CO_BLOCK
+    };
     let partial = crate::ops::ordered_sum(n * row_blocks, g.c_out * g.taps(), |acc, task| {
         let (b, block) = (task / row_blocks, task % row_blocks);
         let rows = block * rows_per_task..((block + 1) * rows_per_task).min(g.h_out);
@@ -555,7 +562,10 @@ pub(crate) fn backward_weight(
         // The bf16 strip and gradient rows share the second scratch buffer, as 16-bit halves;
         // only the unshuffle builds a float32 strip first (stride 1 converts the input rows
         // straight into the bf16 strip).
-        let halves = strip_len + channels * run;
+        // The gradient rows start at an even half, so that the transposed copy after them is
+        // made of whole 32-bit words.
+        let x16_len = strip_len.next_multiple_of(2);
+        let halves = x16_len + channels * run * if amx { 2 } else { 1 };
         let fp32_len = if unshuffle { strip_len } else { 0 };
         with_scratch(fp32_len, halves.div_ceil(2), |data, words| {
             let inp = &inp[b * in_len..][..in_len];
@@ -564,8 +574,9 @@ pub(crate) fn backward_weight(
             let halves: &mut [u16] = unsafe {
                 std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u16, words.len() * 2)
             };
-            let (x16, rest) = halves.split_at_mut(strip_len);
-            let d16 = &mut rest[..channels * run];
+            let (x16, rest) = halves.split_at_mut(x16_len);
+            let x16 = &mut x16[..strip_len];
+            let (d16, transposed) = rest.split_at_mut(channels * run);
             let d_out = &d_out[b * out_len..][..out_len];
             let plane = if unshuffle {
                 let strip = FlatStrip::fill_unshuffled(data, inp, g, rows.clone());
@@ -613,9 +624,21 @@ pub(crate) fn backward_weight(
                 fill_grad_rows(weights.d16, d_out, g, rows, wp, run, |row, src| {
                     to_bf16(row.as_mut_ptr(), src.as_ptr(), src.len())
                 });
-                match g.k {
-                    2 => weight_task_bf16::<2>(&weights, acc),
-                    _ => weight_task_bf16::<3>(&weights, acc),
+                if amx {
+                    // SAFETY: `transposed` is `channels · run` halves from an even offset of a
+                    // float32 buffer: whole, aligned 32-bit words.
+                    let dt = std::slice::from_raw_parts_mut(
+                        transposed.as_mut_ptr() as *mut u32,
+                        channels * run / 2,
+                    );
+                    super::amx::transpose_grad_pairs(dt, weights.d16, channels, run);
+                    let tiles = super::amx::weight_tap_tiles(g, plane, wp);
+                    super::amx::weight_task(weights.x16, dt, run, g, &tiles, acc);
+                } else {
+                    match g.k {
+                        2 => weight_task_bf16::<2>(&weights, acc),
+                        _ => weight_task_bf16::<3>(&weights, acc),
+                    }
                 }
             }
         });
