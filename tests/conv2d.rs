@@ -256,6 +256,46 @@ fn compare_fast_with_reference(rng: &mut Rng, s: Shape) {
     };
     let (fast, reference) = (grads(false), grads(true));
     assert_close(&format!("{s:?} d_inp"), &fast.0, &reference.0, tol);
+    // The fresh input gradient writes every value (poisoned first), as the reference adds into
+    // zeros; its weight gradient adds as the other's does.
+    let (mut fresh, mut fresh_weight) = (vec![f32::NAN; inp.len()], prior_weight.clone());
+    let (mut zeros, mut zeros_weight) = (vec![0.0; inp.len()], prior_weight.clone());
+    for (fresh_call, d_inp, d_weight) in [
+        (true, &mut fresh, &mut fresh_weight),
+        (false, &mut zeros, &mut zeros_weight),
+    ] {
+        let args = (&d_out[..], &inp[..], &weight[..]);
+        if fresh_call {
+            conv2d_backward_fresh(
+                d_inp, d_weight, None, args.0, args.1, args.2, s.n, s.c_in, s.h, s.w, s.c_out, s.k,
+                s.stride, s.pad,
+            );
+        } else {
+            conv2d_backward_reference(
+                Some(d_inp),
+                d_weight,
+                None,
+                args.0,
+                args.1,
+                args.2,
+                s.n,
+                s.c_in,
+                s.h,
+                s.w,
+                s.c_out,
+                s.k,
+                s.stride,
+                s.pad,
+            );
+        }
+    }
+    assert_close(&format!("{s:?} fresh d_inp"), &fresh, &zeros, tol);
+    assert_close(
+        &format!("{s:?} fresh d_weight"),
+        &fresh_weight,
+        &zeros_weight,
+        tol,
+    );
     assert_close(&format!("{s:?} d_weight"), &fast.1, &reference.1, tol);
     assert_bias_gradient_close(
         &format!("{s:?} d_bias"),

@@ -53,12 +53,12 @@ use crate::ops::concat::{
     concat_channels_forward_launch,
 };
 use crate::ops::conv2d::{
-    conv2d_backward, conv2d_backward_launch, conv2d_forward, conv2d_forward_finished,
-    conv2d_forward_launch, ConvFinish, ConvWorkspace, DeviceConvGeometry,
+    conv2d_backward, conv2d_backward_fresh, conv2d_backward_launch, conv2d_forward,
+    conv2d_forward_finished, conv2d_forward_launch, ConvFinish, ConvWorkspace, DeviceConvGeometry,
 };
 use crate::ops::conv_transpose2d::{
-    conv_transpose2d_backward, conv_transpose2d_backward_launch, conv_transpose2d_forward,
-    conv_transpose2d_forward_finished, conv_transpose2d_forward_launch,
+    conv_transpose2d_backward, conv_transpose2d_backward_fresh, conv_transpose2d_backward_launch,
+    conv_transpose2d_forward, conv_transpose2d_forward_finished, conv_transpose2d_forward_launch,
 };
 use crate::ops::elementwise::{add_forward_launch, add_in_place_launch, fill_launch};
 use crate::ops::linear::{
@@ -225,6 +225,23 @@ pub trait Backend: Sized {
         x: &Self::Storage,
         g: &ConvShape,
     ) -> Result<()>;
+
+    /// The convolution's backward with a fresh input gradient, returned: the same values as
+    /// [`Backend::conv_backward_into`] into zeros (this default), which a backend may write
+    /// without the zeros (the CPU does).
+    fn conv_backward(
+        &mut self,
+        ws: &mut Self::ConvWorkspace,
+        weight: &mut Self::Param,
+        bias: &mut Self::Param,
+        d_out: &Self::Storage,
+        x: &Self::Storage,
+        g: &ConvShape,
+    ) -> Result<Self::Storage> {
+        let mut d_x = self.zeros(x.len())?;
+        self.conv_backward_into(ws, Some(&mut d_x), weight, bias, d_out, x, g)?;
+        Ok(d_x)
+    }
 
     /// Evaluation mode: `lrelu(bn(conv(x)))` of a convolution and the BatchNorm2d after it,
     /// added to `residual` when given: the same values as [`Backend::conv_forward`],
@@ -533,6 +550,34 @@ impl Backend for Cpu {
             ),
         }
         Ok(())
+    }
+
+    fn conv_backward(
+        &mut self,
+        _: &mut (),
+        weight: &mut Param,
+        bias: &mut Param,
+        d_out: &Storage,
+        x: &Storage,
+        g: &ConvShape,
+    ) -> Result<Storage> {
+        // Every value is written: no zeros first.
+        let mut d_x = Storage::for_overwrite(x.len());
+        let (w, d_w, d_b) = (&weight.value, &mut weight.grad, Some(&mut bias.grad[..]));
+        match *g {
+            ConvShape::Conv2d(g) => conv2d_backward_fresh(
+                &mut d_x, d_w, d_b, d_out, x, w, g.n, g.c_in, g.h, g.w, g.c_out, g.k, g.stride,
+                g.pad,
+            ),
+            ConvShape::Transposed {
+                adjoint: a,
+                output_padding: (pad_h, pad_w),
+            } => conv_transpose2d_backward_fresh(
+                &mut d_x, d_w, d_b, d_out, x, w, a.n, a.c_out, a.h_out, a.w_out, a.c_in, a.k,
+                a.stride, a.pad, pad_h, pad_w,
+            ),
+        }
+        Ok(d_x)
     }
 
     fn batchnorm_leaky_relu_forward(

@@ -155,10 +155,16 @@ impl<B: Backend> ConvCore<B> {
     }
 
     fn backward(&mut self, backend: &mut B, d_out: &B::Storage) -> Result<B::Storage> {
-        let len = self.input.as_ref().expect(NOT_TRAINED).0.len();
-        let mut d_inp = backend.zeros(len)?;
-        self.backward_into(backend, d_out, Some(&mut d_inp))?;
-        Ok(d_inp)
+        let _timer = profile::scope(self.kind, &self.label, "backward");
+        let (x, g) = self.input.take().expect(NOT_TRAINED);
+        backend.conv_backward(
+            &mut self.ws,
+            &mut self.weight,
+            &mut self.bias,
+            d_out,
+            x.storage(),
+            &g,
+        )
     }
 
     fn entries<'a>(&'a mut self, out: &mut Vec<StateEntry<'a, B>>) {

@@ -180,6 +180,87 @@ pub fn conv_transpose2d_backward(
     output_padding_h: usize,
     output_padding_w: usize,
 ) {
+    backward(
+        d_inp,
+        false,
+        d_weight,
+        d_bias,
+        d_out,
+        inp,
+        weight,
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+        output_padding_h,
+        output_padding_w,
+    )
+}
+
+/// [`conv_transpose2d_backward`] that writes `d_inp` instead of adding to it (whatever it held),
+/// for a fresh input gradient: no zeros to write first and read back.
+pub fn conv_transpose2d_backward_fresh(
+    d_inp: &mut [f32],
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    output_padding_h: usize,
+    output_padding_w: usize,
+) {
+    backward(
+        Some(d_inp),
+        true,
+        d_weight,
+        d_bias,
+        d_out,
+        inp,
+        weight,
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+        output_padding_h,
+        output_padding_w,
+    )
+}
+
+fn backward(
+    d_inp: Option<&mut [f32]>,
+    overwrite: bool,
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    output_padding_h: usize,
+    output_padding_w: usize,
+) {
     let (h_out, w_out) = check_shapes(
         d_out.len(),
         inp.len(),
@@ -207,7 +288,12 @@ pub fn conv_transpose2d_backward(
     // Through the adjoint convolution: `d_out` plays its input and `inp` its output gradient.
     backward_weight_into(d_weight, inp, d_out, n, &adjoint);
     if let Some(d_inp) = d_inp {
-        forward_into(d_inp, d_out, weight, OutputStart::Accumulate, n, &adjoint);
+        let start = if overwrite {
+            OutputStart::Bias(None)
+        } else {
+            OutputStart::Accumulate
+        };
+        forward_into(d_inp, d_out, weight, start, n, &adjoint);
     }
 }
 

@@ -162,6 +162,65 @@ pub fn conv2d_backward(
     stride: usize,
     pad: usize,
 ) {
+    backward(
+        d_inp, false, d_weight, d_bias, d_out, inp, weight, n, c_in, h, w, c_out, k, stride, pad,
+    )
+}
+
+/// [`conv2d_backward`] that writes `d_inp` instead of adding to it (whatever it held), for a
+/// fresh input gradient: no zeros to write first and read back.
+pub fn conv2d_backward_fresh(
+    d_inp: &mut [f32],
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
+    backward(
+        Some(d_inp),
+        true,
+        d_weight,
+        d_bias,
+        d_out,
+        inp,
+        weight,
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    )
+}
+
+fn backward(
+    d_inp: Option<&mut [f32]>,
+    overwrite: bool,
+    d_weight: &mut [f32],
+    d_bias: Option<&mut [f32]>,
+    d_out: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) {
     let (h_out, w_out) = check_shapes(
         d_out.len(),
         inp.len(),
@@ -195,8 +254,12 @@ pub fn conv2d_backward(
         add_channel_sums(d_bias, d_out, n, c_out, h_out * w_out);
     }
     backward_weight_into(d_weight, d_out, inp, n, &geometry);
-    if let Some(d_inp) = d_inp {
-        backward_data_into(d_inp, d_out, weight, n, &geometry);
+    match d_inp {
+        Some(d_inp) if overwrite => {
+            backward_data_from(d_inp, d_out, weight, None, None, n, &geometry)
+        }
+        Some(d_inp) => backward_data_into(d_inp, d_out, weight, n, &geometry),
+        None => {}
     }
 }
 
