@@ -2,8 +2,9 @@
 //! AMX-BF16; `MTOSI_AMX=0` keeps the AVX512-BF16 kernels): the same implicit GEMMs over the same
 //! strips as [`super::bf16`], 16 output channels × 16 flat pixels (the forward) or 16 taps × 16
 //! output channels (the weight gradient) per `tdpbf16ps` instead of 16 lanes per `vdpbf16ps`,
-//! which on Sapphire Rapids runs at half the float32 FMA rate (`tools/bench/fma_peak.c`: 94–100
-//! against 198–201 GFLOP/s per core). The weight gradient's kernel is after the forward's.
+//! which on the 2-core Xeon with AMX of BENCHMARKS.md runs at half the float32 FMA rate
+//! (`tools/bench/fma_peak.c`: 94–100 against 198–201 GFLOP/s per core). The weight gradient's
+//! kernel is after the forward's.
 //!
 //! The GEMM's inner dimension runs over groups of tap pairs whose strip rows lie a constant
 //! stride apart, so that one `tileloadd` fetches a right-hand tile straight from the strip: for
