@@ -23,7 +23,8 @@
 
 use super::conv2d::bf16_enabled;
 use super::matmul::{
-    matmul, matmul_small_rows, matmul_small_rows_bf16, Bf16PairRows, MatRef, Threads,
+    matmul, matmul_small_rows, matmul_small_rows_bf16, Bf16PairRows, MatRef, SmallRowsPanels,
+    Threads,
 };
 use super::matmul_bf16::{matmul_bf16, Bf16Panels, Start};
 use super::{check_len, fast_math};
@@ -515,33 +516,26 @@ struct RecurrenceShape {
 
 /// W_hhᵀ (hidden × 4·hidden) as the forward recurrence reads it at every step.
 enum RecurrentWeights {
-    /// Row-major float32: GEMM would otherwise repack the transposed view every step.
-    Fp32(Vec<f32>),
+    /// Float32 panels: GEMM would otherwise repack the transposed view every step.
+    Fp32(SmallRowsPanels),
     /// bf16 pairs along the hidden dimension: half the bytes per step.
     Bf16(Bf16PairRows),
 }
 
 impl RecurrentWeights {
     fn new(w_hh: &[f32], hid: usize, bf16: bool) -> RecurrentWeights {
+        let w_hh_t = MatRef::row_major(w_hh, 4 * hid, hid).t();
         if bf16 {
-            let w_hh_t = MatRef::row_major(w_hh, 4 * hid, hid).t();
             return RecurrentWeights::Bf16(Bf16PairRows::pack(w_hh_t));
         }
-        let mut w_hh_t_rows = vec![0.0f32; hid * 4 * hid];
-        for (row, w) in w_hh.chunks(hid).enumerate() {
-            for (j, &v) in w.iter().enumerate() {
-                w_hh_t_rows[j * 4 * hid + row] = v;
-            }
-        }
-        RecurrentWeights::Fp32(w_hh_t_rows)
+        RecurrentWeights::Fp32(SmallRowsPanels::pack(w_hh_t))
     }
 
     /// `dst += h·W_hhᵀ`, `dst`'s rows `dst_row_stride` apart.
-    fn add_product(&self, dst: &mut [f32], dst_row_stride: usize, h: MatRef, hid: usize) {
+    fn add_product(&self, dst: &mut [f32], dst_row_stride: usize, h: MatRef) {
         match self {
-            RecurrentWeights::Fp32(rows) => {
-                let w_hh_t = MatRef::row_major(rows, hid, 4 * hid);
-                matmul_small_rows(dst, dst_row_stride, h, w_hh_t, true);
+            RecurrentWeights::Fp32(panels) => {
+                matmul_small_rows(dst, dst_row_stride, h, panels, true);
             }
             RecurrentWeights::Bf16(pairs) => {
                 matmul_small_rows_bf16(dst, dst_row_stride, h, pairs, true);
@@ -571,7 +565,7 @@ fn recur_forward(
         if step > 0 {
             // pre(b, t) += h_prev(b)·W_hhᵀ for the whole batch: rows `frames` apart.
             let h = MatRef::row_major(&h_prev, batch, hid);
-            w_hh_t.add_product(&mut gates[t * 4 * hid..], frames * 4 * hid, h, hid);
+            w_hh_t.add_product(&mut gates[t * 4 * hid..], frames * 4 * hid, h);
         }
         for b in 0..batch {
             let slot = b * frames + t;
@@ -613,7 +607,7 @@ fn recur_backward(
     shape: RecurrenceShape,
 ) {
     let RecurrenceShape { batch, frames, hid } = shape;
-    let w_hh = MatRef::row_major(params.w_hh, 4 * hid, hid);
+    let w_hh = SmallRowsPanels::pack(MatRef::row_major(params.w_hh, 4 * hid, hid));
     let mut d_h_next = vec![0.0f32; batch * hid];
     let mut d_c_next = vec![0.0f32; batch * hid];
     let mut tanh_c = vec![0.0f32; hid];
@@ -655,7 +649,7 @@ fn recur_backward(
             row_stride: frames * 4 * hid,
             col_stride: 1,
         };
-        matmul_small_rows(&mut d_h_next, hid, d_pre, w_hh, false);
+        matmul_small_rows(&mut d_h_next, hid, d_pre, &w_hh, false);
     }
 }
 

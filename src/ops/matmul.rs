@@ -180,34 +180,73 @@ pub(crate) unsafe fn matmul_to_ptr(
     );
 }
 
-/// Rows per register block of [`matmul_small_rows`].
-const SMALL_ROWS: usize = 4;
 /// The most rows [`matmul_small_rows`] is meant for (more: use [`matmul`]).
 pub const SMALL_ROWS_MAX: usize = 16;
+/// Columns per panel of [`SmallRowsPanels`] and [`Bf16PairRows`]: one AVX-512 block of 4 vectors.
+const PANEL: usize = 64;
+
+/// Where column `c` of row `r` of a `k`-row matrix packed in panels of [`PANEL`] columns lies.
+fn panel_index(k: usize, r: usize, c: usize) -> usize {
+    (c / PANEL * k + r) * PANEL + c % PANEL
+}
+
+/// `b` (k × n) packed for [`matmul_small_rows`]: panels of 64 columns, each `k` rows of 64
+/// contiguous floats, the last panel padded with zeros. Packed once, read at every step of the
+/// LSTM recurrence: a 64-column block is then one sequential stream of 256 bytes per row, where
+/// in the row-major matrix it was 256 bytes out of every 2816 (at 4·hidden = 704), a strided
+/// pattern across pages that the prefetchers served worse.
+pub struct SmallRowsPanels {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl SmallRowsPanels {
+    /// Packs `b` (any strides).
+    pub fn pack(b: MatRef) -> SmallRowsPanels {
+        b.check("rhs");
+        let (k, n) = (b.rows, b.cols);
+        let mut data = vec![0.0f32; n.div_ceil(PANEL) * k * PANEL];
+        for r in 0..k {
+            for c in 0..n {
+                data[panel_index(k, r, c)] = b.data[r * b.row_stride + c * b.col_stride];
+            }
+        }
+        SmallRowsPanels { data, k, n }
+    }
+
+    /// (rows, columns) of the packed matrix, as given to [`SmallRowsPanels::pack`].
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
 
 /// `dst = a·b` (or `+=`) on the calling thread for a few rows (`a.rows` ≤ [`SMALL_ROWS_MAX`]):
 /// the LSTM's recurrence, one `h·W_hh` product of batch × hidden by hidden × 4·hidden per time
 /// step. GEMM packs `b` on every call, which at one to a few rows costs more than the product;
-/// this kernel reads `b` in place (it stays in L2 across the steps), 4 rows × 64 columns of
-/// sums in registers. `a` and `b` need unit column stride (else it falls back to [`matmul`]).
+/// here `b` was packed once ([`SmallRowsPanels`]; it stays in L2 across the steps) and the
+/// sums stay in registers: 4 rows × 64 columns, or for one or two rows 128 columns (AVX-512)
+/// so that eight independent chains of multiply-adds cover their latency.
 pub fn matmul_small_rows(
     dst: &mut [f32],
     dst_row_stride: usize,
     a: MatRef,
-    b: MatRef,
+    b: &SmallRowsPanels,
     accumulate: bool,
 ) {
     assert_eq!(
-        a.cols, b.rows,
+        a.cols, b.k,
         "matmul: inner dimensions {} and {} differ",
-        a.cols, b.rows
+        a.cols, b.k
     );
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, b.k, b.n);
     a.check("lhs");
-    b.check("rhs");
     check_extent("dst", dst.len(), m, n, dst_row_stride, 1);
+    if m == 0 || n == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
-    if a.col_stride == 1 && b.col_stride == 1 && m <= SMALL_ROWS_MAX && k > 0 && n > 0 {
+    if a.col_stride == 1 && k > 0 {
         use crate::ops::conv2d::{detect_isa, Isa};
         let job = SmallRows {
             dst: dst.as_mut_ptr(),
@@ -216,15 +255,39 @@ pub fn matmul_small_rows(
             b,
             accumulate,
         };
-        match detect_isa() {
-            // SAFETY: the features are present (detect_isa); every index the kernels touch is
-            // inside the views and `dst`, checked above.
-            Isa::Avx512 => return unsafe { small_rows_avx512(&job) },
-            Isa::Avx2 => return unsafe { small_rows_avx2(&job) },
-            Isa::Portable => {}
+        // SAFETY: the features are present (detect_isa); every index the kernels touch is
+        // inside `a`, the panels and `dst`, checked above.
+        unsafe {
+            match (detect_isa(), m) {
+                (Isa::Avx512, 1) => return small_rows_avx512::<1, 8>(&job),
+                (Isa::Avx512, 2) => return small_rows_avx512::<2, 8>(&job),
+                (Isa::Avx512, _) => return small_rows_avx512::<4, 4>(&job),
+                (Isa::Avx2, 1) => return small_rows_avx2::<1, 8>(&job),
+                (Isa::Avx2, 2) => return small_rows_avx2::<2, 4>(&job),
+                (Isa::Avx2, _) => return small_rows_avx2::<4, 2>(&job),
+                (Isa::Portable, _) => {}
+            }
         }
     }
-    matmul(dst, dst_row_stride, a, b, accumulate, Threads::Single);
+    // Portable: per row of `a`, each panel row scaled into its 64 sums (a loop that vectorises).
+    for r in 0..m {
+        let out = &mut dst[r * dst_row_stride..][..n];
+        if !accumulate {
+            out.fill(0.0);
+        }
+        if k == 0 {
+            continue;
+        }
+        for (p, panel) in b.data.chunks_exact(k * PANEL).enumerate() {
+            let sums = &mut out[p * PANEL..][..(n - p * PANEL).min(PANEL)];
+            for (i, w) in panel.chunks_exact(PANEL).enumerate() {
+                let x = a.data[r * a.row_stride + i * a.col_stride];
+                for (s, &w) in sums.iter_mut().zip(w) {
+                    *s += x * w;
+                }
+            }
+        }
+    }
 }
 
 /// The operands of one [`matmul_small_rows`] call.
@@ -233,12 +296,12 @@ struct SmallRows<'a> {
     dst: *mut f32,
     dst_row_stride: usize,
     a: MatRef<'a>,
-    b: MatRef<'a>,
+    b: &'a SmallRowsPanels,
     accumulate: bool,
 }
 
 /// The store masks of the `V` 16-column vectors of a block starting at column `c0` of `n`
-/// (all ones inside, the valid lanes of the last, none past it): the two AVX-512 small-rows
+/// (all ones inside, the valid lanes of the last, none past it): the AVX-512 small-rows
 /// kernels' column tails.
 #[cfg(target_arch = "x86_64")]
 fn column_masks<const V: usize>(n: usize, c0: usize) -> [u16; V] {
@@ -253,34 +316,37 @@ fn column_masks<const V: usize>(n: usize, c0: usize) -> [u16; V] {
     })
 }
 
-/// AVX-512: per block of up to 4 rows and 64 columns, 16 sums in registers; each step of the
-/// inner dimension loads 4 vectors of `b` and broadcasts one value of `a` per row.
+/// AVX-512: per block of up to `R` rows and `V` vectors of 16 columns, `R·V` sums in
+/// registers; each step of the inner dimension loads `V` vectors of the panels (one or two
+/// sequential streams) and broadcasts one value of `a` per row. A vector past the last column
+/// is masked off entirely: it may lie past the last panel, and a masked-off lane reads nothing.
 ///
 /// # Safety
-/// AVX-512F must be available; the views and `dst` must hold every index (checked by the caller).
+/// AVX-512F must be available; `a`, the panels and `dst` must hold every index (checked by the
+/// caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 // Register blocks are arrays indexed by loop counters that the compiler unrolls.
 #[allow(clippy::needless_range_loop)]
-unsafe fn small_rows_avx512(job: &SmallRows) {
+unsafe fn small_rows_avx512<const R: usize, const V: usize>(job: &SmallRows) {
     use std::arch::x86_64::*;
     const L: usize = 16;
-    const V: usize = 4;
     let (a, b) = (job.a, job.b);
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, b.k, b.n);
     let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-    for r0 in (0..m).step_by(SMALL_ROWS) {
-        let rows = SMALL_ROWS.min(m - r0);
+    for r0 in (0..m).step_by(R) {
+        let rows = R.min(m - r0);
         for c0 in (0..n).step_by(V * L) {
             let masks = column_masks::<V>(n, c0);
-            let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
+            let columns: [*const f32; V] =
+                std::array::from_fn(|v| bp.wrapping_add(panel_index(k, 0, c0 + v * L)));
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
             for kk in 0..k {
-                let row = bp.add(kk * b.row_stride + c0);
                 let mut x = [_mm512_setzero_ps(); V];
                 for v in 0..V {
-                    x[v] = _mm512_maskz_loadu_ps(masks[v], row.add(v * L));
+                    x[v] = _mm512_maskz_loadu_ps(masks[v], columns[v].wrapping_add(kk * PANEL));
                 }
-                for r in 0..SMALL_ROWS {
+                for r in 0..R {
                     if r < rows {
                         let s = _mm512_set1_ps(*ap.add((r0 + r) * a.row_stride + kk));
                         for v in 0..V {
@@ -292,6 +358,9 @@ unsafe fn small_rows_avx512(job: &SmallRows) {
             for r in 0..rows {
                 let out = job.dst.add((r0 + r) * job.dst_row_stride + c0);
                 for v in 0..V {
+                    if masks[v] == 0 {
+                        break;
+                    }
                     let mut sum = acc[r][v];
                     if job.accumulate {
                         sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(masks[v], out.add(v * L)));
@@ -303,36 +372,41 @@ unsafe fn small_rows_avx512(job: &SmallRows) {
     }
 }
 
-/// AVX2: per block of up to 4 rows and 16 columns, 8 sums in registers; the last columns
-/// (fewer than 16) in plain loops.
+/// AVX2: per block of up to `R` rows and `V` vectors of 8 columns (at most one panel), `R·V`
+/// sums in registers; the panels' zero padding makes every load of `b` whole, and the stores
+/// to `dst` are masked to its columns.
 ///
 /// # Safety
-/// AVX2 and FMA must be available; the views and `dst` must hold every index (checked by the
-/// caller).
+/// AVX2 and FMA must be available, `V·8` must divide 64; `a`, the panels and `dst` must hold
+/// every index (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 // Register blocks are arrays indexed by loop counters that the compiler unrolls.
 #[allow(clippy::needless_range_loop)]
-unsafe fn small_rows_avx2(job: &SmallRows) {
+unsafe fn small_rows_avx2<const R: usize, const V: usize>(job: &SmallRows) {
     use std::arch::x86_64::*;
     const L: usize = 8;
-    const V: usize = 2;
     let (a, b) = (job.a, job.b);
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows, b.k, b.n);
     let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-    let full = n / (V * L) * (V * L);
-    for r0 in (0..m).step_by(SMALL_ROWS) {
-        let rows = SMALL_ROWS.min(m - r0);
-        for c0 in (0..full).step_by(V * L) {
-            let mut acc = [[_mm256_setzero_ps(); V]; SMALL_ROWS];
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for r0 in (0..m).step_by(R) {
+        let rows = R.min(m - r0);
+        for c0 in (0..n).step_by(V * L) {
+            let panel = bp.add(panel_index(k, 0, c0));
+            let masks: [__m256i; V] = std::array::from_fn(|v| {
+                let width = n.saturating_sub(c0 + v * L).min(L) as i32;
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes)
+            });
+            let mut acc = [[_mm256_setzero_ps(); V]; R];
             for kk in 0..k {
-                let row = bp.add(kk * b.row_stride + c0);
-                let x = [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(L))];
-                for r in 0..SMALL_ROWS {
+                let row = panel.add(kk * PANEL);
+                for r in 0..R {
                     if r < rows {
                         let s = _mm256_set1_ps(*ap.add((r0 + r) * a.row_stride + kk));
                         for v in 0..V {
-                            acc[r][v] = _mm256_fmadd_ps(s, x[v], acc[r][v]);
+                            acc[r][v] =
+                                _mm256_fmadd_ps(s, _mm256_loadu_ps(row.add(v * L)), acc[r][v]);
                         }
                     }
                 }
@@ -340,22 +414,15 @@ unsafe fn small_rows_avx2(job: &SmallRows) {
             for r in 0..rows {
                 let out = job.dst.add((r0 + r) * job.dst_row_stride + c0);
                 for v in 0..V {
+                    if c0 + v * L >= n {
+                        break;
+                    }
                     let mut sum = acc[r][v];
                     if job.accumulate {
-                        sum = _mm256_add_ps(sum, _mm256_loadu_ps(out.add(v * L)));
+                        sum = _mm256_add_ps(sum, _mm256_maskload_ps(out.add(v * L), masks[v]));
                     }
-                    _mm256_storeu_ps(out.add(v * L), sum);
+                    _mm256_maskstore_ps(out.add(v * L), masks[v], sum);
                 }
-            }
-        }
-        for r in r0..r0 + rows {
-            for c in full..n {
-                let mut sum = 0.0f32;
-                for kk in 0..k {
-                    sum += *ap.add(r * a.row_stride + kk) * *bp.add(kk * b.row_stride + c);
-                }
-                let out = job.dst.add(r * job.dst_row_stride + c);
-                *out = if job.accumulate { *out + sum } else { sum };
             }
         }
     }
@@ -363,9 +430,10 @@ unsafe fn small_rows_avx2(job: &SmallRows) {
 
 use super::conv2d::bf16_pair;
 
-/// `b` (k × n) as bf16 pairs along k, for [`matmul_small_rows_bf16`]: word (j, c) holds b[2j][c]
-/// in its low half and b[2j + 1][c] in its high half, each rounded to nearest even (an odd k
-/// pairs its last row with zeros). Packed once, read at every product: half of float32's bytes.
+/// `b` (k × n) as bf16 pairs along k, for [`matmul_small_rows_bf16`]: pair row j of column c
+/// holds b[2j][c] in its low half and b[2j + 1][c] in its high half, each rounded to nearest
+/// even (an odd k pairs its last row with zeros), in panels of 64 columns as
+/// [`SmallRowsPanels`]. Packed once, read at every product: half of float32's bytes.
 pub struct Bf16PairRows {
     words: Vec<u32>,
     k: usize,
@@ -379,11 +447,13 @@ impl Bf16PairRows {
     pub fn pack(b: MatRef) -> Bf16PairRows {
         b.check("rhs");
         let (k, n) = (b.rows, b.cols);
+        let pairs = k.div_ceil(2);
         let at = |r: usize, c: usize| b.data[r * b.row_stride + c * b.col_stride];
-        let mut words = vec![0u32; k.div_ceil(2) * n];
-        for (j, row) in words.chunks_exact_mut(n.max(1)).enumerate() {
-            for (c, word) in row.iter_mut().enumerate() {
-                *word = bf16_pair(at(2 * j, c), (2 * j + 1 < k).then(|| at(2 * j + 1, c)));
+        let mut words = vec![0u32; n.div_ceil(PANEL) * pairs * PANEL];
+        for j in 0..pairs {
+            for c in 0..n {
+                words[panel_index(pairs, j, c)] =
+                    bf16_pair(at(2 * j, c), (2 * j + 1 < k).then(|| at(2 * j + 1, c)));
             }
         }
         Bf16PairRows {
@@ -433,10 +503,22 @@ pub fn matmul_small_rows_bf16(
     }
     #[cfg(target_arch = "x86_64")]
     if b.avx512_bf16 && pairs > 0 {
+        let dst = dst.as_mut_ptr();
         // SAFETY: `b.avx512_bf16` says AVX-512F and BF16 are present; `a_pairs` holds m rows of
-        // `pairs` words, `b.words` `pairs` rows of n, and `dst` every index (checked above).
+        // `pairs` words, the panels `pairs` rows of n columns, and `dst` every index (checked
+        // above).
         return unsafe {
-            small_rows_bf16_avx512(dst.as_mut_ptr(), dst_row_stride, &a_pairs, m, b, accumulate)
+            match m {
+                1 => {
+                    small_rows_bf16_avx512::<1, 8>(dst, dst_row_stride, &a_pairs, m, b, accumulate)
+                }
+                2 => {
+                    small_rows_bf16_avx512::<2, 8>(dst, dst_row_stride, &a_pairs, m, b, accumulate)
+                }
+                _ => {
+                    small_rows_bf16_avx512::<4, 4>(dst, dst_row_stride, &a_pairs, m, b, accumulate)
+                }
+            }
         };
     }
     let widen = |half: u32| f32::from_bits(half << 16);
@@ -449,7 +531,7 @@ pub fn matmul_small_rows_bf16(
         for (c, out) in out.iter_mut().enumerate() {
             let mut sum = 0.0f32;
             for (j, &x) in a_row.iter().enumerate() {
-                let w = b.words[j * n + c];
+                let w = b.words[panel_index(pairs, j, c)];
                 sum += widen(x & 0xffff) * widen(w & 0xffff) + widen(x >> 16) * widen(w >> 16);
             }
             *out += sum;
@@ -457,9 +539,10 @@ pub fn matmul_small_rows_bf16(
     }
 }
 
-/// AVX512-BF16: per block of up to 4 rows and 64 columns, 16 float32 sums in registers; each
-/// pair of the inner dimension loads 4 vectors of 16 packed column pairs and broadcasts one
-/// pair of `a` per row, `vdpbf16ps` adding both products into each lane.
+/// AVX512-BF16: per block of up to `R` rows and `V` vectors of 16 columns, `R·V` float32 sums
+/// in registers; each pair of the inner dimension loads `V` vectors of 16 packed column pairs
+/// from the panels and broadcasts one pair of `a` per row, `vdpbf16ps` adding both products
+/// into each lane. As in [`small_rows_avx512`], vectors past the last column are masked off.
 ///
 /// # Safety
 /// AVX-512F and BF16 must be available; `a_pairs` holds `m` rows of `b`'s pair count, `dst`
@@ -468,7 +551,7 @@ pub fn matmul_small_rows_bf16(
 #[target_feature(enable = "avx512f,avx512bf16")]
 // Register blocks are arrays indexed by loop counters that the compiler unrolls.
 #[allow(clippy::needless_range_loop)]
-unsafe fn small_rows_bf16_avx512(
+unsafe fn small_rows_bf16_avx512<const R: usize, const V: usize>(
     dst: *mut f32,
     dst_row_stride: usize,
     a_pairs: &[u32],
@@ -478,22 +561,23 @@ unsafe fn small_rows_bf16_avx512(
 ) {
     use std::arch::x86_64::*;
     const L: usize = 16;
-    const V: usize = 4;
     let (pairs, n) = (b.k.div_ceil(2), b.n);
     debug_assert!(a_pairs.len() >= m * pairs && b.words.len() >= pairs * n);
     let (ap, bp) = (a_pairs.as_ptr(), b.words.as_ptr());
-    for r0 in (0..m).step_by(SMALL_ROWS) {
-        let rows = SMALL_ROWS.min(m - r0);
+    for r0 in (0..m).step_by(R) {
+        let rows = R.min(m - r0);
         for c0 in (0..n).step_by(V * L) {
             let masks = column_masks::<V>(n, c0);
-            let mut acc = [[_mm512_setzero_ps(); V]; SMALL_ROWS];
+            let columns: [*const u32; V] =
+                std::array::from_fn(|v| bp.wrapping_add(panel_index(pairs, 0, c0 + v * L)));
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
             for j in 0..pairs {
-                let row = bp.add(j * n + c0) as *const i32;
                 let mut x = [_mm512_setzero_si512(); V];
                 for v in 0..V {
-                    x[v] = _mm512_maskz_loadu_epi32(masks[v], row.add(v * L));
+                    let at = columns[v].wrapping_add(j * PANEL) as *const i32;
+                    x[v] = _mm512_maskz_loadu_epi32(masks[v], at);
                 }
-                for r in 0..SMALL_ROWS {
+                for r in 0..R {
                     if r < rows {
                         let s = _mm512_set1_epi32(*ap.add((r0 + r) * pairs + j) as i32);
                         let s: __m512bh = std::mem::transmute(s);
@@ -507,6 +591,9 @@ unsafe fn small_rows_bf16_avx512(
             for r in 0..rows {
                 let out = dst.add((r0 + r) * dst_row_stride + c0);
                 for v in 0..V {
+                    if masks[v] == 0 {
+                        break;
+                    }
                     let mut sum = acc[r][v];
                     if accumulate {
                         sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(masks[v], out.add(v * L)));
